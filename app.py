@@ -1,0 +1,33 @@
+"""Alliance Monitor: entry point for ``streamlit run app.py``.
+
+Page config, the engine (created and migrated on first start), the login gate and the
+navigation by role. Every page guards itself as well (see ui/session.py).
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from ui.session import current_actor, get_engine, logout_button
+
+st.set_page_config(page_title="Alliance Monitor", page_icon=":material/monitor_heart:", layout="wide")
+get_engine()
+
+PAGES = {
+    # url path: (file, title, icon, roles)
+    "": ("pages/my_patients.py", "My patients", ":material/group:", ("therapist", "supervisor", "admin")),
+    "patient": ("pages/patient.py", "Patient", ":material/person:", ("therapist", "supervisor", "admin")),
+    "how-flags-work": ("pages/how_flags_work.py", "How flags work", ":material/help:",
+                       ("therapist", "supervisor", "admin")),
+}
+
+actor = current_actor()
+allowed = [st.Page(file, title=title, icon=icon, url_path=url or None, default=(url == ""))
+           for url, (file, title, icon, roles) in PAGES.items()
+           if actor is None or actor.role in roles]
+# Logged out: every page stays reachable by its URL and shows the login form itself, so a
+# shared link (e.g. /patient?patient=P00042) opens the right page after logging in.
+navigation = st.navigation(allowed, position="sidebar" if actor else "hidden")
+if actor is not None:
+    logout_button(actor)
+navigation.run()

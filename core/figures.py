@@ -1,0 +1,114 @@
+"""Figures: pure functions returning ``plotly.graph_objects.Figure``; pages only show them.
+
+Colours are the Okabe-Ito palette (safe for the common colour-vision deficiencies).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from core import instruments
+from core.centering import running_stats
+
+#: Okabe & Ito (2008) colour-blind-safe palette.
+OKABE_ITO = {"blue": "#0072B2", "orange": "#E69F00", "green": "#009E73", "vermillion": "#D55E00",
+             "purple": "#CC79A7", "sky": "#56B4E9", "yellow": "#F0E442", "grey": "#666666"}
+INSTRUMENT_COLOURS = {"WAI-SR": OKABE_ITO["blue"], "WAI-P": OKABE_ITO["sky"], "SPIN": OKABE_ITO["vermillion"],
+                      "PHQ-9": OKABE_ITO["purple"], "GAD-7": OKABE_ITO["orange"]}
+FLAG_SYMBOLS = {"rupture": "triangle-down", "low_alliance": "square", "deterioration": "triangle-up",
+                "risk_item": "x", "missed": "circle-open", "caseness": "diamond", "improvement": "star"}
+_INSTRUMENT_ORDER = ("WAI-SR", "WAI-P", "SPIN", "PHQ-9", "GAD-7")
+
+
+def _hex_to_rgba(colour: str, alpha: float) -> str:
+    r, g, b = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def instrument_order(codes: list[str]) -> list[str]:
+    """Alliance first (therapist, program), then symptoms, then any clinic-added instrument."""
+    known = [c for c in _INSTRUMENT_ORDER if c in codes]
+    return known + sorted(c for c in codes if c not in known)
+
+
+def _weekly_grid(series: pd.DataFrame) -> pd.DataFrame:
+    """One row per week from the first to the last, NaN in missing weeks (so lines break)."""
+    weeks = pd.RangeIndex(int(series["week"].min()), int(series["week"].max()) + 1, name="week")
+    return series.set_index("week").reindex(weeks).reset_index()
+
+
+def build_patient_figure(scores: pd.DataFrame, *, flags: pd.DataFrame | None = None,
+                         average: str = "running", title: str | None = None) -> go.Figure:
+    """The patient's weekly course, one panel per instrument, each on its instrument's scale.
+
+    Parameters
+    ----------
+    scores
+        One patient's scores (core column contract).
+    flags
+        That patient's flags (``core.flags.compute_flags`` columns); flagged weeks are marked and
+        their ``explanation`` is shown on hover.
+    average
+        ``"running"`` (default): the mean and ±1 SD of the weeks *before* each week (what the
+        flags compare with; prospective); ``"full"``: the mean and ±1 SD of the whole course
+        (a retrospective look).
+    """
+    if average not in ("running", "full"):
+        raise ValueError("average must be 'running' or 'full'.")
+    codes = instrument_order(sorted(scores["instrument"].unique().tolist())) if len(scores) else []
+    fig = make_subplots(rows=max(len(codes), 1), cols=1, shared_xaxes=True, vertical_spacing=0.05,
+                        subplot_titles=[instruments.get(c).name for c in codes] or ["No scores yet"])
+    if not codes:
+        fig.update_layout(height=240, template="plotly_white")
+        return fig
+    stats = running_stats(scores)
+    for row, code in enumerate(codes, start=1):
+        inst = instruments.get(code)
+        colour = INSTRUMENT_COLOURS.get(code, OKABE_ITO["grey"])
+        series = stats[stats["instrument"] == code].sort_values("week")
+        if average == "running":
+            centre, spread = series["running_mean"], series["running_sd"]
+            label = "running average of the weeks before"
+        else:
+            centre = pd.Series(series["score"].mean(), index=series.index)
+            spread = pd.Series(series["score"].std(ddof=1), index=series.index)
+            label = "average of the whole course"
+        grid = _weekly_grid(series.assign(centre=centre, lo=centre - spread, hi=centre + spread))
+        fig.add_trace(go.Scatter(x=grid["week"], y=grid["hi"], mode="lines", line={"width": 0},
+                                 hoverinfo="skip", showlegend=False, connectgaps=False), row=row, col=1)
+        fig.add_trace(go.Scatter(x=grid["week"], y=grid["lo"], mode="lines", line={"width": 0},
+                                 fill="tonexty", fillcolor=_hex_to_rgba(colour, 0.15), hoverinfo="skip",
+                                 name=f"±1 own SD ({code})", showlegend=False, connectgaps=False),
+                      row=row, col=1)
+        fig.add_trace(go.Scatter(x=grid["week"], y=grid["centre"], mode="lines",
+                                 line={"color": colour, "dash": "dot", "width": 1.5},
+                                 name=f"{code}: {label}", hovertemplate="Week %{x}: average %{y:.1f}<extra></extra>"),
+                      row=row, col=1)
+        fig.add_trace(go.Scatter(x=grid["week"], y=grid["score"], mode="lines+markers",
+                                 line={"color": colour, "width": 2.5}, marker={"size": 7}, name=code,
+                                 connectgaps=False,
+                                 hovertemplate=f"Week %{{x}}: {code} %{{y:.0f}}<extra></extra>"),
+                      row=row, col=1)
+        if flags is not None and len(flags):
+            marked = flags[(flags["instrument"] == code)].merge(series[["week", "score"]], on="week",
+                                                                 how="left", suffixes=("_flag", ""))
+            for kind, group in marked.groupby("kind"):
+                y = group["score"].where(group["score"].notna(), inst.total_min)
+                fig.add_trace(go.Scatter(
+                    x=group["week"], y=y, mode="markers", name=f"flag: {str(kind).replace('_', ' ')}",
+                    marker={"symbol": FLAG_SYMBOLS.get(str(kind), "circle"), "size": 15,
+                            "color": OKABE_ITO["vermillion"], "line": {"width": 2, "color": "black"}},
+                    customdata=np.stack([group["explanation"].fillna("").astype(str)], axis=-1),
+                    hovertemplate="Week %{x}: %{customdata[0]}<extra></extra>"), row=row, col=1)
+        direction = "higher = better" if inst.higher_is_better else "higher = worse"
+        fig.update_yaxes(title_text=f"{code} ({inst.total_min:g}–{inst.total_max:g}, {direction})",
+                         range=[inst.total_min - 0.5, inst.total_max + 0.5], row=row, col=1,
+                         title_font={"size": 11})
+    fig.update_xaxes(title_text="Treatment week", dtick=1, row=len(codes), col=1)
+    fig.update_layout(height=200 * len(codes) + 80, template="plotly_white", hovermode="closest",
+                      margin={"l": 60, "r": 20, "t": 60 if title else 40, "b": 40}, title=title,
+                      legend={"orientation": "h", "y": -0.08})
+    return fig

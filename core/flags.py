@@ -1,0 +1,649 @@
+"""The flags engine: every alert the monitor raises, one row per patient, week, instrument, kind.
+
+``compute_flags`` applies the rules of :mod:`core.ruptures` (alliance) and
+:mod:`core.symptoms` (symptoms) to a scores frame (the column contract of :mod:`core`) and
+returns the ``flags`` columns of CONTRACT.md followed by explanation columns.
+
+The guarantee
+-------------
+A flag for week t is computed from weeks <= t only: adding week t+1 never adds, removes or
+changes a flag row for week <= t. Only ``status``, ``confirmed``, ``repaired_week`` and
+``symptom_change_next_week`` move on as later weeks arrive (``tests/core/test_flags_guarantee.py``
+checks this with hypothesis). One caveat by design: the reliable change of an instrument
+without an SD (SPIN) uses the SD of the clinic's week-1 scores, which changes when a new
+patient's first week arrives; ``as_of_week`` answers are unaffected.
+
+Kinds, rules and severities
+---------------------------
+=============  =====================================  ==========================================
+kind           rule(s) (``rule`` column)              severity
+=============  =====================================  ==========================================
+rupture        ``reliable_drop``, ``below_own_level`` high when both fired, else medium
+low_alliance   ``low_alliance``                       medium
+deterioration  ``deterioration``                      high
+caseness       ``caseness``                           medium
+improvement    ``improvement``                        low
+risk_item      ``risk_item``                          urgent
+missed         ``missed``                             low
+=============  =====================================  ==========================================
+
+``sudden_loss`` only fills ``confirmed`` of a rupture and ``repair`` only fills its
+``status``/``repaired_week``; neither raises a flag.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+import pandas as pd
+
+from core import instruments as reg
+from core.centering import WeekLookup, baseline_sds, check_scores, running_arrays, series_order
+from core.ruptures import (
+    BelowOwnLevelRule,
+    LowAllianceRule,
+    ReliableDropRule,
+    RepairRule,
+    SuddenLossRule,
+    below_own_level_criteria,
+    check_rules,
+    reliable_drop_criteria,
+    repair_status,
+    sudden_loss_at,
+)
+from core.symptoms import (
+    CasenessRule,
+    MissedRule,
+    ReliableChangeRule,
+    RiskItemRule,
+    check_symptom_rules,
+    missed_runs,
+    reliable_change_criteria,
+)
+
+__all__ = [
+    "BelowOwnLevelRule", "CasenessRule", "DEFAULT_CONFIG", "FLAG_COLUMNS", "CONTRACT_COLUMNS",
+    "FlagConfig", "LowAllianceRule", "MissedRule", "RULES", "ReliableChangeRule", "ReliableDropRule",
+    "RepairRule", "RiskItemRule", "SEVERITIES", "SuddenLossRule", "compute_flags", "empty_flags",
+]
+
+#: Machine names of every rule; each has a section in docs/flags.md.
+RULES = ("reliable_drop", "below_own_level", "sudden_loss", "repair", "low_alliance",
+         "deterioration", "improvement", "caseness", "risk_item", "missed")
+#: Kinds of flag.
+KINDS = ("rupture", "low_alliance", "deterioration", "improvement", "caseness", "risk_item", "missed")
+#: Severities, most urgent first.
+SEVERITIES = ("urgent", "high", "medium", "low")
+#: The ``flags`` output columns of CONTRACT.md, in order.
+CONTRACT_COLUMNS = ("patient_id", "therapist_id", "week", "instrument", "kind", "rule", "severity",
+                    "score", "baseline", "drop", "status")
+#: All columns of :func:`compute_flags`, in order, with their dtypes.
+FLAG_COLUMNS = {
+    "patient_id": "string", "therapist_id": "string", "week": "int64", "instrument": "string",
+    "kind": "string", "rule": "string", "severity": "string", "score": "float64",
+    "baseline": "float64", "drop": "float64", "status": "string", "drop_sd": "float64",
+    "subscale": "string", "subscale_drop": "float64", "symptom_instrument": "string",
+    "symptom_change_next_week": "float64", "confirmed": "boolean", "repaired_week": "Int64",
+    "explanation": "string",
+}
+#: Columns that may change for an existing flag as later weeks arrive.
+MOVING_COLUMNS = ("status", "confirmed", "repaired_week", "symptom_change_next_week")
+
+_LABELS = {"WAI-SR": "Therapist alliance", "WAI-P": "Alliance with the program"}
+_SORT = ["patient_id", "week", "instrument", "kind"]
+
+
+@dataclass(frozen=True)
+class FlagConfig:
+    """Every rule's settings; a rule set to ``None`` is off.
+
+    The defaults (``DEFAULT_CONFIG``) were chosen on the simulation in
+    :mod:`core.simulation`; docs/calibration.md gives the figures and the command.
+
+    Parameters
+    ----------
+    reliable_drop, below_own_level : rule or None
+        The two rupture rules.
+    rupture_requires : {"any", "all"}
+        A rupture is raised when any (default) or all of the switched-on rupture rules fire.
+    sudden_loss : SuddenLossRule or None
+        Confirmation of a rupture (``confirmed`` column).
+    repair : RepairRule
+        Repair window and tolerance (``status``/``repaired_week`` of a rupture).
+    low_alliance, deterioration, improvement, caseness, risk_item, missed : rule or None
+        The other kinds.
+    symptom_preference : tuple of str
+        Order in which a patient's symptom instrument is chosen for ``symptom_instrument``
+        (the first one the patient has a score for by the flag's week; other symptom
+        instruments follow in alphabetical order).
+    """
+
+    reliable_drop: ReliableDropRule | None = field(default_factory=ReliableDropRule)
+    below_own_level: BelowOwnLevelRule | None = field(default_factory=BelowOwnLevelRule)
+    rupture_requires: str = "any"
+    sudden_loss: SuddenLossRule | None = field(default_factory=SuddenLossRule)
+    repair: RepairRule = field(default_factory=RepairRule)
+    low_alliance: LowAllianceRule | None = field(default_factory=LowAllianceRule)
+    deterioration: ReliableChangeRule | None = field(default_factory=ReliableChangeRule)
+    improvement: ReliableChangeRule | None = field(default_factory=ReliableChangeRule)
+    caseness: CasenessRule | None = field(default_factory=CasenessRule)
+    risk_item: RiskItemRule | None = field(default_factory=RiskItemRule)
+    missed: MissedRule | None = field(default_factory=MissedRule)
+    symptom_preference: tuple[str, ...] = ("SPIN", "PHQ-9", "GAD-7")
+
+    def check(self) -> None:
+        """Raise ``ValueError`` when a setting cannot work."""
+        if self.rupture_requires not in ("any", "all"):
+            raise ValueError(f"rupture_requires must be 'any' or 'all'; got {self.rupture_requires!r}.")
+        if self.repair is None:
+            raise ValueError("The repair rule cannot be off; set RepairRule(weeks=...) instead.")
+        check_rules(reliable_drop=self.reliable_drop, below_own_level=self.below_own_level,
+                    sudden_loss=self.sudden_loss, low_alliance=self.low_alliance, repair=self.repair)
+        check_symptom_rules(deterioration=self.deterioration, improvement=self.improvement,
+                            caseness=self.caseness, risk_item=self.risk_item, missed=self.missed)
+
+    def describe(self) -> dict:
+        """The settings as a plain dict (for reports and the docs page)."""
+        out = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = None if v is None else ({g.name: getattr(v, g.name) for g in fields(v)}
+                                                  if hasattr(v, "__dataclass_fields__") else v)
+        return out
+
+
+DEFAULT_CONFIG = FlagConfig()
+
+
+def empty_flags() -> pd.DataFrame:
+    """An empty flags frame with every column and dtype."""
+    return pd.DataFrame({c: pd.Series(dtype=d) for c, d in FLAG_COLUMNS.items()})
+
+
+# --------------------------------------------------------------------------- formatting
+def _fmt(values: np.ndarray) -> pd.Series:
+    """Numbers for sentences: at most one decimal, no trailing ``.0``."""
+    s = pd.Series(np.round(np.asarray(values, dtype="float64"), 1))
+    return s.map(lambda v: "?" if pd.isna(v) else f"{v:g}").astype("string")
+
+
+def _str(n: int, value: str) -> pd.Series:
+    return pd.Series([value] * n, dtype="string")
+
+
+# --------------------------------------------------------------------------- preparation
+def _now_per_patient(pids: pd.Index, last_week: np.ndarray, *, as_of_week, current_week) -> np.ndarray:
+    """The week each patient's treatment is at now (indexed like ``pids``)."""
+    if current_week is None:
+        now = np.full(len(pids), as_of_week, dtype="int64") if as_of_week is not None else last_week.copy()
+    elif isinstance(current_week, pd.Series):
+        cw = pd.to_numeric(current_week, errors="coerce")
+        cw.index = cw.index.astype("string")
+        got = cw.reindex(pids).to_numpy(dtype="float64", na_value=np.nan)
+        fallback = np.full(len(pids), as_of_week, dtype="float64") if as_of_week is not None else last_week
+        now = np.where(np.isnan(got), fallback, got).astype("int64")
+    else:
+        if isinstance(current_week, bool) or not isinstance(current_week, (int, np.integer)) or current_week < 1:
+            raise ValueError(f"current_week must be a treatment week (a whole number >= 1), a Series of them "
+                             f"indexed by patient_id, or None; got {current_week!r}.")
+        now = np.full(len(pids), int(current_week), dtype="int64")
+    if as_of_week is not None:
+        now = np.minimum(now, as_of_week)
+    return now
+
+
+def _instrument_table(codes: pd.Index, frame_w1: pd.DataFrame, config: FlagConfig) -> pd.DataFrame:
+    """Per-instrument settings used by the rules (one row per instrument code present)."""
+    sds = baseline_sds(frame_w1) if len(frame_w1) else pd.Series(dtype="float64")
+    rows = []
+    for code in codes:
+        inst = reg.get(str(code))
+        bsd = sds.get(code, np.nan)
+        rc = inst.rc_cutoff(baseline_sd=None if pd.isna(bsd) else float(bsd))
+        low = config.low_alliance.cutoff if config.low_alliance and config.low_alliance.cutoff is not None \
+            else inst.low_cutoff
+        case = config.caseness.cutoff if config.caseness and config.caseness.cutoff is not None else inst.caseness
+        floor = inst.total_min
+        if config.sudden_loss is not None and config.sudden_loss.scale_floor is not None:
+            floor = config.sudden_loss.scale_floor
+        rows.append({
+            "code": str(code), "alliance": inst.kind == "alliance", "rc": np.nan if rc is None else rc,
+            "low": np.nan if low is None else float(low), "case": np.nan if case is None else float(case),
+            "floor": float(floor), "worse_sign": -1.0 if inst.higher_is_better else 1.0,
+            "label": _LABELS.get(inst.code, inst.code), "inst": inst,
+        })
+    return pd.DataFrame(rows)
+
+
+def _prepare(scores: pd.DataFrame, as_of_week: int | None) -> pd.DataFrame:
+    check_scores(scores)
+    if as_of_week is not None:
+        if isinstance(as_of_week, bool) or not isinstance(as_of_week, (int, np.integer)) or as_of_week < 1:
+            raise ValueError(f"as_of_week must be a treatment week (a whole number >= 1); got {as_of_week!r}.")
+    known = set(reg.registry())
+    codes = pd.unique(scores["instrument"].astype("string"))
+    unknown = sorted(str(c) for c in codes if c not in known)
+    if unknown:
+        raise ValueError(f"Unknown instrument code(s) {', '.join(unknown)}; known instruments are "
+                         f"{', '.join(sorted(known))}. Add a definition or fix the codes.")
+    keep = ["patient_id", "instrument", "week", "score"] + (["therapist_id"] if "therapist_id" in scores.columns else [])
+    keep += [c for c in scores.columns if isinstance(c, str) and c.startswith("item_")]
+    frame = scores[keep]
+    if as_of_week is not None:
+        frame = frame[frame["week"].to_numpy() <= as_of_week]
+    order, gid = series_order(frame)
+    frame = frame.take(order).reset_index(drop=True)
+    frame["patient_id"] = frame["patient_id"].astype("string")
+    frame["instrument"] = frame["instrument"].astype("string")
+    frame["therapist_id"] = frame["therapist_id"].astype("string") if "therapist_id" in frame.columns \
+        else pd.Series(pd.NA, index=frame.index, dtype="string")
+    frame["week"] = frame["week"].astype("int64")
+    frame["score"] = frame["score"].astype("float64")
+    frame["_gid"] = gid
+    return frame
+
+
+# --------------------------------------------------------------------------- the engine
+def compute_flags(
+    scores: pd.DataFrame,
+    *,
+    config: FlagConfig = DEFAULT_CONFIG,
+    as_of_week: int | None = None,
+    current_week: pd.Series | int | None = None,
+) -> pd.DataFrame:
+    """Every flag the monitor raises, explained.
+
+    Parameters
+    ----------
+    scores : DataFrame
+        The core scores frame (``patient_id, instrument, week, score``; optional
+        ``therapist_id`` and ``item_1 … item_N``). Not modified.
+    config : FlagConfig
+        Rule settings (``DEFAULT_CONFIG``).
+    as_of_week : int, optional
+        Answer as if only weeks <= ``as_of_week`` were stored.
+    current_week : Series (indexed by patient_id), int or None
+        The week each patient's treatment is at now, for missed questionnaires and for the
+        end of repair windows. ``None``: ``as_of_week`` when given, else each patient's last
+        stored week (only interior gaps count as missed). Capped at ``as_of_week``.
+
+    Returns
+    -------
+    DataFrame
+        One row per (patient_id, week, instrument, kind), sorted by patient, week,
+        instrument, kind; columns ``FLAG_COLUMNS`` (the CONTRACT.md columns first).
+        ``instrument`` is ``<NA>`` for ``missed`` (a patient-level flag). ``drop`` is
+        ``baseline - score``; for symptom kinds the baseline is the first week (so a
+        deterioration has a negative drop) and for ``low_alliance`` it is the cut-off.
+
+    Notes
+    -----
+    Vectorised over all patients: one sort, grouped cumulative sums and exact-week lookups
+    (sorted keys + ``searchsorted``); loops run over instruments and rule windows only.
+    Formulas, defaults and references for each rule: docs/flags.md.
+    """
+    if not isinstance(config, FlagConfig):
+        raise ValueError("config must be a FlagConfig (see core.flags.DEFAULT_CONFIG).")
+    config.check()
+    frame = _prepare(scores, as_of_week)
+    if frame.empty:
+        return empty_flags()
+
+    n = len(frame)
+    gid = frame["_gid"].to_numpy()
+    week = frame["week"].to_numpy()
+    x = frame["score"].to_numpy()
+    present = ~np.isnan(x)
+    pcode, pids = pd.factorize(frame["patient_id"], sort=True)
+    pids = pd.Index(pids, dtype="string")
+    icode, icodes = pd.factorize(frame["instrument"], sort=True)
+    itab = _instrument_table(pd.Index(icodes), frame[frame["week"] == 1], config)
+
+    # last stored week per patient and "now"
+    last_week = pd.Series(week).groupby(pcode).max().to_numpy()
+    now_p = _now_per_patient(pids, last_week, as_of_week=as_of_week, current_week=current_week)
+    now = now_p[pcode]
+
+    cnt, rmean, rsd, _ = running_arrays(gid, x)
+    lookup = WeekLookup(gid[present], week[present], x[present])
+    prev = lookup.at(gid, week, -1)
+    # previous *stored* score of the series (any earlier week), for "entering a state"
+    prev_stored = _prev_stored(gid, x)
+    first = pd.Series(x).groupby(gid, sort=False).transform("first").to_numpy()
+
+    rc = itab["rc"].to_numpy()[icode]
+    is_alliance = itab["alliance"].to_numpy()[icode]
+    worse_sign = itab["worse_sign"].to_numpy()[icode]
+    labels = itab["label"].to_numpy(dtype=object)
+
+    parts: list[pd.DataFrame] = []
+    base_cols = {"patient_id": frame["patient_id"], "therapist_id": frame["therapist_id"],
+                 "week": frame["week"], "instrument": frame["instrument"]}
+    base = pd.DataFrame(base_cols)
+
+    # ---------------------------------------------------------------- ruptures
+    rupt_rules = [r for r in ("reliable_drop", "below_own_level") if getattr(config, r) is not None]
+    if rupt_rules and is_alliance.any():
+        rd = reliable_drop_criteria(prev, x, rc, rule=config.reliable_drop) if config.reliable_drop else None
+        bol = below_own_level_criteria(x, cnt, rmean, rsd, rule=config.below_own_level, rc=rc) \
+            if config.below_own_level else None
+        fired = {}
+        if rd is not None:
+            fired["reliable_drop"] = np.asarray(rd["reliable_drop"].fillna(False), dtype=bool)
+        if bol is not None:
+            fired["below_own_level"] = np.asarray(bol["below_own_level"].fillna(False), dtype=bool)
+        stack = np.column_stack([fired[r] for r in rupt_rules])
+        hit = (stack.any(axis=1) if config.rupture_requires == "any" else stack.all(axis=1)) & is_alliance & present
+        if hit.any():
+            parts.append(_rupture_part(frame, base, hit, fired, rupt_rules, prev=prev, rmean=rmean, rsd=rsd,
+                                       bol=bol, rc=rc, itab=itab, icode=icode, gid=gid, lookup=lookup,
+                                       now=now, config=config, pcode=pcode, labels=labels))
+
+    # ---------------------------------------------------------------- low alliance
+    if config.low_alliance is not None:
+        low_cut = itab["low"].to_numpy()[icode]
+        low = is_alliance & present & (x < low_cut)
+        if not config.low_alliance.every_week:
+            low &= ~(prev_stored < low_cut)
+        if low.any():
+            idx = np.flatnonzero(low)
+            lab = labels[icode[idx]]
+            sc, cut = x[idx], low_cut[idx]
+            expl = (pd.Series(lab, dtype="string") + " is " + _fmt(sc) + ", below the low-alliance line of "
+                    + _fmt(cut) + " (mean item answer below " + _fmt(cut / 12) + ").")
+            parts.append(_part(base, idx, kind="low_alliance", rule="low_alliance", severity="medium",
+                               score=sc, baseline=cut, explanation=expl))
+
+    # ---------------------------------------------------------------- symptom signals
+    is_symptom = ~is_alliance & present
+    for kind, rule, severity in (("deterioration", config.deterioration, "high"),
+                                 ("improvement", config.improvement, "low")):
+        if rule is None or not is_symptom.any():
+            continue
+        now_c = reliable_change_criteria(first, x, rc, worse_sign=worse_sign, rule=rule, direction=kind)
+        hit = np.asarray(now_c.fillna(False), dtype=bool) & is_symptom
+        if not rule.every_week:
+            before = reliable_change_criteria(first, prev_stored, rc, worse_sign=worse_sign, rule=rule,
+                                              direction=kind)
+            hit &= ~np.asarray(before.fillna(False), dtype=bool)
+        if hit.any():
+            idx = np.flatnonzero(hit)
+            codes = pd.Series(icodes[icode[idx]], dtype="string")
+            verb, adj = ("rose", "worse") if kind == "deterioration" else ("fell", "better")
+            verb_arr = np.where(worse_sign[idx] > 0, verb, "fell" if verb == "rose" else "rose")
+            expl = (codes + " " + pd.Series(verb_arr, dtype="string") + " from " + _fmt(first[idx])
+                    + " in the first week to " + _fmt(x[idx]) + ": " + _fmt(np.abs(x[idx] - first[idx]))
+                    + f" points {adj}, more than the " + _fmt(rc[idx] * (rule.rc_multiple or 0))
+                    + " points that count as a real change.")
+            if rule.rc_multiple is None:
+                expl = (codes + " " + pd.Series(verb_arr, dtype="string") + " from " + _fmt(first[idx])
+                        + " in the first week to " + _fmt(x[idx]) + f" ({adj}).")
+            parts.append(_part(base, idx, kind=kind, rule=kind, severity=severity, score=x[idx],
+                               baseline=first[idx], explanation=expl))
+
+    if config.caseness is not None and is_symptom.any():
+        case = itab["case"].to_numpy()[icode]
+        in_case = np.where(worse_sign > 0, x >= case, x <= case)
+        was_case = np.where(worse_sign > 0, prev_stored >= case, prev_stored <= case)
+        hit = is_symptom & ~np.isnan(case) & in_case & ~np.isnan(prev_stored) & ~was_case
+        if hit.any():
+            idx = np.flatnonzero(hit)
+            codes = pd.Series(icodes[icode[idx]], dtype="string")
+            expl = (codes + " is " + _fmt(x[idx]) + ", at or past the clinical cut-off of " + _fmt(case[idx])
+                    + " (it was " + _fmt(prev_stored[idx]) + " at the last questionnaire).")
+            parts.append(_part(base, idx, kind="caseness", rule="caseness", severity="medium", score=x[idx],
+                               baseline=case[idx], explanation=expl))
+
+    if config.risk_item is not None:
+        parts.extend(_risk_parts(frame, base, itab, icode, icodes, config.risk_item.threshold))
+
+    if config.missed is not None:
+        part = _missed_part(frame, pcode, pids, now_p, present, config.missed.weeks)
+        if part is not None:
+            parts.append(part)
+
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return empty_flags()
+    out = pd.concat(parts, ignore_index=True)
+    out = _add_symptom_context(out, frame, pcode, pids, icodes, itab, config)
+    out = out.sort_values(_SORT, kind="stable", na_position="last").reset_index(drop=True)
+    for c, d in FLAG_COLUMNS.items():
+        if c not in out.columns:
+            out[c] = pd.Series(pd.NA, index=out.index, dtype=d) if d != "float64" else np.nan
+        out[c] = out[c].astype(d)
+    return out[list(FLAG_COLUMNS)]
+
+
+def _prev_stored(gid: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Score of the previous stored week of the same series (NaN if none)."""
+    s = pd.Series(x)
+    last = s.groupby(gid, sort=False).ffill()
+    return last.groupby(gid, sort=False).shift(1).to_numpy(dtype="float64", na_value=np.nan)
+
+
+def _part(base: pd.DataFrame, idx: np.ndarray, *, kind: str, rule, severity, score, baseline,
+          explanation: pd.Series, **extra) -> pd.DataFrame:
+    part = base.iloc[idx].reset_index(drop=True)
+    m = len(idx)
+    part["kind"] = kind
+    part["rule"] = rule if not isinstance(rule, str) else _str(m, rule)
+    part["severity"] = severity if not isinstance(severity, str) else _str(m, severity)
+    part["score"] = np.asarray(score, dtype="float64")
+    part["baseline"] = np.asarray(baseline, dtype="float64")
+    part["drop"] = part["baseline"] - part["score"]
+    part["status"] = _str(m, "open")
+    part["explanation"] = explanation.reset_index(drop=True).astype("string")
+    for k, v in extra.items():
+        part[k] = v
+    return part
+
+
+def _rupture_part(frame, base, hit, fired, rupt_rules, *, prev, rmean, rsd, bol, rc, itab, icode, gid,
+                  lookup, now, config, pcode, labels) -> pd.DataFrame:
+    idx = np.flatnonzero(hit)
+    m = len(idx)
+    x = frame["score"].to_numpy()[idx]
+    week = frame["week"].to_numpy()[idx]
+    names = np.array(rupt_rules)
+    which = np.column_stack([fired[r][idx] for r in rupt_rules])
+    rule = _join_rules(which, names)
+    used_rd = fired.get("reliable_drop", np.zeros(len(hit), bool))[idx]
+    baseline = np.where(used_rd, prev[idx], rmean[idx])
+    sd_used = bol["sd_used"][idx] if bol is not None else rsd[idx]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        drop_sd = np.where(sd_used > 0, (rmean[idx] - x) / sd_used, np.nan)
+    severity = np.where(which.all(axis=1) & (which.shape[1] > 1), "high", "medium")
+
+    # repair
+    rcs = rc[idx]
+    status, rep_week = repair_status(gid[idx], week, baseline, rcs, now[idx], lookup, rule=config.repair)
+
+    # sudden-loss confirmation (later weeks; never raises a flag)
+    if config.sudden_loss is not None:
+        sl = config.sudden_loss
+        cut = rcs * sl.rc_multiple if sl.rc_multiple is not None else None
+        res = sudden_loss_at(lookup, gid[idx], week, cutoff=cut, pct=sl.pct,
+                             floor=itab["floor"].to_numpy()[icode[idx]], alpha=sl.alpha, window=sl.window,
+                             min_per_side=sl.min_per_side)
+        confirmed = res["sudden_loss"].array
+    else:
+        confirmed = pd.array([pd.NA] * m, dtype="boolean")
+
+    # subscale that fell most
+    sub_name, sub_drop = _subscale_fall(frame, idx, used_rd, itab, icode, gid)
+
+    lab = pd.Series(labels[icode[idx]], dtype="string")
+    has_prev = ~np.isnan(prev[idx])
+    fell = lab + " fell from " + _fmt(prev[idx]) + " to " + _fmt(x) + " (" + _fmt(prev[idx] - x) + " points"
+    was = lab + " was " + _fmt(x) + " ("
+    head = fell.where(has_prev, was)
+    own = pd.Series(np.where(has_prev, ", ", ""), dtype="string") + _fmt(drop_sd) + \
+        " of this patient's own SDs below their running average of " + _fmt(rmean[idx]) + ")"
+    no_sd = pd.Series(np.where(has_prev, ")", "no earlier weeks to compare)"), dtype="string")
+    body = head + own.where(~np.isnan(drop_sd), no_sd)
+    tail = ("; " + sub_name + " fell most.").fillna(".")
+    expl = body + tail
+    return _part(base, idx, kind="rupture", rule=rule, severity=pd.Series(severity, dtype="string"),
+                 score=x, baseline=baseline, explanation=expl, drop_sd=drop_sd, subscale=sub_name,
+                 subscale_drop=sub_drop, confirmed=confirmed).pipe(_set_status, status, rep_week)
+
+
+def _set_status(part: pd.DataFrame, status: np.ndarray, rep_week: np.ndarray) -> pd.DataFrame:
+    part["status"] = pd.Series(status, dtype="string")
+    rw = pd.array(rep_week, dtype="Int64")
+    rw[rep_week <= 0] = pd.NA
+    part["repaired_week"] = rw
+    return part
+
+
+def _join_rules(which: np.ndarray, names: np.ndarray) -> pd.Series:
+    out = pd.Series([""] * len(which), dtype="string")
+    for j, name in enumerate(names):
+        col = which[:, j]
+        sep = pd.Series(np.where(out == "", "", "+"), dtype="string")
+        out = out.where(~col, out + sep + name)
+    return out
+
+
+def _subscale_fall(frame, idx, used_prev, itab, icode, gid) -> tuple[pd.Series, np.ndarray]:
+    """Name and size (points) of the subscale that fell most at each rupture row."""
+    m = len(idx)
+    best_name = pd.Series(pd.NA, index=range(m), dtype="string")
+    best_drop = np.full(m, np.nan)
+    for code_i, row in itab.iterrows():  # loop over instruments (a handful), not rows
+        inst = row["inst"]
+        if not inst.subscales:
+            continue
+        rows_of = np.flatnonzero(frame["instrument"].to_numpy() == inst.code)
+        sel = np.flatnonzero(icode[idx] == code_i)
+        if not len(sel):
+            continue
+        subs = reg.subscale_scores(frame.iloc[rows_of], instrument=inst.code)
+        if subs.isna().all().all():
+            continue
+        g_all = gid[rows_of]
+        wk_all = frame["week"].to_numpy()[rows_of]
+        target_rows = idx[sel]
+        pos = np.searchsorted(rows_of, target_rows)  # rows_of is sorted; targets are among them
+        drops = []
+        for name in sorted(inst.subscales):
+            v = subs[name].to_numpy(dtype="float64", na_value=np.nan)
+            _, rmean_s, _, _ = running_arrays(g_all, v)
+            lk = WeekLookup(g_all[~np.isnan(v)], wk_all[~np.isnan(v)], v[~np.isnan(v)])
+            prev_s = lk.at(g_all[pos], wk_all[pos], -1)
+            ref = np.where(used_prev[sel], prev_s, rmean_s[pos])
+            drops.append(ref - v[pos])
+        d = np.column_stack(drops)
+        names = np.array(sorted(inst.subscales))
+        ok = ~np.isnan(d).all(axis=1)
+        arg = np.argmax(np.where(np.isnan(d), -np.inf, d), axis=1)  # first max: alphabetical tie-break
+        top = d[np.arange(len(sel)), arg]
+        ok &= top > 0
+        best_drop[sel[ok]] = top[ok]
+        best_name.iloc[sel[ok]] = names[arg[ok]]
+    return best_name, best_drop
+
+
+def _risk_parts(frame, base, itab, icode, icodes, threshold) -> list[pd.DataFrame]:
+    parts = []
+    for code_i, row in itab.iterrows():
+        inst = row["inst"]
+        cols = [f"item_{i}" for i in inst.risk_items if f"item_{i}" in frame.columns]
+        if not cols:
+            continue
+        rows = icode == code_i
+        vals = frame[cols].to_numpy(dtype="float64", na_value=np.nan)
+        above = np.where(np.isnan(vals), False, vals > threshold) & rows[:, None]
+        hit = above.any(axis=1)
+        if not hit.any():
+            continue
+        idx = np.flatnonzero(hit)
+        desc = pd.Series([""] * len(idx), dtype="string")
+        for j, col in enumerate(cols):
+            num = int(col.split("_")[1])
+            text = inst.item_label(num)
+            piece = (f"item {num}" + (f" (\u201c{text}\u201d)" if text != f"Item {num}" else "")
+                     + " was answered ")
+            add = piece + _fmt(vals[idx, j])
+            sep = pd.Series(np.where(desc == "", "", "; "), dtype="string")
+            desc = desc.where(~above[idx, j], desc + sep + add)
+        expl = (f"{inst.code} " + desc + f" (above {threshold:g}): ask about risk and follow the clinic's "
+                "risk procedure today.")
+        parts.append(_part(base, idx, kind="risk_item", rule="risk_item", severity="urgent",
+                           score=frame["score"].to_numpy()[idx], baseline=np.full(len(idx), np.nan),
+                           explanation=expl))
+    return parts
+
+
+def _missed_part(frame, pcode, pids, now_p, present, weeks) -> pd.DataFrame | None:
+    # one row per patient and stored week with any score
+    pw = pd.DataFrame({"p": pcode[present], "w": frame["week"].to_numpy()[present],
+                       "t": frame["therapist_id"].array[present]})
+    if pw.empty:
+        return None
+    pw = pw.drop_duplicates(["p", "w"], keep="last")
+    runs = missed_runs(pw["p"].to_numpy(), pw["w"].to_numpy(), now_p, weeks=weeks)
+    if runs.empty:
+        return None
+    # therapist of the last stored week before the run
+    key = pw.set_index(["p", "w"])["t"]
+    ther = key.reindex(pd.MultiIndex.from_arrays([runs["pcode"], runs["last_seen"]])).array
+    m = len(runs)
+    part = pd.DataFrame({
+        "patient_id": pd.Series(pids[runs["pcode"].to_numpy()], dtype="string"),
+        "therapist_id": pd.Series(ther, dtype="string"),
+        "week": runs["week"].to_numpy(),
+        "instrument": pd.Series([pd.NA] * m, dtype="string"),
+    })
+    expl = ("No questionnaire for " + str(weeks) + " weeks in a row (weeks " + _fmt(runs["first_missing"])
+            + " to " + _fmt(runs["week"]) + "); the last one was in week " + _fmt(runs["last_seen"]) + ".")
+    if weeks == 1:
+        expl = "No questionnaire in week " + _fmt(runs["week"]) + "; the last one was in week " + \
+            _fmt(runs["last_seen"]) + "."
+    return _part(part, np.arange(m), kind="missed", rule="missed", severity="low",
+                 score=np.full(m, np.nan), baseline=np.full(m, np.nan), explanation=expl)
+
+
+def _add_symptom_context(out, frame, pcode, pids, icodes, itab, config) -> pd.DataFrame:
+    """``symptom_instrument`` and ``symptom_change_next_week`` for rupture and low-alliance rows.
+
+    The symptom instrument is the first of ``config.symptom_preference`` (then the other
+    symptom instruments alphabetically) that the patient has a stored score for by the
+    flag's week (prospective); the change is score(t+1) - score(t), exactly one week apart.
+    """
+    out["symptom_instrument"] = pd.Series(pd.NA, index=out.index, dtype="string")
+    out["symptom_change_next_week"] = np.nan
+    alli = out["kind"].isin(["rupture", "low_alliance"]).to_numpy()
+    sym = [c for c in itab["code"] if not itab.set_index("code").loc[c, "alliance"]]
+    if not alli.any() or not sym:
+        return out
+    order = [c for c in config.symptom_preference if c in sym] + sorted(c for c in sym if c not in config.symptom_preference)
+    rows = np.flatnonzero(alli)
+    p_of = pids.get_indexer(out["patient_id"].iloc[rows].astype("string"))
+    wk = out["week"].to_numpy()[rows]
+    x = frame["score"].to_numpy()
+    present = ~np.isnan(x)
+    inst_arr = frame["instrument"].to_numpy()
+    chosen = np.full(len(rows), -1, dtype="int64")
+    change = np.full(len(rows), np.nan)
+    for j, code in enumerate(order):  # loop over symptom instruments (a handful)
+        sel = present & (inst_arr == code)
+        if not sel.any():
+            continue
+        firstw = pd.Series(frame["week"].to_numpy()[sel]).groupby(pcode[sel]).min()
+        fw = firstw.reindex(p_of).to_numpy(dtype="float64", na_value=np.nan)
+        take = (chosen < 0) & ~np.isnan(fw) & (fw <= wk)
+        if not take.any():
+            continue
+        lk = WeekLookup(pcode[sel], frame["week"].to_numpy()[sel], x[sel])
+        nxt = lk.at(p_of, wk, 1) - lk.at(p_of, wk, 0)
+        chosen[take] = j
+        change[take] = nxt[take]
+    names = np.array(order + [""], dtype=object)[chosen]
+    si = pd.Series(names, dtype="string")
+    si[chosen < 0] = pd.NA
+    out.loc[rows, "symptom_instrument"] = si.to_numpy()
+    out.loc[rows, "symptom_change_next_week"] = change
+    return out

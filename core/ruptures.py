@@ -1,0 +1,497 @@
+"""Alliance ruptures: named, configurable rules, each criterion its own nullable column.
+
+An alliance instrument (WAI-SR, WAI-P, ...: higher = better) is one series per patient; the
+program alliance is never mixed with the therapist alliance. For week t of a series:
+
+* ``reliable_drop``: the fall from week t-1 (exactly the week before) is at least the
+  instrument's reliable-change cut-off (Jacobson & Truax, 1991);
+* ``below_own_level``: the score lies at least ``k`` of the patient's own SDs below the
+  running mean of the stored weeks before t, with at least ``m`` such weeks and a floor on
+  the SD (Stiles et al., 2004: 1 SD; Strauss et al., 2006: 2 SD; Gumz et al., 2012);
+* ``sudden_loss`` (confirmation only): the three Tang & DeRubeis (1999) criteria on the
+  interval t-1 -> t with the semantics of the R package ``suddengains`` (Wiedemann et al.,
+  2020). Criterion 3 needs the weeks after t, so it confirms or refutes an existing flag
+  later and never raises one;
+* ``low_alliance``: the level is below the instrument's ``low_cutoff`` (a separate kind);
+* repair: a rupture is *repaired* when, within ``weeks`` weeks after it, a score returns to
+  within one reliable change of the pre-rupture baseline.
+
+``<NA>`` in a criterion column means "not enough data", which is not "no". A missing week is
+a gap, never a zero, and a "consecutive" week is exactly week + 1.
+
+References
+----------
+Jacobson & Truax (1991) J Consult Clin Psychol 59:12, doi:10.1037/0022-006X.59.1.12.
+Tang & DeRubeis (1999) J Consult Clin Psychol 67:894, doi:10.1037/0022-006X.67.6.894.
+Lutz et al. (2013) Psychother Res 23:14, doi:10.1080/10503307.2012.693837.
+Wiedemann, Thew, Stott & Ehlers (2020) PLOS ONE 15:e0230276, doi:10.1371/journal.pone.0230276.
+Larsson et al. (2018) Psychother Res 28:123. Gumz et al. (2012) review of rupture measures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from core.centering import WeekLookup, check_scores
+
+#: Critical t values Tang & DeRubeis (1999) give for 3+3, 3+2 (or 2+3) and 2+2 values.
+T_CRIT_TABLE = {4: 2.776, 3: 3.182, 2: 4.303}
+
+
+# --------------------------------------------------------------------------- rule settings
+@dataclass(frozen=True)
+class ReliableDropRule:
+    """Fall from the week before (exactly t-1) large enough to be a real change.
+
+    Parameters
+    ----------
+    rc_multiple : float or None
+        The fall must be at least ``rc_multiple`` times the instrument's reliable-change
+        cut-off (``Instrument.rc_cutoff()``; 6.8 points for WAI-SR). Default 1.5 (10.2 WAI-SR
+        points), chosen by calibration (docs/calibration.md): at 1.0 a third of all patients
+        were alerted in a 12-week course. ``None`` = criterion off.
+    min_points : float or None
+        The fall must also be at least this many points. ``None`` = criterion off.
+    """
+
+    rc_multiple: float | None = 1.5
+    min_points: float | None = None
+
+
+@dataclass(frozen=True)
+class BelowOwnLevelRule:
+    """Score far below the patient's own running average of the weeks before.
+
+    Parameters
+    ----------
+    k_sd : float or None
+        ``running_mean - score >= k_sd * max(running_sd, sd_floor)``. ``None`` = off.
+    min_prior_weeks : int
+        At least this many stored weeks before t (fewer: ``<NA>``, not enough data).
+    sd_floor : float or None
+        Lower bound (points) on the patient's SD, so that a very steady patient is not
+        flagged for a one-point dip. ``None`` = no floor.
+    rc_multiple : float or None
+        The score must also lie at least ``rc_multiple`` x the instrument's reliable-change
+        cut-off below the running mean (a real change, not only an unusual one for a very
+        steady patient). ``None`` = off.
+    min_points : float or None
+        The score must also lie at least this many points below the running mean. ``None`` = off.
+    """
+
+    k_sd: float | None = 1.5
+    min_prior_weeks: int = 3
+    sd_floor: float | None = 3.0
+    rc_multiple: float | None = 1.0
+    min_points: float | None = None
+
+
+@dataclass(frozen=True)
+class SuddenLossRule:
+    """Tang & DeRubeis (1999) sudden-loss criteria, used only to confirm an existing flag.
+
+    Parameters
+    ----------
+    rc_multiple : float or None
+        Criterion 1: fall >= ``rc_multiple`` x the reliable-change cut-off. ``None`` = off.
+    pct : float or None
+        Criterion 2: fall >= ``pct`` x (pre score - scale floor). ``None`` = off.
+    alpha : float or None
+        Criterion 3: two-sided level of the adjusted t critical value. ``None`` = off.
+    window : int
+        Up to this many weeks on each side for criterion 3 (3 in Tang & DeRubeis).
+    min_per_side : int
+        At least this many stored values on each side, else ``<NA>`` (2 in ``suddengains``).
+    scale_floor : float or None
+        Floor for criterion 2; ``None`` = the instrument's lowest possible total (12 for
+        WAI-SR: a project choice, CLINICAL.md).
+    """
+
+    rc_multiple: float | None = 1.0
+    pct: float | None = 0.25
+    alpha: float | None = 0.05
+    window: int = 3
+    min_per_side: int = 2
+    scale_floor: float | None = None
+
+
+@dataclass(frozen=True)
+class LowAllianceRule:
+    """The alliance level is below a cut-off (a separate kind, not a rupture).
+
+    Parameters
+    ----------
+    cutoff : float or None
+        ``None`` = the instrument's ``low_cutoff`` (30 for WAI-SR and WAI-P, a project choice).
+    every_week : bool
+        ``False`` (default): flag the week the patient enters the low range (first week, or
+        the previous stored week was not low); ``True``: flag every low week.
+    """
+
+    cutoff: float | None = None
+    every_week: bool = False
+
+
+@dataclass(frozen=True)
+class RepairRule:
+    """When a rupture counts as repaired.
+
+    Parameters
+    ----------
+    weeks : int
+        Repair window: weeks t+1 ... t+weeks (default 2, a project choice in CLINICAL.md).
+    rc_multiple : float
+        "Within one reliable change": ``baseline - score < rc_multiple * rc_cutoff``.
+    """
+
+    weeks: int = 2
+    rc_multiple: float = 1.0
+
+
+def _check_positive(name: str, value, *, allow_zero: bool = False) -> None:
+    if value is None:
+        return
+    ok = value >= 0 if allow_zero else value > 0
+    if not (isinstance(value, (int, float)) and np.isfinite(value) and ok):
+        raise ValueError(f"The setting {name} must be a {'non-negative' if allow_zero else 'positive'} "
+                         f"number or None (criterion off); got {value!r}.")
+
+
+def check_rules(*, reliable_drop=None, below_own_level=None, sudden_loss=None, low_alliance=None,
+                repair=None) -> None:
+    """Raise ``ValueError`` on rule settings that cannot work."""
+    if reliable_drop is not None:
+        _check_positive("reliable_drop.rc_multiple", reliable_drop.rc_multiple)
+        _check_positive("reliable_drop.min_points", reliable_drop.min_points)
+        if reliable_drop.rc_multiple is None and reliable_drop.min_points is None:
+            raise ValueError("The reliable-drop rule has every criterion off; switch the rule off "
+                             "(None) instead, or set rc_multiple or min_points.")
+    if below_own_level is not None:
+        b = below_own_level
+        _check_positive("below_own_level.k_sd", b.k_sd)
+        _check_positive("below_own_level.sd_floor", b.sd_floor)
+        _check_positive("below_own_level.min_points", b.min_points)
+        _check_positive("below_own_level.rc_multiple", b.rc_multiple)
+        if not isinstance(b.min_prior_weeks, int) or b.min_prior_weeks < 1:
+            raise ValueError("below_own_level.min_prior_weeks must be a whole number of at least 1.")
+        if b.k_sd is None and b.min_points is None and b.rc_multiple is None:
+            raise ValueError("The below-own-level rule has every criterion off; switch the rule off "
+                             "(None) instead, or set k_sd or min_points.")
+    if sudden_loss is not None:
+        s = sudden_loss
+        _check_positive("sudden_loss.rc_multiple", s.rc_multiple)
+        _check_positive("sudden_loss.pct", s.pct)
+        if s.alpha is not None and not (0 < s.alpha < 1):
+            raise ValueError(f"sudden_loss.alpha must lie between 0 and 1; got {s.alpha!r}.")
+        if s.window < 2 or s.min_per_side < 2 or s.min_per_side > s.window:
+            raise ValueError("sudden_loss needs window >= min_per_side >= 2 (an SD needs two values).")
+    if low_alliance is not None:
+        _check_positive("low_alliance.cutoff", low_alliance.cutoff)
+    if repair is not None:
+        if not isinstance(repair.weeks, int) or repair.weeks < 1:
+            raise ValueError("repair.weeks must be a whole number of weeks, at least 1.")
+        _check_positive("repair.rc_multiple", repair.rc_multiple)
+
+
+# --------------------------------------------------------------------------- helpers
+def _nullable(values: np.ndarray, known: np.ndarray) -> pd.arrays.BooleanArray:
+    """Boolean array with ``<NA>`` where ``known`` is False."""
+    return pd.arrays.BooleanArray(np.asarray(values, dtype=bool) & known, ~np.asarray(known, dtype=bool))
+
+
+def combine_criteria(columns: list[pd.arrays.BooleanArray], n: int) -> pd.arrays.BooleanArray:
+    """All criteria true, with ``suddengains`` semantics: ``<NA>`` if any criterion is ``<NA>``.
+
+    (R's ``crit1 * crit2 * crit3``: unlike Kleene logic, "not enough data" on any criterion
+    makes the result "not enough data" even when another criterion already says no.)
+    """
+    value = np.ones(n, dtype=bool)
+    missing = np.zeros(n, dtype=bool)
+    for col in columns:
+        missing |= np.asarray(col.isna())
+        value &= np.asarray(col.fillna(False), dtype=bool)
+    return pd.arrays.BooleanArray(value & ~missing, missing)
+
+
+def _series_ids(frame: pd.DataFrame, keys: tuple[str, ...]) -> np.ndarray:
+    present = [k for k in keys if k in frame.columns]
+    if not present or frame.empty:
+        return np.zeros(len(frame), dtype="int64")
+    codes = [pd.factorize(frame[k], sort=True)[0] for k in present]
+    gid = np.zeros(len(frame), dtype="int64")
+    for c in codes:
+        gid = gid * (int(c.max()) + 2) + c + 1
+    return pd.factorize(gid, sort=True)[0].astype("int64")
+
+
+def t_critical(df: np.ndarray, *, alpha: float = 0.05) -> np.ndarray:
+    """Two-sided t critical value for ``df`` degrees of freedom (NaN where df < 1).
+
+    For alpha .05 this gives 2.776 (df 4, 3+3 values), 3.182 (df 3) and 4.303 (df 2), the
+    values of Tang & DeRubeis (1999) and ``suddengains``; checked in the tests.
+    """
+    df = np.asarray(df, dtype="float64")
+    out = np.full(df.shape, np.nan)
+    ok = df >= 1
+    out[ok] = stats.t.ppf(1.0 - alpha / 2.0, df[ok])
+    return out
+
+
+# --------------------------------------------------------------------------- sudden loss
+def sudden_loss_criteria(
+    series_frame: pd.DataFrame,
+    *,
+    cutoff: float | None,
+    pct: float | None = 0.25,
+    floor: float = 0.0,
+    alpha: float | None = 0.05,
+    window: int = 3,
+    min_per_side: int = 2,
+    keys: tuple[str, ...] = ("patient_id", "instrument"),
+) -> pd.DataFrame:
+    """Tang & DeRubeis sudden-loss criteria for the interval (week - 1) -> week of each row.
+
+    A *loss* is a fall, ``pre - post`` with ``pre`` the score at week - 1 and ``post`` the
+    score at week (exactly; a missing week is a gap). For alliance this is the same
+    arithmetic as a sudden *gain* on a symptom scale (``suddengains::identify_sg``):
+
+    1. ``pre - post >= cutoff`` (the reliable-change cut-off);
+    2. ``pre - post >= pct * (pre - floor)`` (``floor`` 0 in ``suddengains``; the project
+       measures WAI-SR above its floor of 12);
+    3. ``mean_pre - mean_post > t_crit * s_pooled`` over up to ``window`` weeks before
+       (week-window … week-1) and after (week … week+window-1), with
+       ``s_pooled = sqrt(((n_pre-1) s_pre² + (n_post-1) s_post²) / (n_pre + n_post - 2))``
+       and ``t_crit`` the two-sided ``alpha`` t value for ``n_pre + n_post - 2`` df (2.776,
+       3.182, 4.303 for 3+3, 3+2, 2+2); fewer than ``min_per_side`` values on a side: ``<NA>``.
+
+    ``sudden_loss`` is all active criteria true, ``<NA>`` when any is ``<NA>`` (R's
+    ``crit1 * crit2 * crit3``). A criterion switched off (``None``) gives an all-``<NA>``
+    column and is left out of ``sudden_loss``.
+
+    Parameters
+    ----------
+    series_frame : DataFrame
+        Columns ``week`` and ``score`` (NaN = missing), plus any of ``keys`` that identify
+        the series (absent keys: the frame is one series).
+    cutoff, pct, floor, alpha, window, min_per_side
+        As above; ``None`` switches a criterion off.
+
+    Returns
+    -------
+    DataFrame
+        Same index as ``series_frame``: ``pre_score, post_score, fall, n_pre, n_post,
+        mean_pre, mean_post, sd_pooled, t_crit`` and the nullable booleans ``crit1``,
+        ``crit2``, ``crit3``, ``sudden_loss``.
+
+    Notes
+    -----
+    Checked against the published ``suddengains`` test cases (tests/testthat/test-identify_sg.R,
+    reproduced in ``tests/core/test_ruptures.py``).
+
+    References
+    ----------
+    Tang & DeRubeis (1999), doi:10.1037/0022-006X.67.6.894; Lutz et al. (2013),
+    doi:10.1080/10503307.2012.693837; Wiedemann et al. (2020), doi:10.1371/journal.pone.0230276.
+    """
+    check_scores(series_frame, required=("week", "score"))
+    n = len(series_frame)
+    gid = _series_ids(series_frame, keys)
+    week = series_frame["week"].to_numpy(dtype="int64") if n else np.zeros(0, dtype="int64")
+    x = series_frame["score"].to_numpy(dtype="float64", na_value=np.nan) if n else np.zeros(0)
+    lookup = WeekLookup(gid, week, x)
+    out = sudden_loss_at(lookup, gid, week, cutoff=cutoff, pct=pct, floor=floor, alpha=alpha,
+                         window=window, min_per_side=min_per_side)
+    out.index = series_frame.index
+    return out
+
+
+def sudden_loss_at(lookup: WeekLookup, gid: np.ndarray, week: np.ndarray, *, cutoff, pct=0.25,
+                   floor=0.0, alpha=0.05, window: int = 3, min_per_side: int = 2) -> pd.DataFrame:
+    """:func:`sudden_loss_criteria` for the intervals ending at (series ``gid``, ``week``).
+
+    ``lookup`` holds the stored scores; ``cutoff`` and ``floor`` may be arrays (one value per
+    row, NaN cutoff = unknown: ``<NA>``). Used by the flags engine to evaluate only the weeks
+    that carry a rupture flag.
+    """
+    n = len(week)
+    pre = lookup.at(gid, week, -1)
+    post = lookup.at(gid, week, 0)
+    fall = pre - post
+    known1 = ~np.isnan(fall)
+    never = pd.arrays.BooleanArray(np.zeros(n, bool), np.ones(n, bool))
+    crit1 = crit2 = crit3 = never
+    if cutoff is not None:
+        cut = np.broadcast_to(np.asarray(cutoff, dtype="float64"), (n,))
+        k1 = known1 & ~np.isnan(cut)
+        crit1 = _nullable(np.where(k1, fall >= cut, False), k1)
+    if pct is not None:
+        flo = np.broadcast_to(np.asarray(floor, dtype="float64"), (n,))
+        crit2 = _nullable(np.where(known1, fall >= pct * (pre - flo), False), known1)
+    before = np.column_stack([lookup.at(gid, week, -k) for k in range(1, window + 1)]) if n else np.zeros((0, window))
+    after = np.column_stack([lookup.at(gid, week, k) for k in range(0, window)]) if n else np.zeros((0, window))
+    pres_b, pres_a = ~np.isnan(before), ~np.isnan(after)
+    n_pre, n_post = pres_b.sum(axis=1), pres_a.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_pre = np.where(pres_b, before, 0.0).sum(axis=1) / n_pre
+        mean_post = np.where(pres_a, after, 0.0).sum(axis=1) / n_post
+        ss_pre = np.where(pres_b, (before - mean_pre[:, None]) ** 2, 0.0).sum(axis=1)
+        ss_post = np.where(pres_a, (after - mean_post[:, None]) ** 2, 0.0).sum(axis=1)
+        dfree = n_pre + n_post - 2
+        sd_pooled = np.sqrt((ss_pre + ss_post) / dfree)
+    enough = (n_pre >= min_per_side) & (n_post >= min_per_side)
+    tcrit = t_critical(np.where(enough, dfree, 0), alpha=alpha if alpha is not None else 0.05)
+    if alpha is not None:
+        crit3 = _nullable(np.where(enough, (mean_pre - mean_post) > tcrit * sd_pooled, False), enough)
+    active = [c for c, on in ((crit1, cutoff is not None), (crit2, pct is not None), (crit3, alpha is not None)) if on]
+    return pd.DataFrame(
+        {
+            "pre_score": pre,
+            "post_score": post,
+            "fall": fall,
+            "n_pre": n_pre.astype("int64"),
+            "n_post": n_post.astype("int64"),
+            "mean_pre": np.where(n_pre > 0, mean_pre, np.nan),
+            "mean_post": np.where(n_post > 0, mean_post, np.nan),
+            "sd_pooled": np.where(enough, sd_pooled, np.nan),
+            "t_crit": tcrit,
+            "crit1": crit1,
+            "crit2": crit2,
+            "crit3": crit3,
+            "sudden_loss": combine_criteria(active, n),
+        }
+    )
+
+
+def explain_interval(series_frame: pd.DataFrame, *, week: int, cutoff: float | None,
+                     pct: float | None = 0.25, floor: float = 0.0, alpha: float | None = 0.05,
+                     window: int = 3, min_per_side: int = 2, patient_id: str | None = None,
+                     instrument: str | None = None) -> str:
+    """Explain, in words, the sudden-loss decision for the interval (week - 1) -> week.
+
+    The counterpart of ``suddengains::check_interval``: the values used, each criterion with
+    its arithmetic and verdict ("yes", "no" or "not enough data"), and the combined answer.
+    ``patient_id``/``instrument`` pick one series when the frame holds several.
+    """
+    frame = series_frame
+    if patient_id is not None and "patient_id" in frame.columns:
+        frame = frame[frame["patient_id"] == patient_id]
+    if instrument is not None and "instrument" in frame.columns:
+        frame = frame[frame["instrument"] == instrument]
+    if frame.empty:
+        raise ValueError("There are no scores for that patient and instrument; check the codes.")
+    if frame.get("patient_id", pd.Series(["-"])).nunique() > 1 or frame.get("instrument", pd.Series(["-"])).nunique() > 1:
+        raise ValueError("The scores hold more than one patient or instrument; name the patient_id "
+                         "and instrument of the interval to explain.")
+    probe = frame[["week", "score"]]
+    if not (probe["week"] == week).any():
+        probe = pd.concat([probe, pd.DataFrame({"week": [week], "score": [np.nan]})], ignore_index=True)
+    res = sudden_loss_criteria(probe, cutoff=cutoff, pct=pct, floor=floor, alpha=alpha, window=window,
+                               min_per_side=min_per_side, keys=())
+    r = res[probe["week"].to_numpy() == week].iloc[0]
+
+    def verdict(v) -> str:
+        return "not enough data" if pd.isna(v) else ("yes" if bool(v) else "no")
+
+    def num(v) -> str:
+        return "missing" if pd.isna(v) else f"{v:.4g}"
+
+    lines = [f"Interval week {week - 1} -> week {week}: score {num(r.pre_score)} -> {num(r.post_score)} "
+             f"(fall {num(r.fall)})."]
+    if cutoff is not None:
+        lines.append(f"1. Fall at least the reliable-change cut-off {cutoff:.4g}: {verdict(r.crit1)}.")
+    if pct is not None:
+        lines.append(f"2. Fall at least {pct:.0%} of (pre score - floor {floor:g}) = "
+                     f"{num(pct * (r.pre_score - floor))}: {verdict(r.crit2)}.")
+    if alpha is not None:
+        lines.append(f"3. Mean of {int(r.n_pre)} week(s) before ({num(r.mean_pre)}) minus mean of "
+                     f"{int(r.n_post)} week(s) after ({num(r.mean_post)}) above t {num(r.t_crit)} x pooled SD "
+                     f"{num(r.sd_pooled)} (needs {min_per_side} values a side): {verdict(r.crit3)}.")
+    lines.append(f"Sudden loss: {verdict(r.sudden_loss)}.")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- rupture rules
+def reliable_drop_criteria(prev: np.ndarray, score: np.ndarray, rc: np.ndarray, *,
+                           rule: ReliableDropRule) -> dict[str, pd.arrays.BooleanArray]:
+    """Criteria of ``reliable_drop`` per row: ``rd_rc``, ``rd_points`` and ``reliable_drop``.
+
+    ``prev`` is the score at exactly week t-1 (NaN if that week is missing: ``<NA>``);
+    ``rc`` the instrument's reliable-change cut-off per row (NaN if unknown: ``<NA>``).
+    A fall exactly at the cut-off counts (``>=``).
+    """
+    n = len(score)
+    fall = prev - score
+    known = ~np.isnan(fall)
+    off = pd.arrays.BooleanArray(np.zeros(n, bool), np.ones(n, bool))
+    out = {"rd_rc": off, "rd_points": off}
+    active = []
+    if rule.rc_multiple is not None:
+        k = known & ~np.isnan(rc)
+        out["rd_rc"] = _nullable(np.where(k, fall >= rule.rc_multiple * rc, False), k)
+        active.append(out["rd_rc"])
+    if rule.min_points is not None:
+        out["rd_points"] = _nullable(np.where(known, fall >= rule.min_points, False), known)
+        active.append(out["rd_points"])
+    out["reliable_drop"] = combine_criteria(active, n)
+    return out
+
+
+def below_own_level_criteria(score: np.ndarray, n_prior: np.ndarray, running_mean: np.ndarray,
+                             running_sd: np.ndarray, *, rule: BelowOwnLevelRule,
+                             rc: np.ndarray | None = None) -> dict[str, object]:
+    """Criteria of ``below_own_level`` per row, plus the SD used.
+
+    ``sd_used = max(running_sd, sd_floor)``; ``gap = running_mean - score``;
+    ``bol_k_sd: gap >= k_sd * sd_used``; ``bol_rc: gap >= rc_multiple * rc``;
+    ``bol_points: gap >= min_points``; ``<NA>`` when fewer than ``min_prior_weeks`` stored
+    weeks precede t (or the SD or ``rc`` needed is unknown). Exactly at a threshold counts.
+    """
+    n = len(score)
+    sd_used = running_sd.copy()
+    if rule.sd_floor is not None:
+        sd_used = np.where(np.isnan(sd_used), rule.sd_floor, np.maximum(sd_used, rule.sd_floor))
+    gap = running_mean - score
+    enough = (n_prior >= rule.min_prior_weeks) & ~np.isnan(gap)
+    off = pd.arrays.BooleanArray(np.zeros(n, bool), np.ones(n, bool))
+    out: dict[str, object] = {"bol_k_sd": off, "bol_rc": off, "bol_points": off}
+    active = []
+    if rule.k_sd is not None:
+        k = enough & ~np.isnan(sd_used)
+        out["bol_k_sd"] = _nullable(np.where(k, gap >= rule.k_sd * sd_used, False), k)
+        active.append(out["bol_k_sd"])
+    if rule.rc_multiple is not None:
+        rc_arr = np.full(n, np.nan) if rc is None else np.asarray(rc, dtype="float64")
+        k = enough & ~np.isnan(rc_arr)
+        out["bol_rc"] = _nullable(np.where(k, gap >= rule.rc_multiple * rc_arr, False), k)
+        active.append(out["bol_rc"])
+    if rule.min_points is not None:
+        out["bol_points"] = _nullable(np.where(enough, gap >= rule.min_points, False), enough)
+        active.append(out["bol_points"])
+    out["below_own_level"] = combine_criteria(active, n)
+    out["sd_used"] = sd_used
+    return out
+
+
+def repair_status(gid: np.ndarray, week: np.ndarray, baseline: np.ndarray, rc: np.ndarray,
+                  now: np.ndarray, lookup: WeekLookup, *, rule: RepairRule) -> tuple[np.ndarray, np.ndarray]:
+    """Status (``open``/``repaired``/``unrepaired``) and week of repair of ruptures.
+
+    Repaired at the first week t+j (1 <= j <= ``weeks``) whose stored score satisfies
+    ``baseline - score < rc_multiple * rc`` (back within one reliable change of the
+    pre-rupture baseline, or above it). Unrepaired when no such week exists and the window
+    has elapsed (``now >= t + weeks``); open otherwise. ``lookup`` holds only weeks that are
+    stored as of ``now``; an unknown ``rc`` leaves the rupture open until it elapses, then
+    unrepaired.
+    """
+    n = len(week)
+    repaired_week = np.full(n, -1, dtype="int64")
+    for j in range(rule.weeks, 0, -1):  # loop over the (few) window weeks, not over rows
+        later = lookup.at(gid, week, j)
+        ok = ~np.isnan(later) & ((baseline - later) < rule.rc_multiple * rc) & (week + j <= now)
+        repaired_week = np.where(ok, week + j, repaired_week)
+    status = np.where(repaired_week > 0, "repaired", np.where(now >= week + rule.weeks, "unrepaired", "open"))
+    return status, repaired_week

@@ -1,0 +1,109 @@
+"""Local accounts: argon2id password hashes, login with lockout, session validity.
+
+* Hashes: argon2id through argon2-cffi's ``PasswordHasher`` (its defaults follow RFC 9106's
+  recommended parameters); a hash made with older parameters is replaced at the next login.
+* Passwords: no composition rules, at least 12 characters (OWASP ASVS 2.1.1).
+* Lockout: after ``MAX_FAILURES`` failed logins within ``WINDOW`` the name is locked for
+  ``LOCKOUT``. It is kept in the audit trail (so a new browser session does not reset it) and
+  applies to names that do not exist too, so the answer never reveals whether an account
+  exists.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from db import audit
+from db.access import Actor
+from db.models import Account, AuditEvent, utcnow
+
+MIN_PASSWORD_LENGTH = 12
+MAX_FAILURES = 5
+WINDOW = dt.timedelta(minutes=15)
+LOCKOUT = dt.timedelta(minutes=15)
+LOGIN_FAILED_MESSAGE = (
+    "Wrong username or password, or the account is locked after too many attempts. "
+    "Check both and try again; after 5 failed attempts, wait 15 minutes or ask an admin."
+)
+
+_hasher = PasswordHasher()
+# A fixed hash to verify against when the name is unknown, so both paths take the same time.
+_DUMMY_HASH = _hasher.hash("alliance-monitor-timing-equaliser")
+
+
+def check_password_policy(password: str) -> None:
+    """Raise ``ValueError`` when the password is shorter than the minimum."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValueError(
+            f"The password is {len(password)} characters long; use at least {MIN_PASSWORD_LENGTH} "
+            f"(a few unrelated words make a long password that is easy to remember)."
+        )
+
+
+def hash_password(password: str) -> str:
+    """An argon2id hash of ``password`` (after checking the length policy)."""
+    check_password_policy(password)
+    return _hasher.hash(password)
+
+
+def _locked(session: Session, name: str, now: dt.datetime) -> bool:
+    last_lock = session.scalar(
+        select(func.max(AuditEvent.at)).where(AuditEvent.action == "lockout", AuditEvent.actor == name)
+    )
+    if last_lock is None:
+        return False
+    last_lock = last_lock if last_lock.tzinfo else last_lock.replace(tzinfo=dt.UTC)
+    return now - last_lock < LOCKOUT
+
+
+def _recent_failures(session: Session, name: str, now: dt.datetime) -> int:
+    since = now - WINDOW
+    last_ok = session.scalar(
+        select(func.max(AuditEvent.at)).where(
+            AuditEvent.actor == name, AuditEvent.action.in_(("login", "lockout"))
+        )
+    )
+    if last_ok is not None:
+        last_ok = last_ok if last_ok.tzinfo else last_ok.replace(tzinfo=dt.UTC)
+        since = max(since, last_ok)
+    return session.scalar(
+        select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.actor == name, AuditEvent.action == "login_failed", AuditEvent.at > since
+        )
+    ) or 0
+
+
+def authenticate(session: Session, *, name: str, password: str,
+                 clock: Callable[[], dt.datetime] = utcnow) -> Actor | None:
+    """The actor for a correct name and password, else ``None`` (and the failure is audited).
+
+    The caller commits the session (the audit rows are part of the transaction).
+    """
+    now = clock()
+    name = name.strip()[:64]
+    if _locked(session, name, now):
+        audit.record(session, actor=name, action="login_failed", at=now, reason="locked")
+        return None
+    account = session.scalar(select(Account).where(Account.name == name))
+    stored = account.password_hash if account is not None and account.password_hash else _DUMMY_HASH
+    try:
+        _hasher.verify(stored, password)
+        ok = account is not None and account.active and account.password_hash is not None
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        ok = False
+    if not ok or account is None:
+        audit.record(session, actor=name, action="login_failed", at=now)
+        if _recent_failures(session, name, now) >= MAX_FAILURES:
+            audit.record(session, actor=name, action="lockout", at=now,
+                         minutes=int(LOCKOUT.total_seconds() // 60))
+        return None
+    if _hasher.check_needs_rehash(account.password_hash or ""):
+        account.password_hash = _hasher.hash(password)
+    audit.record(session, actor=name, action="login", at=now)
+    return Actor.from_account(account)

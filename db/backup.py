@@ -1,0 +1,90 @@
+"""Backup and restore of the whole database, audit trail and accounts included.
+
+SQLite: the online backup API (``sqlite3.Connection.backup``) copies a consistent snapshot
+even while the app is writing. A restore first checks the copy (``PRAGMA integrity_check``,
+an Alliance Monitor schema, an intact audit chain) and refuses a damaged file.
+
+PostgreSQL: use the server's own tools (``pg_dump --format=custom`` / ``pg_restore``), as
+docs/operations.md describes; this module says so instead of pretending.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.orm import Session
+
+from db import audit
+
+PG_MESSAGE = ("backup and restore here handle the embedded SQLite database; for PostgreSQL use "
+              "pg_dump --format=custom and pg_restore as docs/operations.md describes.")
+
+
+def _sqlite_path(engine: Engine) -> str:
+    if engine.dialect.name != "sqlite" or not engine.url.database:
+        raise ValueError(f"This database is {engine.dialect.name}: {PG_MESSAGE}")
+    return engine.url.database
+
+
+def _check_copy(path: Path) -> str:
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file; check the path.")
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            status = con.execute("PRAGMA integrity_check").fetchone()[0]
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as exc:
+        raise ValueError(f"{path} is not a readable SQLite database ({exc}); it cannot be restored.") from exc
+    if status != "ok":
+        raise ValueError(f"{path} is damaged (integrity check: {status}); it cannot be restored.")
+    if not {"alembic_version", "scores", "audit_events", "accounts"} <= tables:
+        raise ValueError(f"{path} is not an Alliance Monitor backup (tables are missing); it cannot be restored.")
+    check = create_engine(f"sqlite:///{path}")
+    try:
+        with Session(check) as session:
+            ok, message = audit.verify_chain(session)
+    finally:
+        check.dispose()
+    if not ok:
+        raise ValueError(f"{path}: {message} The copy was tampered with; it cannot be restored.")
+    return message
+
+
+def backup_database(engine: Engine, target: Path) -> str:
+    """Write a consistent copy of the database to ``target`` and check it."""
+    source = _sqlite_path(engine)
+    target = Path(target)
+    if target.exists():
+        raise ValueError(f"{target} exists already; name a new file so no backup is overwritten.")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    src = sqlite3.connect(source)
+    dst = sqlite3.connect(target)
+    try:
+        with dst:
+            src.backup(dst)
+    finally:
+        dst.close()
+        src.close()
+    message = _check_copy(target)
+    return f"Backed up to {target} ({target.stat().st_size / 1e6:.1f} MB). {message}"
+
+
+def restore_database(engine: Engine, source: Path) -> str:
+    """Replace the database with the copy at ``source`` after checking it."""
+    target = _sqlite_path(engine)
+    message = _check_copy(Path(source))
+    engine.dispose()
+    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    dst = sqlite3.connect(target)
+    try:
+        with dst:
+            src.backup(dst)
+    finally:
+        dst.close()
+        src.close()
+    return f"Restored the database from {source}. {message}"

@@ -1,0 +1,100 @@
+"""Where the database is, how to connect to it, and how to bring its schema up to date.
+
+``ALLIANCE_DB_URL`` (or ``--db`` on the command line, which wins) is any SQLAlchemy URL;
+the default is the SQLite file ``data/alliance.db`` in the project folder, created and
+migrated on first start. PostgreSQL: ``postgresql+psycopg://user@host/db``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.orm import Session, sessionmaker
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+DEFAULT_SQLITE = PROJECT_DIR / "data" / "alliance.db"
+URL_ENV = "ALLIANCE_DB_URL"
+
+
+def database_url(explicit: str | None = None) -> str:
+    """The URL to use: ``explicit`` (``--db``), else ``$ALLIANCE_DB_URL``, else the SQLite default."""
+    url = explicit or os.environ.get(URL_ENV) or f"sqlite:///{DEFAULT_SQLITE}"
+    try:
+        make_url(url)
+    except ArgumentError as exc:
+        raise ValueError(
+            f"The database URL {url!r} is not a SQLAlchemy URL; use e.g. sqlite:///path/to/file.db "
+            f"or postgresql+psycopg://user@host/db."
+        ) from exc
+    return url
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def make_engine(url: str | None = None) -> Engine:
+    """An engine for ``url`` (see :func:`database_url`); SQLite gets WAL and foreign keys."""
+    url = database_url(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 10})
+        event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    return engine
+
+
+def alembic_config(engine: Engine | None = None) -> Config:
+    """Alembic configuration pointing at ``db/migrations`` (and at ``engine`` when given)."""
+    cfg = Config(str(PROJECT_DIR / "alembic.ini"))
+    cfg.set_main_option("script_location", str(PROJECT_DIR / "db" / "migrations"))
+    if engine is not None:
+        cfg.attributes["engine"] = engine
+    return cfg
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Create or upgrade the schema to ``revision`` (default: the newest migration)."""
+    command.upgrade(alembic_config(engine), revision)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Downgrade the schema to ``revision`` (``base`` removes every table)."""
+    command.downgrade(alembic_config(engine), revision)
+
+
+def is_current(engine: Engine) -> bool:
+    """True when the database is at the newest migration."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision() == head
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions bound to ``engine``; callers own the transaction."""
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Session]:
+    """A session in one transaction: committed on success, rolled back on any error."""
+    with session_factory(engine).begin() as session:
+        yield session

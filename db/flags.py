@@ -1,0 +1,41 @@
+"""Flags as a user sees them: computed by ``core.flags`` from the scores the actor may see,
+with the therapists' "addressed in feedback" actions laid over their status."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+from sqlalchemy.orm import Session
+
+from core.caseload import current_weeks
+from core.flags import DEFAULT_CONFIG, FlagConfig, compute_flags
+from db.access import Actor
+from db.queries import list_patients, read_flag_notes, read_scores
+
+FLAG_KEY = ["patient_id", "instrument", "week", "kind"]
+
+
+def read_flags(session: Session, *, actor: Actor | None, patient_code: str | None = None,
+               as_of_week: int | None = None, today: dt.date | None = None,
+               config: FlagConfig = DEFAULT_CONFIG, with_items: bool = True) -> pd.DataFrame:
+    """Every flag for the patients the actor may see (one patient with ``patient_code``).
+
+    A flag whose latest action is "addressed" has status ``addressed`` and carries the note
+    (``note``, ``note_by``, ``note_at``); "reopened" gives it back its computed status.
+    """
+    scores = read_scores(session, actor=actor, patient_code=patient_code, with_items=with_items,
+                         as_of_week=as_of_week)
+    patients = list_patients(session, actor=actor)
+    if patient_code is not None:
+        patients = patients[patients["patient_id"] == patient_code]
+    weeks = current_weeks(patients, today=today or dt.date.today(), as_of_week=as_of_week)
+    flags = compute_flags(scores, config=config, as_of_week=as_of_week, current_week=weeks)
+    notes = read_flag_notes(session, actor=actor, patient_code=patient_code)
+    if as_of_week is not None:
+        notes = notes.iloc[0:0]
+    flags = flags.merge(notes.rename(columns={"note": "note", "by": "note_by", "at": "note_at"}),
+                        on=FLAG_KEY, how="left")
+    addressed = flags["action"].eq("addressed").fillna(False)
+    flags["status"] = flags["status"].where(~addressed, "addressed")
+    return flags.drop(columns="action")

@@ -1,0 +1,162 @@
+"""SQLAlchemy 2.0 models of the clinic database.
+
+The schema changes only through Alembic migrations (``db/migrations``); ``tests/db`` runs
+upgrade -> downgrade -> upgrade and ``alembic check`` against these models.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ROLES = ("therapist", "supervisor", "admin")
+PATIENT_STATUSES = ("active", "completed", "dropped_out")
+SCORE_SOURCES = ("import", "entry", "fhir", "demo")
+
+
+def utcnow() -> dt.datetime:
+    """Timezone-aware now in UTC (every stored timestamp is UTC)."""
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dt.datetime: DateTime(timezone=True), dict[str, Any]: JSON}
+
+
+class Account(Base):
+    """A person who logs in: therapist, supervisor or admin."""
+
+    __tablename__ = "accounts"
+    __table_args__ = (CheckConstraint("role IN ('therapist', 'supervisor', 'admin')", name="role"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str | None] = mapped_column(String(128))
+    email: Mapped[str | None] = mapped_column(String(254), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    team: Mapped[str | None] = mapped_column(String(64), index=True)
+    password_hash: Mapped[str | None] = mapped_column(String(256))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: Bumped on password change or deactivation: every older session is logged out.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    patients: Mapped[list[Patient]] = relationship(back_populates="therapist")
+
+
+class Patient(Base):
+    """A patient, known only by a clinic code (pseudonym)."""
+
+    __tablename__ = "patients"
+    __table_args__ = (
+        CheckConstraint("status IN ('active', 'completed', 'dropped_out')", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    therapist_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
+    start_date: Mapped[dt.date | None] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    planned_weeks: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    therapist: Mapped[Account | None] = relationship(back_populates="patients")
+
+
+class Score(Base):
+    """One questionnaire of one patient in one treatment week."""
+
+    __tablename__ = "scores"
+    __table_args__ = (
+        UniqueConstraint("patient_id", "instrument", "week"),
+        CheckConstraint("week >= 1", name="week_positive"),
+        Index("ix_scores_instrument_week", "instrument", "week"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"))
+    instrument: Mapped[str] = mapped_column(String(32))
+    week: Mapped[int] = mapped_column(Integer)
+    administered_on: Mapped[dt.date | None] = mapped_column(Date)
+    total: Mapped[float] = mapped_column(Float)
+    #: Item responses in order, item 1 first; NULL when only a total was entered.
+    items: Mapped[list[int] | None] = mapped_column(JSON)
+    source: Mapped[str] = mapped_column(String(16), default="import")
+    entered_by: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
+    entered_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    #: Optimistic version: an edit must name the version it read.
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class FlagNote(Base):
+    """A therapist's action on a flag: addressed in feedback (with a note) or reopened."""
+
+    __tablename__ = "flag_notes"
+    __table_args__ = (
+        CheckConstraint("action IN ('addressed', 'reopened')", name="action"),
+        Index("ix_flag_notes_key", "patient_id", "instrument", "week", "kind"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"))
+    instrument: Mapped[str] = mapped_column(String(32))
+    week: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str] = mapped_column(Text, default="")
+    by_account: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class AuditEvent(Base):
+    """Append-only audit trail; each row's hash chains to the previous row's.
+
+    Database triggers refuse UPDATE and DELETE (see the first migration);
+    ``db.audit.verify_chain`` detects a row edited or removed behind their back.
+    """
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32), index=True)
+    patient_code: Mapped[str | None] = mapped_column(String(32), index=True)
+    detail: Mapped[str] = mapped_column(Text, default="{}")
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class Setting(Base):
+    """Clinic-wide settings (e.g. ``demo`` = "1" on a database seeded with the demo clinic)."""
+
+    __tablename__ = "settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,161 @@
+"""Read functions: every read of patient data goes through ``db.access.visible_patients``.
+
+They take a ``Session`` and the acting user (keyword-only) and return DataFrames in the
+``core`` column contract (see ``core/__init__.py``), so ``core`` never sees ORM objects.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, aliased
+
+from db.access import Actor, may_see_patient, visible_patients
+from db.models import Account, FlagNote, Patient, Score, Setting
+
+SCORE_COLUMNS = ["patient_id", "therapist_id", "instrument", "week", "score", "administered_on"]
+
+
+@dataclass(frozen=True)
+class PatientInfo:
+    """What a page needs to know about one patient."""
+
+    code: str
+    therapist: str | None
+    therapist_display: str | None
+    start_date: dt.date | None
+    status: str
+    planned_weeks: int | None
+
+
+def read_scores(session: Session, *, actor: Actor | None, patient_code: str | None = None,
+                instruments: list[str] | None = None, with_items: bool = False,
+                as_of_week: int | None = None) -> pd.DataFrame:
+    """Scores the actor may see, in the core column contract, sorted by patient, instrument, week.
+
+    ``with_items`` adds ``item_1 … item_K`` (float, NaN where absent); ``as_of_week`` keeps
+    weeks <= N only, as if later weeks were not stored yet.
+    """
+    therapist = aliased(Account)
+    cols = [Patient.code, therapist.name, Score.instrument, Score.week, Score.total, Score.administered_on]
+    if with_items:
+        cols.append(Score.items)
+    stmt = (select(*cols).join(Patient, Score.patient_id == Patient.id)
+            .outerjoin(therapist, Patient.therapist_id == therapist.id)
+            .where(Score.patient_id.in_(visible_patients(actor))))
+    if patient_code is not None:
+        stmt = stmt.where(Patient.code == patient_code)
+    if instruments:
+        stmt = stmt.where(Score.instrument.in_(instruments))
+    if as_of_week is not None:
+        stmt = stmt.where(Score.week <= as_of_week)
+    rows = session.execute(stmt).all()
+    frame = pd.DataFrame(rows, columns=SCORE_COLUMNS + (["items"] if with_items else []))
+    frame["week"] = frame["week"].astype("int64")
+    frame["score"] = frame["score"].astype("float64")
+    if with_items:
+        lists = frame.pop("items")
+        width = int(lists.map(lambda v: len(v) if v else 0).max()) if len(lists) else 0
+        matrix = np.full((len(frame), width), np.nan)
+        for i, values in enumerate(lists):
+            if values:
+                matrix[i, : len(values)] = values
+        for n in range(width):
+            frame[f"item_{n + 1}"] = matrix[:, n]
+    return frame.sort_values(["patient_id", "instrument", "week"], ignore_index=True)
+
+
+def list_patients(session: Session, *, actor: Actor | None) -> pd.DataFrame:
+    """The patients the actor may see: code, therapist, status, start, weeks stored, last week."""
+    therapist = aliased(Account)
+    stats = (select(Score.patient_id, func.max(Score.week).label("last_week"),
+                    func.count(func.distinct(Score.week)).label("weeks_stored"))
+             .group_by(Score.patient_id).subquery())
+    stmt = (select(Patient.code, therapist.name, therapist.display_name, therapist.team, Patient.status,
+                   Patient.start_date, Patient.planned_weeks, stats.c.last_week, stats.c.weeks_stored)
+            .outerjoin(therapist, Patient.therapist_id == therapist.id)
+            .outerjoin(stats, stats.c.patient_id == Patient.id)
+            .where(Patient.id.in_(visible_patients(actor)))
+            .order_by(Patient.code))
+    cols = ["patient_id", "therapist_id", "therapist_name", "team", "status", "start_date",
+            "planned_weeks", "last_week", "weeks_stored"]
+    return pd.DataFrame(session.execute(stmt).all(), columns=cols)
+
+
+def patient_info(session: Session, *, actor: Actor | None, code: str) -> PatientInfo | None:
+    """The patient when the actor may see it; ``None`` alike for unknown and forbidden codes."""
+    pid = may_see_patient(session, actor=actor, code=code)
+    if pid is None:
+        return None
+    patient = session.get(Patient, pid)
+    if patient is None:
+        return None
+    therapist = patient.therapist
+    return PatientInfo(code=patient.code, therapist=therapist.name if therapist else None,
+                       therapist_display=therapist.display_name if therapist else None,
+                       start_date=patient.start_date, status=patient.status,
+                       planned_weeks=patient.planned_weeks)
+
+
+def read_flag_notes(session: Session, *, actor: Actor | None,
+                    patient_code: str | None = None) -> pd.DataFrame:
+    """The latest "addressed"/"reopened" action per flag the actor may see."""
+    author = aliased(Account)
+    stmt = (select(Patient.code, FlagNote.instrument, FlagNote.week, FlagNote.kind, FlagNote.action,
+                   FlagNote.note, author.name, FlagNote.at, FlagNote.id)
+            .join(Patient, FlagNote.patient_id == Patient.id)
+            .outerjoin(author, FlagNote.by_account == author.id)
+            .where(FlagNote.patient_id.in_(visible_patients(actor))))
+    if patient_code is not None:
+        stmt = stmt.where(Patient.code == patient_code)
+    cols = ["patient_id", "instrument", "week", "kind", "action", "note", "by", "at", "id"]
+    frame = pd.DataFrame(session.execute(stmt).all(), columns=cols)
+    frame = frame.sort_values("id").drop_duplicates(["patient_id", "instrument", "week", "kind"], keep="last")
+    return frame.drop(columns="id").reset_index(drop=True)
+
+
+def list_accounts(session: Session, *, actor: Actor | None) -> pd.DataFrame:
+    """Accounts (admins: all; others: none — account management is an admin's task)."""
+    cols = ["name", "display_name", "role", "team", "active", "email"]
+    if actor is None or actor.role != "admin" or not actor.active:
+        return pd.DataFrame(columns=cols)
+    stmt = select(Account.name, Account.display_name, Account.role, Account.team, Account.active,
+                  Account.email).order_by(Account.name)
+    return pd.DataFrame(session.execute(stmt).all(), columns=cols)
+
+
+def get_setting(session: Session, key: str, default: str | None = None) -> str | None:
+    """A clinic-wide setting (no patient data)."""
+    value = session.scalar(select(Setting.value).where(Setting.key == key))
+    return default if value is None else value
+
+
+def is_demo(session: Session) -> bool:
+    """True on a database seeded with the synthetic demo clinic."""
+    return get_setting(session, "demo") == "1"
+
+
+def demo_accounts(session: Session) -> pd.DataFrame | None:
+    """The accounts to show on the login page of the demo clinic; ``None`` on any other database."""
+    if not is_demo(session):
+        return None
+    stmt = (select(Account.name, Account.role, Account.team, Account.display_name)
+            .where(Account.active.is_(True), Account.password_hash.is_not(None)).order_by(Account.role, Account.name))
+    return pd.DataFrame(session.execute(stmt).all(), columns=["name", "role", "team", "display_name"])
+
+
+def data_version(session: Session) -> tuple[int, ...]:
+    """A cheap fingerprint that changes whenever scores, patients or flag notes change.
+
+    Cached loaders take it among their arguments, so flags are computed once per data
+    change, not on every rerun.
+    """
+    row = session.execute(select(
+        select(func.count(Score.id)).scalar_subquery(), select(func.max(Score.id)).scalar_subquery(),
+        select(func.max(Score.version)).scalar_subquery(), select(func.count(Patient.id)).scalar_subquery(),
+        select(func.max(FlagNote.id)).scalar_subquery())).one()
+    return tuple(int(v or 0) for v in row)

@@ -1,0 +1,341 @@
+"""Alliance Monitor's command line (CONTRACT.md): ``python manage.py COMMAND``.
+
+Exit codes: 0 success; 2 bad input (nothing written); 1 any other failure. Errors go to
+stderr, one line each, naming the file row and column and a reason, never echoing health
+data beyond the patient code.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import pandas as pd
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Alliance Monitor: weekly alliance and symptom monitoring for therapy clinics.")
+
+DbOption = Annotated[str | None, typer.Option("--db", help="SQLAlchemy URL; wins over ALLIANCE_DB_URL.")]
+SAMPLE_DIR = Path(__file__).resolve().parent / "sample_data"
+DEMO_PASSWORD = "demo-password-2026"
+
+
+class Fmt(str, enum.Enum):
+    csv = "csv"
+    json = "json"
+
+
+class CsvOnly(str, enum.Enum):
+    csv = "csv"
+
+
+class Role(str, enum.Enum):
+    therapist = "therapist"
+    supervisor = "supervisor"
+    admin = "admin"
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print one line to stderr and exit with ``code``."""
+    typer.echo(message, err=True)
+    raise typer.Exit(code)
+
+
+def _engine(db: str | None, *, migrate: bool = True):  # type: ignore[no-untyped-def]
+    from db.engine import is_current, make_engine, upgrade
+
+    try:
+        engine = make_engine(db)
+        if migrate and not is_current(engine):
+            upgrade(engine)
+        return engine
+    except ValueError as exc:
+        fail(str(exc), 2)
+    except Exception as exc:  # noqa: BLE001 - any connection failure is reported in one line
+        fail(f"Cannot open the database ({type(exc).__name__}: {str(exc).splitlines()[0]}); check --db or "
+             f"ALLIANCE_DB_URL and that the server is running.")
+
+
+def _load_validated(data: bytes, name: str) -> pd.DataFrame:
+    from core.validation import read_scores_csv, validate_scores
+
+    try:
+        raw = read_scores_csv(data)
+    except ValueError as exc:
+        fail(f"{name}: {exc}", 2)
+    result = validate_scores(raw)
+    if not result.ok:
+        for err in result.errors:
+            typer.echo(f"{name}: {err}", err=True)
+        typer.echo(f"{name}: {len(result.errors)} problems; nothing was written.", err=True)
+        raise typer.Exit(2)
+    return result.scores
+
+
+@app.command("init-db")
+def init_db(db: DbOption = None) -> None:
+    """Create or upgrade the schema to the newest migration."""
+    from db.engine import database_url
+
+    _engine(db)
+    typer.echo(f"The database at {database_url(db).split('@')[-1]} is at the newest schema.")
+
+
+@app.command("seed-demo")
+def seed_demo(force: Annotated[bool, typer.Option("--force", help="Load even into a non-empty database.")] = False,
+              if_empty: Annotated[bool, typer.Option("--if-empty", help="Do nothing (exit 0) when the "
+                                                     "database already holds patients.")] = False,
+              db: DbOption = None) -> None:
+    """Load the synthetic demo clinic and its demo accounts (password: demo-password-2026)."""
+    from sqlalchemy import func, select
+
+    from db.access import SYSTEM
+    from db.engine import transaction
+    from db.models import Account, Patient
+    from db.writes import apply_import, create_account, plan_import, set_patient_details, set_setting
+
+    engine = _engine(db)
+    with transaction(engine) as session:
+        n = session.scalar(select(func.count()).select_from(Patient)) or 0
+        if n and if_empty:
+            typer.echo(f"The database already holds {n} patients; the demo clinic was not loaded again.")
+            return
+        if n and not force:
+            fail(f"The database already holds {n} patients; seed-demo loads only into an empty database "
+                 f"(use --force to load the demo clinic anyway).", 2)
+        accounts = pd.read_csv(SAMPLE_DIR / "demo_accounts.csv", dtype=str, keep_default_na=False)
+        for a in accounts.itertuples(index=False):
+            if session.scalar(select(Account.id).where(Account.name == a.name, Account.password_hash.is_not(None))):
+                continue
+            create_account(session, actor=SYSTEM, name=a.name, role=a.role, password=DEMO_PASSWORD,
+                           team=a.team or None, display_name=a.display_name)
+        scores = _load_validated((SAMPLE_DIR / "demo_scores.csv").read_bytes(), "demo_scores.csv")
+        plan = plan_import(session, scores=scores)
+        counts = apply_import(session, actor=SYSTEM, plan=plan, replace=True, source="demo",
+                              filename="demo_scores.csv")
+        set_patient_details(session, actor=SYSTEM,
+                            details=pd.read_csv(SAMPLE_DIR / "demo_patients.csv", dtype=str))
+        set_setting(session, actor=SYSTEM, key="demo", value="1")
+    typer.echo(f"Loaded the demo clinic: {len(accounts)} accounts, {scores['patient_id'].nunique()} patients, "
+               f"{counts['new']} new scores. Demo password for every account: {DEMO_PASSWORD}")
+
+
+@app.command("import-scores")
+def import_scores(file: Annotated[Path, typer.Argument(help="A weekly-scores CSV file (CONTRACT.md).")],
+                  dry_run: Annotated[bool, typer.Option("--dry-run", help="Check and report; write nothing.")] = False,
+                  replace: Annotated[bool, typer.Option("--replace", help="Overwrite conflicting stored "
+                                                        "scores (old values stay in the audit trail).")] = False,
+                  db: DbOption = None) -> None:
+    """Import a weekly-scores file, all or nothing."""
+    from db.access import SYSTEM
+    from db.engine import transaction
+    from db.writes import apply_import, plan_import
+
+    if not file.is_file():
+        fail(f"{file}: no such file; check the path.", 2)
+    scores = _load_validated(file.read_bytes(), file.name)
+    engine = _engine(db)
+    with transaction(engine) as session:
+        plan = plan_import(session, scores=scores)
+        if plan.conflicts and not replace:
+            for err in plan.errors:
+                typer.echo(f"{file.name}: {err}", err=True)
+            typer.echo(f"{file.name}: {plan.conflicts} rows conflict with stored scores; nothing was written "
+                       f"(use --replace to overwrite them).", err=True)
+            raise typer.Exit(2)
+        summary = f"{plan.new} new, {plan.unchanged} unchanged, {plan.conflicts} replaced"
+        if dry_run:
+            typer.echo(f"Dry run of {file.name}: would write {summary}; nothing was written.")
+            session.rollback()
+            return
+        apply_import(session, actor=SYSTEM, plan=plan, replace=replace, filename=file.name)
+    typer.echo(f"Imported {file.name}: {summary}.")
+
+
+@app.command("export")
+def export(patient: Annotated[str | None, typer.Option("--patient", help="Only this patient's scores.")] = None,
+           format: Annotated[CsvOnly, typer.Option("--format")] = CsvOnly.csv,  # noqa: A002
+           db: DbOption = None) -> None:
+    """Scores as CSV to stdout, formula-escaped; the export is audited."""
+    from core.exporting import scores_for_export, to_csv_bytes
+    from db import audit
+    from db.access import SYSTEM
+    from db.engine import transaction
+    from db.queries import read_scores
+
+    engine = _engine(db)
+    with transaction(engine) as session:
+        scores = read_scores(session, actor=SYSTEM, patient_code=patient, with_items=True)
+        if patient is not None and scores.empty:
+            fail(f"No scores for patient {patient}; check the code.", 2)
+        audit.record(session, actor=SYSTEM, action="export", patient_code=patient, rows=len(scores))
+    sys.stdout.buffer.write(to_csv_bytes(scores_for_export(scores)))
+
+
+@app.command("create-user")
+def create_user(name: Annotated[str, typer.Argument(help="Account name (login).")],
+                role: Annotated[Role, typer.Option("--role")],
+                team: Annotated[str | None, typer.Option("--team")] = None,
+                password_stdin: Annotated[bool, typer.Option("--password-stdin",
+                                                             help="Read the password from stdin.")] = False,
+                display_name: Annotated[str | None, typer.Option("--display-name")] = None,
+                email: Annotated[str | None, typer.Option("--email")] = None,
+                db: DbOption = None) -> None:
+    """Add an account (password read from stdin)."""
+    from db.access import SYSTEM
+    from db.engine import transaction
+    from db.writes import create_account
+
+    if not password_stdin:
+        fail("Give the password on standard input with --password-stdin (it is never taken as an argument).", 2)
+    password = sys.stdin.readline().rstrip("\r\n")
+    engine = _engine(db)
+    try:
+        with transaction(engine) as session:
+            create_account(session, actor=SYSTEM, name=name, role=role.value, password=password, team=team,
+                           display_name=display_name, email=email)
+    except ValueError as exc:
+        fail(str(exc), 2)
+    typer.echo(f"Created the {role.value} account {name}" + (f" in team {team}." if team else "."))
+
+
+@app.command("assign")
+def assign(patient: Annotated[str, typer.Argument(help="Patient code.")],
+           therapist: Annotated[str, typer.Option("--therapist", help="Therapist's account name.")],
+           db: DbOption = None) -> None:
+    """Put a patient on a therapist's caseload."""
+    from db.access import SYSTEM
+    from db.engine import transaction
+    from db.writes import assign_patient
+
+    engine = _engine(db)
+    try:
+        with transaction(engine) as session:
+            assign_patient(session, actor=SYSTEM, code=patient, therapist=therapist)
+    except ValueError as exc:
+        fail(str(exc), 2)
+    typer.echo(f"Patient {patient} is now on {therapist}'s caseload.")
+
+
+@app.command("flags")
+def flags(as_of_week: Annotated[int | None, typer.Option("--as-of-week", min=1,
+                                                         help="Answer as if only weeks <= N were stored.")] = None,
+          format: Annotated[Fmt, typer.Option("--format")] = Fmt.csv,  # noqa: A002
+          today: Annotated[str | None, typer.Option("--today", help="Date to count treatment weeks "
+                                                    "from (YYYY-MM-DD; default: today).")] = None,
+          db: DbOption = None) -> None:
+    """Every alert the monitor raises, one row each, to stdout."""
+    from core.exporting import escape_formulas
+    from core.flags import CONTRACT_COLUMNS
+    from db.access import SYSTEM
+    from db.engine import transaction
+    from db.flags import read_flags
+
+    try:
+        day = dt.date.fromisoformat(today) if today else None
+    except ValueError:
+        fail(f"--today {today!r} is not a date; write it YYYY-MM-DD.", 2)
+    engine = _engine(db)
+    with transaction(engine) as session:
+        table = read_flags(session, actor=SYSTEM, as_of_week=as_of_week, today=day)
+    extra = [c for c in table.columns if c not in CONTRACT_COLUMNS]
+    table = table[list(CONTRACT_COLUMNS) + extra]
+    if format is Fmt.json:
+        typer.echo(table.to_json(orient="records", date_format="iso", force_ascii=False))
+    else:
+        sys.stdout.write(escape_formulas(table).to_csv(index=False, lineterminator="\n"))
+
+
+@app.command("analyze")
+def analyze(symptom: Annotated[str, typer.Option("--symptom")] = "SPIN",
+            alliance: Annotated[str, typer.Option("--alliance")] = "WAI-SR",
+            format: Annotated[Fmt, typer.Option("--format")] = Fmt.csv,  # noqa: A002
+            db: DbOption = None) -> None:
+    """The three multilevel models (total, within, between) on all stored data."""
+    from core import instruments
+    from core.models import fit_within_between
+    from db.access import SYSTEM
+    from db.engine import transaction
+    from db.queries import read_scores
+
+    for code in (symptom, alliance):
+        try:
+            instruments.get(code)
+        except ValueError as exc:
+            fail(str(exc), 2)
+    engine = _engine(db)
+    with transaction(engine) as session:
+        scores = read_scores(session, actor=SYSTEM, instruments=[symptom, alliance])
+    try:
+        result = fit_within_between(scores, symptom=symptom, alliance=alliance)
+    except ValueError as exc:
+        fail(str(exc), 2)
+    payload = result.to_dict()
+    if format is Fmt.json:
+        typer.echo(json.dumps(payload, indent=1))
+        return
+    rows = [{"model": m, "term": t, **v} for m, model in payload["models"].items()
+            for t, v in model["terms"].items()]
+    sys.stdout.write(pd.DataFrame(rows).to_csv(index=False, lineterminator="\n", float_format="%.6g"))
+
+
+@app.command("audit")
+def audit_cmd(since: Annotated[str | None, typer.Option("--since", help="YYYY-MM-DD (UTC).")] = None,
+              format: Annotated[CsvOnly, typer.Option("--format")] = CsvOnly.csv,  # noqa: A002
+              verify: Annotated[bool, typer.Option("--verify", help="Check the hash chain.")] = False,
+              db: DbOption = None) -> None:
+    """The audit trail (who viewed, changed, imported or exported what, when, in UTC)."""
+    from core.exporting import to_csv_bytes
+    from db import audit
+    from db.engine import transaction
+
+    try:
+        start = dt.datetime.fromisoformat(since).replace(tzinfo=dt.UTC) if since else None
+    except ValueError:
+        fail(f"--since {since!r} is not a date; write it YYYY-MM-DD.", 2)
+    engine = _engine(db)
+    with transaction(engine) as session:
+        if verify:
+            ok, message = audit.verify_chain(session)
+            if not ok:
+                fail(message, 1)
+            typer.echo(message)
+            return
+        events = audit.read_events(session, since=start)
+    events["at"] = events["at"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    sys.stdout.buffer.write(to_csv_bytes(events))
+
+
+@app.command("backup")
+def backup(file: Annotated[Path, typer.Argument(help="Where to write the copy.")], db: DbOption = None) -> None:
+    """A consistent copy of the whole database (SQLite), audit trail included."""
+    from db.backup import backup_database
+
+    engine = _engine(db)
+    try:
+        message = backup_database(engine, file)
+    except ValueError as exc:
+        fail(str(exc), 2)
+    typer.echo(message)
+
+
+@app.command("restore")
+def restore(file: Annotated[Path, typer.Argument(help="A copy made by backup.")], db: DbOption = None) -> None:
+    """Replace the database with a copy made by ``backup`` (a damaged copy is refused)."""
+    from db.backup import restore_database
+
+    engine = _engine(db, migrate=False)
+    try:
+        message = restore_database(engine, file)
+    except ValueError as exc:
+        fail(str(exc), 2)
+    typer.echo(message)
+
+
+if __name__ == "__main__":
+    app()
