@@ -231,8 +231,14 @@ def _draw(rng: np.random.Generator, n_patients: int, n_weeks: int,
 
 
 def _latent(draws: _Draws, instruments: Sequence[str], n_weeks: int, *,
-            week_scale: np.ndarray, drop: np.ndarray, floor: np.ndarray) -> dict[str, np.ndarray]:
-    """Latent totals (patients x weeks) of each instrument; see the module docstring."""
+            week_scale: dict[str, np.ndarray], drop: np.ndarray, floor: np.ndarray,
+            shift: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Latent totals (patients x weeks) of each instrument; see the module docstring.
+
+    ``shift`` (points, patients x weeks, per instrument) moves patients' courses before the
+    alliance floor is applied; the demo uses it to calibrate its week means.
+    """
+    shift = shift or {}
     means = _week_means(n_weeks)
     pe = draws.person
     col = slice(None), None  # broadcast a per-patient vector over weeks
@@ -243,7 +249,7 @@ def _latent(draws: _Draws, instruments: Sequence[str], n_weeks: int, *,
     out: dict[str, np.ndarray] = {}
     e_w = noise("WAI-SR") if "WAI-SR" in draws.week else np.zeros_like(drop)
     m = means["WAI-SR"]
-    w_base = m[0] + pe["u_w"][col] + pe["g_w"][col] * (m - m[0])
+    w_base = m[0] + pe["u_w"][col] + pe["g_w"][col] * (m - m[0]) + shift.get("WAI-SR", 0.0)
     w_base = np.maximum(w_base, floor[col])
     out["WAI-SR"] = w_base + e_w - drop
     # deviation of the week's alliance from the patient's own course, seen by next week
@@ -255,7 +261,7 @@ def _latent(draws: _Draws, instruments: Sequence[str], n_weeks: int, *,
         out["WAI-P"] = out["WAI-P"] + noise("WAI-P")
     for code, u, g in (("SPIN", "u_s", "g_s"), ("PHQ-9", "u_d", "g_d"), ("GAD-7", "u_g", "g_d")):
         m = means[code]
-        base = m[0] + pe[u][col] + pe[g][col] * (m - m[0]) + LINK[code] * dw
+        base = m[0] + pe[u][col] + pe[g][col] * (m - m[0]) + LINK[code] * dw + shift.get(code, 0.0)
         out[code] = base + (noise(code) if code in draws.week else 0.0)
     return {code: out[code] for code in instruments}
 
@@ -471,9 +477,10 @@ def generate_demo(seed: int = SEED) -> dict[str, pd.DataFrame]:
     pe["u_p"][quiet] = np.clip(pe["u_p"][quiet], 0.0, 6.0)
     pe["g_w"][quiet] = 1.0
     pe["u_s"][quiet] = np.clip(pe["u_s"][quiet], -13.0, -8.0)
-    pe["u_d"][quiet] = np.clip(pe["u_d"][quiet], -7.0, -6.0)
-    pe["u_g"][quiet] = np.clip(pe["u_g"][quiet], -7.0, -6.0)
-    pe["g_s"][quiet] = pe["g_d"][quiet] = 0.35
+    pe["u_d"][quiet] = np.clip(pe["u_d"][quiet], -7.5, -6.5)
+    pe["u_g"][quiet] = np.clip(pe["u_g"][quiet], -7.5, -6.5)
+    pe["g_s"][quiet] = 0.35
+    pe["g_d"][quiet] = 0.0
     low = idx(LOW_ALLIANCE)
     pe["u_w"][low] = (-13.0, -15.0)
     pe["g_w"][low] = (1.0, 0.6)
@@ -510,21 +517,9 @@ def generate_demo(seed: int = SEED) -> dict[str, pd.DataFrame]:
     steady[quiet] = 0.25
     for code in ("SPIN", "PHQ-9", "GAD-7"):
         week_scale[code] = steady
-    latent = _latent(draws, INSTRUMENTS, n_weeks, week_scale=week_scale, drop=drop, floor=floor)
-    # symptoms worsen a little the week after a rupture (on top of the within-person link)
-    for code, bump in (("SPIN", 2.5), ("PHQ-9", 1.0), ("GAD-7", 1.0)):
-        latent[code][rup] += bump * (after == 1)
-
-    values = {}
-    for code in INSTRUMENTS:
-        values[code] = _items(
-            code, latent[code], draws, item_scale=calm if code in ("WAI-SR", "WAI-P") else steady,
-            drop=drop if code == "WAI-SR" else None, focus=focus if code == "WAI-SR" else None,
-            zero_items=get(code).risk_items if code == "PHQ-9" else ())
     risk_p = np.array([pos[p] for p, weeks in RISK_WEEKS.items() for _ in weeks])
     risk_w = np.array([w for weeks in RISK_WEEKS.values() for w in weeks])
     risk_v = np.array([v for weeks in RISK_WEEKS.values() for v in weeks.values()])
-    values["PHQ-9"][risk_p, risk_w - 1, get("PHQ-9").risk_items[0] - 1] = risk_v
 
     # which rows exist: observed weeks minus ~7% missing cells
     observed = week_no[None, :] <= n_obs[:, None]
@@ -549,6 +544,33 @@ def generate_demo(seed: int = SEED) -> dict[str, pd.DataFrame]:
         present[code][full_p, full_w] = False
         skip = patterns[pattern_of, j]
         present[code][part_p[skip], part_w[skip]] = False
+
+    def simulate(shift: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+        latent = _latent(draws, INSTRUMENTS, n_weeks, week_scale=week_scale, drop=drop, floor=floor,
+                         shift=shift)
+        # symptoms worsen a little the week after a rupture (on top of the within-person link)
+        for code, bump in (("SPIN", 2.5), ("PHQ-9", 1.0), ("GAD-7", 1.0)):
+            latent[code][rup] += bump * (after == 1)
+        return {code: _items(code, latent[code], draws,
+                             item_scale=calm if code in ("WAI-SR", "WAI-P") else steady,
+                             drop=drop if code == "WAI-SR" else None, focus=focus if code == "WAI-SR" else None,
+                             zero_items=get(code).risk_items if code == "PHQ-9" else ())
+                for code in INSTRUMENTS}
+
+    # calibrate: the planted patients pull the week means away from the trial's; shift the
+    # other patients' courses so that the clinic's observed week means match the targets
+    free = ~np.isin(ids, [r.patient for r in RUPTURES] + list(QUIET) + list(LOW_ALLIANCE))
+    first = simulate(None)
+    shift = {}
+    for code in ("SPIN", "WAI-SR"):
+        mask = present[code]
+        n_t = mask.sum(axis=0)
+        n_free = (mask & free[:, None]).sum(axis=0)
+        observed_mean = (first[code].sum(axis=2) * mask).sum(axis=0) / np.maximum(n_t, 1)
+        gap = (_week_means(n_weeks)[code] - observed_mean) * n_t / np.maximum(n_free, 1)
+        shift[code] = np.where(free[:, None] & (n_free >= 10)[None, :], gap[None, :], 0.0)
+    values = simulate(shift)
+    values["PHQ-9"][risk_p, risk_w - 1, get("PHQ-9").risk_items[0] - 1] = risk_v
 
     scores = _frame(values, present, patient_ids=np.array(ids, dtype=object), therapist_ids=therapist_ids,
                     start=courses["start"].to_numpy(), items=True)
