@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from core import instruments as reg
-from core.centering import WeekLookup, baseline_sds, check_scores, running_arrays, series_order
+from core.centering import WeekLookup, _group_exclusive_cumsum, baseline_sds, check_scores, running_arrays, series_order
 from core.ruptures import (
     BelowOwnLevelRule,
     LowAllianceRule,
@@ -113,6 +113,11 @@ class FlagConfig:
         Repair window and tolerance (``status``/``repaired_week`` of a rupture).
     low_alliance, deterioration, improvement, caseness, risk_item, missed : rule or None
         The other kinds.
+    rupture_episodes : bool
+        ``True`` (default): a rupture that goes on over consecutive stored weeks (each week
+        again below the patient's own level) is one flag, raised at its first week; the
+        weeks after it are the same episode, whose status (repaired / unrepaired) says how
+        it went. ``False``: every such week is flagged.
     symptom_preference : tuple of str
         Order in which a patient's symptom instrument is chosen for ``symptom_instrument``
         (the first one the patient has a score for by the flag's week; other symptom
@@ -130,6 +135,7 @@ class FlagConfig:
     caseness: CasenessRule | None = field(default_factory=CasenessRule)
     risk_item: RiskItemRule | None = field(default_factory=RiskItemRule)
     missed: MissedRule | None = field(default_factory=MissedRule)
+    rupture_episodes: bool = True
     symptom_preference: tuple[str, ...] = ("SPIN", "PHQ-9", "GAD-7")
 
     def check(self) -> None:
@@ -218,16 +224,17 @@ def _instrument_table(codes: pd.Index, frame_w1: pd.DataFrame, config: FlagConfi
 
 def _prepare(scores: pd.DataFrame, as_of_week: int | None) -> pd.DataFrame:
     check_scores(scores)
-    if as_of_week is not None:
-        if isinstance(as_of_week, bool) or not isinstance(as_of_week, (int, np.integer)) or as_of_week < 1:
-            raise ValueError(f"as_of_week must be a treatment week (a whole number >= 1); got {as_of_week!r}.")
+    if as_of_week is not None and (
+            isinstance(as_of_week, bool) or not isinstance(as_of_week, (int, np.integer)) or as_of_week < 1):
+        raise ValueError(f"as_of_week must be a treatment week (a whole number >= 1); got {as_of_week!r}.")
     known = set(reg.registry())
     codes = pd.unique(scores["instrument"].astype("string"))
     unknown = sorted(str(c) for c in codes if c not in known)
     if unknown:
         raise ValueError(f"Unknown instrument code(s) {', '.join(unknown)}; known instruments are "
                          f"{', '.join(sorted(known))}. Add a definition or fix the codes.")
-    keep = ["patient_id", "instrument", "week", "score"] + (["therapist_id"] if "therapist_id" in scores.columns else [])
+    keep = ["patient_id", "instrument", "week", "score"]
+    keep += ["therapist_id"] if "therapist_id" in scores.columns else []
     keep += [c for c in scores.columns if isinstance(c, str) and c.startswith("item_")]
     frame = scores[keep]
     if as_of_week is not None:
@@ -290,7 +297,6 @@ def compute_flags(
     if frame.empty:
         return empty_flags()
 
-    n = len(frame)
     gid = frame["_gid"].to_numpy()
     week = frame["week"].to_numpy()
     x = frame["score"].to_numpy()
@@ -335,6 +341,10 @@ def compute_flags(
             fired["below_own_level"] = np.asarray(bol["below_own_level"].fillna(False), dtype=bool)
         stack = np.column_stack([fired[r] for r in rupt_rules])
         hit = (stack.any(axis=1) if config.rupture_requires == "any" else stack.all(axis=1)) & is_alliance & present
+        if config.rupture_episodes:
+            # the previous stored week of the series already met the rupture rule: same episode
+            prev_hit = _prev_stored(gid, np.where(present, hit.astype("float64"), np.nan)) == 1.0
+            hit &= ~prev_hit
         if hit.any():
             parts.append(_rupture_part(frame, base, hit, fired, rupt_rules, prev=prev, rmean=rmean, rsd=rsd,
                                        bol=bol, rc=rc, itab=itab, icode=icode, gid=gid, lookup=lookup,
@@ -387,6 +397,10 @@ def compute_flags(
         in_case = np.where(worse_sign > 0, x >= case, x <= case)
         was_case = np.where(worse_sign > 0, prev_stored >= case, prev_stored <= case)
         hit = is_symptom & ~np.isnan(case) & in_case & ~np.isnan(prev_stored) & ~was_case
+        if config.caseness.new_only:
+            hit &= np.where(worse_sign > 0, first < case, first > case)
+        if config.caseness.once:
+            hit &= _group_exclusive_cumsum(hit.astype("int64"), gid) == 0
         if hit.any():
             idx = np.flatnonzero(hit)
             codes = pd.Series(icodes[icode[idx]], dtype="string")
@@ -619,7 +633,8 @@ def _add_symptom_context(out, frame, pcode, pids, icodes, itab, config) -> pd.Da
     sym = [c for c in itab["code"] if not itab.set_index("code").loc[c, "alliance"]]
     if not alli.any() or not sym:
         return out
-    order = [c for c in config.symptom_preference if c in sym] + sorted(c for c in sym if c not in config.symptom_preference)
+    pref = config.symptom_preference
+    order = [c for c in pref if c in sym] + sorted(c for c in sym if c not in pref)
     rows = np.flatnonzero(alli)
     p_of = pids.get_indexer(out["patient_id"].iloc[rows].astype("string"))
     wk = out["week"].to_numpy()[rows]

@@ -383,7 +383,7 @@ def explain_interval(series_frame: pd.DataFrame, *, week: int, cutoff: float | N
         frame = frame[frame["instrument"] == instrument]
     if frame.empty:
         raise ValueError("There are no scores for that patient and instrument; check the codes.")
-    if frame.get("patient_id", pd.Series(["-"])).nunique() > 1 or frame.get("instrument", pd.Series(["-"])).nunique() > 1:
+    if any(c in frame.columns and frame[c].nunique() > 1 for c in ("patient_id", "instrument")):
         raise ValueError("The scores hold more than one patient or instrument; name the patient_id "
                          "and instrument of the interval to explain.")
     probe = frame[["week", "score"]]

@@ -54,15 +54,27 @@ class ReliableChangeRule:
 
 @dataclass(frozen=True)
 class CasenessRule:
-    """Crossing into caseness.
+    """Crossing into caseness: a score at or past the cut-off after a stored score below it.
 
     Parameters
     ----------
     cutoff : float or None
         ``None`` = the instrument's ``caseness`` (PHQ-9 10, GAD-7 8, SPIN 19).
+    once : bool
+        ``True`` (default): only the first crossing of a course is flagged. A score that
+        hovers around the cut-off would otherwise raise an alert at every re-crossing (the
+        demo clinic's PHQ-9 gave 57 such alerts for 60 patients), and alerts that repeat
+        are the ones that get ignored (CLINICAL.md, "Calibrated").
+    new_only : bool
+        ``True`` (default): only a patient whose first questionnaire was below the cut-off
+        is flagged (a *new* problem, e.g. depression emerging during treatment for social
+        anxiety). A patient who started above it and hovers around it is not yet recovered,
+        which the course and the reliable-change flags already show. ``False``: any crossing.
     """
 
     cutoff: float | None = None
+    once: bool = True
+    new_only: bool = True
 
 
 @dataclass(frozen=True)
@@ -93,7 +105,8 @@ def check_symptom_rules(*, deterioration=None, improvement=None, caseness=None, 
             raise ValueError(f"The {name} rule has every criterion off; switch the rule off (None) instead.")
     if caseness is not None and caseness.cutoff is not None and not np.isfinite(caseness.cutoff):
         raise ValueError("caseness.cutoff must be a number or None (the instrument's own cut-off).")
-    if risk_item is not None and not (isinstance(risk_item.threshold, (int, float)) and np.isfinite(risk_item.threshold)):
+    thr = None if risk_item is None else risk_item.threshold
+    if risk_item is not None and not (isinstance(thr, (int, float)) and np.isfinite(thr)):
         raise ValueError("risk_item.threshold must be a number (default 0).")
     if missed is not None and (not isinstance(missed.weeks, int) or missed.weeks < 1):
         raise ValueError("missed.weeks must be a whole number of weeks, at least 1.")

@@ -7,6 +7,7 @@ They take a ``Session`` and the acting user (keyword-only) and return DataFrames
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,12 @@ from db.access import Actor, may_see_patient, visible_patients
 from db.models import Account, FlagNote, Patient, Score, Setting
 
 SCORE_COLUMNS = ["patient_id", "therapist_id", "instrument", "week", "score", "administered_on"]
+
+
+def frame_of(rows: Sequence[Sequence[object]], columns: list[str]) -> pd.DataFrame:
+    """A DataFrame from result rows, built column by column (pandas is slow on Row objects)."""
+    data = list(zip(*rows, strict=True)) if rows else [[] for _ in columns]
+    return pd.DataFrame(dict(zip(columns, data, strict=True)), columns=columns)
 
 
 @dataclass(frozen=True)
@@ -53,8 +60,9 @@ def read_scores(session: Session, *, actor: Actor | None, patient_code: str | No
         stmt = stmt.where(Score.instrument.in_(instruments))
     if as_of_week is not None:
         stmt = stmt.where(Score.week <= as_of_week)
-    rows = session.execute(stmt).all()
-    frame = pd.DataFrame(rows, columns=SCORE_COLUMNS + (["items"] if with_items else []))
+    # Core execution on the session's connection (same transaction): no ORM row loading.
+    rows = session.connection().execute(stmt).all()
+    frame = frame_of(rows, SCORE_COLUMNS + (["items"] if with_items else []))
     frame["week"] = frame["week"].astype("int64")
     frame["score"] = frame["score"].astype("float64")
     if with_items:
@@ -83,7 +91,7 @@ def list_patients(session: Session, *, actor: Actor | None) -> pd.DataFrame:
             .order_by(Patient.code))
     cols = ["patient_id", "therapist_id", "therapist_name", "team", "status", "start_date",
             "planned_weeks", "last_week", "weeks_stored"]
-    return pd.DataFrame(session.execute(stmt).all(), columns=cols)
+    return frame_of(session.execute(stmt).all(), cols)
 
 
 def patient_info(session: Session, *, actor: Actor | None, code: str) -> PatientInfo | None:
@@ -113,7 +121,7 @@ def read_flag_notes(session: Session, *, actor: Actor | None,
     if patient_code is not None:
         stmt = stmt.where(Patient.code == patient_code)
     cols = ["patient_id", "instrument", "week", "kind", "action", "note", "by", "at", "id"]
-    frame = pd.DataFrame(session.execute(stmt).all(), columns=cols)
+    frame = frame_of(session.execute(stmt).all(), cols)
     frame = frame.sort_values("id").drop_duplicates(["patient_id", "instrument", "week", "kind"], keep="last")
     return frame.drop(columns="id").reset_index(drop=True)
 
@@ -125,7 +133,7 @@ def list_accounts(session: Session, *, actor: Actor | None) -> pd.DataFrame:
         return pd.DataFrame(columns=cols)
     stmt = select(Account.name, Account.display_name, Account.role, Account.team, Account.active,
                   Account.email).order_by(Account.name)
-    return pd.DataFrame(session.execute(stmt).all(), columns=cols)
+    return frame_of(session.execute(stmt).all(), cols)
 
 
 def get_setting(session: Session, key: str, default: str | None = None) -> str | None:
@@ -145,7 +153,7 @@ def demo_accounts(session: Session) -> pd.DataFrame | None:
         return None
     stmt = (select(Account.name, Account.role, Account.team, Account.display_name)
             .where(Account.active.is_(True), Account.password_hash.is_not(None)).order_by(Account.role, Account.name))
-    return pd.DataFrame(session.execute(stmt).all(), columns=["name", "role", "team", "display_name"])
+    return frame_of(session.execute(stmt).all(), ["name", "role", "team", "display_name"])
 
 
 def data_version(session: Session) -> tuple[int, ...]:

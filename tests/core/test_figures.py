@@ -1,0 +1,92 @@
+"""Figures (core/figures.py): scales on every axis, gaps, flag markers with explanations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.figures import OKABE_ITO, build_patient_figure, build_subscale_figure, instrument_order
+
+
+def scores(weeks: dict[str, dict[int, float]], *, items: bool = False) -> pd.DataFrame:
+    rows = [{"patient_id": "P1", "therapist_id": "t", "instrument": code, "week": w, "score": s,
+             "administered_on": None} for code, course in weeks.items() for w, s in course.items()]
+    frame = pd.DataFrame(rows)
+    if items:  # WAI-SR items: bond items 3,5,7,9 = 2, all others 4
+        for n in range(1, 13):
+            frame[f"item_{n}"] = np.where(frame["instrument"].eq("WAI-SR"), 2.0 if n in (3, 5, 7, 9) else 4.0, np.nan)
+    return frame
+
+
+COURSE = {"WAI-SR": {1: 44, 2: 46, 3: 47, 5: 47, 6: 34}, "SPIN": {1: 40, 2: 38, 3: 37, 5: 36, 6: 39},
+          "WAI-P": {1: 40, 2: 41, 3: 41, 5: 42, 6: 42}}
+FLAGS = pd.DataFrame({"patient_id": ["P1"], "instrument": ["WAI-SR"], "week": [6], "kind": ["rupture"],
+                      "severity": ["high"], "status": ["unrepaired"],
+                      "explanation": ["Therapist alliance fell from 47 to 34 (13 points)."],
+                      "note": ["Asked how the work feels"]})
+
+
+def test_alliance_first_then_symptoms_each_on_its_own_scale() -> None:
+    fig = build_patient_figure(scores(COURSE))
+    assert instrument_order(["SPIN", "WAI-P", "WAI-SR", "ZZZ"]) == ["WAI-SR", "WAI-P", "SPIN", "ZZZ"]
+    titles = [fig.layout[f"yaxis{'' if i == 1 else i}"].title.text for i in (1, 2, 3)]
+    assert titles == ["WAI-SR<br>12–60, higher = better", "WAI-P<br>12–60, higher = better",
+                      "SPIN<br>0–68, higher = worse"]
+    assert list(fig.layout.yaxis.range) == [11.5, 60.5] and list(fig.layout.yaxis3.range) == [-0.5, 68.5]
+    assert fig.layout.xaxis3.title.text == "Treatment week"
+
+
+def test_missing_weeks_are_gaps_and_marked() -> None:
+    fig = build_patient_figure(scores(COURSE))
+    line = next(t for t in fig.data if t.name == "WAI-SR")
+    assert list(line.x) == [1, 2, 3, 4, 5, 6] and np.isnan(line.y[3]) and line.connectgaps is False
+    ticks = [t for t in fig.data if t.name == "no questionnaire"]
+    assert len(ticks) == 3 and all(list(t.x) == [4] for t in ticks)
+
+
+def test_running_average_uses_only_earlier_weeks_and_full_uses_all() -> None:
+    running = build_patient_figure(scores(COURSE), instruments_shown=["WAI-SR"])
+    centre = next(t for t in running.data if t.legendgroup == "average")
+    assert np.isnan(centre.y[0]) and centre.y[2] == pytest.approx(45.0)  # week 3: mean of weeks 1-2
+    assert centre.y[5] == pytest.approx(np.mean([44, 46, 47, 47]))  # week 6 compares with weeks before
+    full = build_patient_figure(scores(COURSE), instruments_shown=["WAI-SR"], average="full")
+    centre = next(t for t in full.data if t.legendgroup == "average")
+    assert centre.y[0] == pytest.approx(np.mean([44, 46, 47, 47, 34]))
+    with pytest.raises(ValueError, match="average must be"):
+        build_patient_figure(scores(COURSE), average="median")
+
+
+def test_flagged_weeks_are_marked_with_the_explanation_status_and_note_on_hover() -> None:
+    fig = build_patient_figure(scores(COURSE), flags=FLAGS)
+    marker = next(t for t in fig.data if t.name == "flag: rupture")
+    assert list(marker.x) == [6] and list(marker.y) == [34]
+    hover = marker.customdata[0][0].replace("<br>", " ")
+    assert "Rupture (not repaired)" in hover and "fell from 47 to 34" in hover and "Asked how the work feels" in hover
+    assert marker.marker.color[0] == OKABE_ITO["vermillion"]
+
+
+def test_instruments_shown_and_panel_height() -> None:
+    fig = build_patient_figure(scores(COURSE), instruments_shown=["WAI-SR", "SPIN"], panel_height=150)
+    assert {t.name for t in fig.data if t.mode == "lines+markers"} == {"WAI-SR", "SPIN"}
+    assert fig.layout.height == 2 * 150 + 80
+
+
+def test_no_scores_gives_an_empty_panel_not_an_error() -> None:
+    fig = build_patient_figure(scores(COURSE).iloc[0:0])
+    assert fig.layout.annotations[0].text == "No scores yet"
+
+
+def test_subscales_bond_goal_task_on_their_scale() -> None:
+    fig = build_subscale_figure(scores(COURSE, items=True))
+    assert [t.name for t in fig.data] == ["Task", "Bond", "Goal"] or sorted(t.name for t in fig.data) == [
+        "Bond", "Goal", "Task"]
+    bond = next(t for t in fig.data if t.name == "Bond")
+    assert list(bond.x) == [1, 2, 3, 4, 5, 6] and bond.y[0] == 8 and np.isnan(bond.y[3])
+    assert list(fig.layout.yaxis.range) == [3.5, 20.5]
+    assert fig.layout.yaxis.title.text.startswith("WAI-SR subscale (4–20, 4 items each")
+
+
+def test_subscales_without_items_say_so() -> None:
+    fig = build_subscale_figure(scores({"SPIN": {1: 3}}))
+    assert "No WAI-SR subscales" in fig.layout.title.text
