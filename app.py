@@ -17,8 +17,11 @@ PAGES = {
     # url path: (file, title, icon, roles)
     "": ("pages/my_patients.py", "My patients", ":material/group:", ("therapist", "supervisor", "admin")),
     "patient": ("pages/patient.py", "Patient", ":material/person:", ("therapist", "supervisor", "admin")),
+    "caseload": ("pages/caseload.py", "Caseload", ":material/assignment_late:", ("supervisor", "admin")),
+    "clinic": ("pages/clinic.py", "Clinic meeting", ":material/groups:", ("supervisor", "admin")),
     "how-flags-work": ("pages/how_flags_work.py", "How flags work", ":material/help:",
                        ("therapist", "supervisor", "admin")),
+    "admin": ("pages/admin.py", "Admin", ":material/admin_panel_settings:", ("admin",)),
 }
 
 actor = current_actor()

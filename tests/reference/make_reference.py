@@ -69,15 +69,15 @@ def generate() -> list[dict[str, object]]:
                 if rng.random() < MISSING:
                     continue
                 score = float(min(max(round(value), lo), hi))
-                rows.append({"patient_id": pid, "therapist_id": tid, "instrument": code,
-                             "week": week, "score": score})
+                rows.append({"patient_id": pid, "therapist_id": tid, "instrument": code, "week": week, "score": score})
     return rows
 
 
 def write_csv(rows: list[dict[str, object]]) -> None:
     with SCORES_CSV.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=["patient_id", "therapist_id", "instrument", "week", "score"],
-                           lineterminator="\n")
+        w = csv.DictWriter(
+            fh, fieldnames=["patient_id", "therapist_id", "instrument", "week", "score"], lineterminator="\n"
+        )
         w.writeheader()
         for r in rows:
             w.writerow({**r, "score": f"{r['score']:.0f}"})
@@ -112,8 +112,9 @@ def build_pairs(rows: list[dict[str, object]]) -> tuple[list[dict[str, float | s
             s_next = score.get((pid, SYMPTOM, t + 1))
             if s_t is None or a_t is None or s_next is None:
                 continue
-            pairs.append({"patient_id": pid, "s_t": s_t, "a_t": a_t, "s_next": s_next,
-                          "s_mean": s_mean, "a_mean": a_mean})
+            pairs.append(
+                {"patient_id": pid, "s_t": s_t, "a_t": a_t, "s_next": s_next, "s_mean": s_mean, "a_mean": a_mean}
+            )
     return pairs, means
 
 
@@ -138,7 +139,9 @@ def reml_dense(y: np.ndarray, x: np.ndarray, groups: list[str]) -> dict[str, obj
             xtvy += xi.T @ vinv @ yi
             vinvs.append(vinv)
         beta = np.linalg.solve(xtvx, xtvy)
-        quad = sum(float((yi - xi @ beta) @ vinv @ (yi - xi @ beta)) for (yi, xi), vinv in zip(blocks, vinvs))
+        quad = sum(
+            float((yi - xi @ beta) @ vinv @ (yi - xi @ beta)) for (yi, xi), vinv in zip(blocks, vinvs, strict=True)
+        )
         return logdet_v + np.linalg.slogdet(xtvx)[1] + quad, beta, xtvx
 
     def objective(theta: np.ndarray) -> float:
@@ -149,8 +152,12 @@ def reml_dense(y: np.ndarray, x: np.ndarray, groups: list[str]) -> dict[str, obj
     best = None
     for share in (0.1, 0.5, 0.9):
         start = np.array([math.log(v0 * (1 - share)), math.sqrt(v0 * share)])
-        res = optimize.minimize(objective, start, method="Nelder-Mead",
-                                options={"xatol": 1e-11, "fatol": 1e-12, "maxiter": 20000, "maxfev": 40000})
+        res = optimize.minimize(
+            objective,
+            start,
+            method="Nelder-Mead",
+            options={"xatol": 1e-11, "fatol": 1e-12, "maxiter": 20000, "maxfev": 40000},
+        )
         if best is None or res.fun < best.fun:
             best = res
     assert best is not None
@@ -159,8 +166,15 @@ def reml_dense(y: np.ndarray, x: np.ndarray, groups: list[str]) -> dict[str, obj
     cov = np.linalg.inv(xtvx)
     se = np.sqrt(np.diag(cov))
     p_values = 2 * stats.norm.sf(np.abs(beta / se))
-    return {"beta": beta, "se": se, "p": p_values, "sigma2": sigma2, "tau2": tau2,
-            "neg2_reml": obj, "nelder_mead_success": bool(best.success)}
+    return {
+        "beta": beta,
+        "se": se,
+        "p": p_values,
+        "sigma2": sigma2,
+        "tau2": tau2,
+        "neg2_reml": obj,
+        "nelder_mead_success": bool(best.success),
+    }
 
 
 def ols(y: np.ndarray, x: np.ndarray) -> dict[str, object]:
@@ -189,8 +203,14 @@ def main() -> None:
     total = reml_dense(y_total, x_total, groups)
 
     y_within = np.array([r["s_next"] - r["s_mean"] for r in pairs])
-    x_within = np.column_stack([ones, [r["s_t"] - r["s_mean"] for r in pairs],
-                                [r["a_t"] - r["a_mean"] for r in pairs], [r["a_mean"] for r in pairs]])
+    x_within = np.column_stack(
+        [
+            ones,
+            [r["s_t"] - r["s_mean"] for r in pairs],
+            [r["a_t"] - r["a_mean"] for r in pairs],
+            [r["a_mean"] for r in pairs],
+        ]
+    )
     within = reml_dense(y_within, x_within, groups)
 
     both = [(s, a) for s, a in means.values() if not (math.isnan(s) or math.isnan(a))]
@@ -205,17 +225,31 @@ def main() -> None:
         "n_rows": len(rows),
         "n_patients": len(means),
         "models": {
-            "total": {"n_obs": len(pairs), "n_patients": len(set(groups)),
-                      "random_intercept_var": total["tau2"], "residual_var": total["sigma2"],
-                      "neg2_reml": total["neg2_reml"],
-                      "terms": {"symptom_t": term(total, 1), "alliance_t": term(total, 2)}},
-            "within": {"n_obs": len(pairs), "n_patients": len(set(groups)),
-                       "random_intercept_var": within["tau2"], "residual_var": within["sigma2"],
-                       "neg2_reml": within["neg2_reml"],
-                       "terms": {"symptom_within_t": term(within, 1), "alliance_within_t": term(within, 2),
-                                 "alliance_between": term(within, 3)}},
-            "between": {"n_patients": len(both), "residual_var": between["residual_var"],
-                        "terms": {"alliance_between": term(between, 1)}},
+            "total": {
+                "n_obs": len(pairs),
+                "n_patients": len(set(groups)),
+                "random_intercept_var": total["tau2"],
+                "residual_var": total["sigma2"],
+                "neg2_reml": total["neg2_reml"],
+                "terms": {"symptom_t": term(total, 1), "alliance_t": term(total, 2)},
+            },
+            "within": {
+                "n_obs": len(pairs),
+                "n_patients": len(set(groups)),
+                "random_intercept_var": within["tau2"],
+                "residual_var": within["sigma2"],
+                "neg2_reml": within["neg2_reml"],
+                "terms": {
+                    "symptom_within_t": term(within, 1),
+                    "alliance_within_t": term(within, 2),
+                    "alliance_between": term(within, 3),
+                },
+            },
+            "between": {
+                "n_patients": len(both),
+                "residual_var": between["residual_var"],
+                "terms": {"alliance_between": term(between, 1)},
+            },
         },
     }
     MODELS_JSON.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")

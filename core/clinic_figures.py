@@ -1,0 +1,211 @@
+"""Figures of the caseload scan and the clinic meeting: pure functions returning plotly figures.
+
+Colours are the Okabe-Ito palette of :mod:`core.figures`. None of these figures shows a
+patient code unless it is given one: the small multiples take their panel titles from the
+caller, who passes pseudonyms in meeting mode.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from core import instruments
+from core.figures import INSTRUMENT_COLOURS, OKABE_ITO, _hex_to_rgba
+from core.models import PUBLISHED, AnalysisResult, PublishedResults
+
+__all__ = ["KIND_COLOURS", "build_alerts_per_week_figure", "build_courses_figure", "build_forest_figure",
+           "build_small_multiples", "forest_rows"]
+
+KIND_COLOURS = {"rupture": OKABE_ITO["vermillion"], "risk_item": "#000000", "deterioration": OKABE_ITO["orange"],
+                "low_alliance": OKABE_ITO["blue"], "missed": OKABE_ITO["grey"], "caseness": OKABE_ITO["purple"]}
+_TERM_LABELS = {
+    ("total", "symptom_t"): "total: symptom this week",
+    ("total", "alliance_t"): "total: alliance this week",
+    ("within", "symptom_within_t"): "within: own symptom deviation",
+    ("within", "alliance_within_t"): "within: own alliance deviation",
+    ("within", "alliance_between"): "within model: person-mean alliance",
+    ("between", "alliance_between"): "between: person-mean alliance",
+}
+
+
+def build_alerts_per_week_figure(counts: pd.DataFrame, *, suppressed_marker: str = "≤10") -> go.Figure:
+    """Stacked bars of alerts per calendar week by kind.
+
+    ``counts``: index = week start (dates), one column per kind; ``<NA>`` marks a suppressed
+    count (meeting mode), drawn as no bar with ``suppressed_marker`` in the hover text and a
+    note under the chart. A ``total`` row or column, if present, is ignored.
+    """
+    frame = counts.drop(index="total", columns="total", errors="ignore")
+    fig = go.Figure()
+    any_hidden = False
+    for kind in frame.columns:
+        values = pd.to_numeric(frame[kind], errors="coerce").astype("float64")
+        hidden = values.isna()
+        any_hidden |= bool(hidden.any())
+        text = np.where(hidden, suppressed_marker, values.fillna(0).astype(int).astype(str))
+        fig.add_trace(go.Bar(x=[str(i) for i in frame.index], y=values.fillna(0), name=str(kind).replace("_", " "),
+                             marker_color=KIND_COLOURS.get(str(kind), OKABE_ITO["sky"]), customdata=text,
+                             hovertemplate="Week of %{x}: %{customdata}<extra>" + str(kind).replace("_", " ")
+                             + "</extra>"))
+    fig.update_layout(barmode="stack", template="plotly_white", height=360, title="Alerts per week by kind",
+                      xaxis_title="Week starting (Monday)", yaxis_title="Alerts raised",
+                      legend={"orientation": "h", "y": -0.25}, margin={"l": 60, "r": 20, "t": 50, "b": 40})
+    if any_hidden:
+        fig.add_annotation(text=f"Counts from 1 to 10 (and counts that would reveal them) are not drawn "
+                                f"({suppressed_marker}).", xref="paper", yref="paper", x=0, y=1.08,
+                           showarrow=False, font={"size": 11, "color": OKABE_ITO["grey"]}, xanchor="left")
+    return fig
+
+
+def build_courses_figure(courses: pd.DataFrame, *, published: PublishedResults = PUBLISHED,
+                         title: str = "Average courses by treatment week") -> go.Figure:
+    """One panel per instrument: the clinic's week means with ±1 SD between patients (band)
+    and the published trial's week means (dashed), from ``core.meeting.average_courses``."""
+    codes = list(dict.fromkeys(courses["instrument"].astype(str))) if len(courses) else []
+    names = [instruments.get(c).name if c in instruments.registry() else c for c in codes] if codes else ["No scores"]
+    fig = make_subplots(rows=1, cols=max(len(codes), 1), subplot_titles=names, horizontal_spacing=0.08)
+    for col, code in enumerate(codes, start=1):
+        part = courses[courses["instrument"] == code].sort_values("week")
+        colour = INSTRUMENT_COLOURS.get(code, OKABE_ITO["grey"])
+        fig.add_trace(go.Scatter(x=part["week"], y=part["hi"], mode="lines", line={"width": 0}, hoverinfo="skip",
+                                 showlegend=False), row=1, col=col)
+        fig.add_trace(go.Scatter(x=part["week"], y=part["lo"], mode="lines", line={"width": 0}, fill="tonexty",
+                                 fillcolor=_hex_to_rgba(colour, 0.18), name=f"{code}: ±1 SD between patients",
+                                 hoverinfo="skip"), row=1, col=col)
+        fig.add_trace(go.Scatter(x=part["week"], y=part["mean"], mode="lines+markers",
+                                 line={"color": colour, "width": 2.5}, name=f"{code}: this clinic",
+                                 hovertemplate=f"Week %{{x}}: mean {code} %{{y:.1f}}<extra></extra>"), row=1, col=col)
+        pub = part.dropna(subset=["published_mean"])
+        if len(pub):
+            fig.add_trace(go.Scatter(x=pub["week"], y=pub["published_mean"], mode="lines+markers",
+                                     line={"color": "black", "dash": "dash", "width": 1.5}, marker={"size": 5},
+                                     name=f"{code}: published trial (n = {published.n_patients})",
+                                     hovertemplate=f"Week %{{x}}: trial mean {code} %{{y:.2f}}<extra></extra>"),
+                          row=1, col=col)
+        if code in instruments.registry():
+            inst = instruments.get(code)
+            direction = "higher = better" if inst.higher_is_better else "higher = worse"
+            fig.update_yaxes(title_text=f"{code} ({inst.total_min:g}–{inst.total_max:g}, {direction})",
+                             row=1, col=col, title_font={"size": 11})
+        fig.update_xaxes(title_text="Treatment week", dtick=1, row=1, col=col)
+    fig.update_layout(template="plotly_white", height=400, title=title, legend={"orientation": "h", "y": -0.2},
+                      margin={"l": 60, "r": 20, "t": 70, "b": 40})
+    return fig
+
+
+def forest_rows(result: AnalysisResult, *, published: PublishedResults = PUBLISHED) -> pd.DataFrame:
+    """The clinic's and the published terms side by side, one row per model term.
+
+    Columns ``model, term, label, estimate, se, ci_low, ci_high, p, published_estimate,
+    published_se, published_ci_low, published_ci_high, published_p`` (published CIs are
+    ``B ± 1.96·SE``; NaN where the trial did not use these instruments).
+    """
+    frame = result.to_frame()
+    same = result.symptom == published.symptom and result.alliance == published.alliance
+    pub = published.to_frame().rename(columns={"estimate": "published_estimate", "se": "published_se",
+                                               "p": "published_p"})
+    if not same:
+        pub = pub.iloc[0:0]
+    out = frame.merge(pub, on=["model", "term"], how="left")
+    out["published_ci_low"] = out["published_estimate"] - 1.96 * out["published_se"]
+    out["published_ci_high"] = out["published_estimate"] + 1.96 * out["published_se"]
+    out["label"] = [_TERM_LABELS.get((m, t), f"{m}: {t}") for m, t in zip(out["model"], out["term"], strict=True)]
+    cols = ["model", "term", "label", "estimate", "se", "ci_low", "ci_high", "p", "published_estimate",
+            "published_se", "published_ci_low", "published_ci_high", "published_p"]
+    return out[cols]
+
+
+def build_forest_figure(result: AnalysisResult, *, published: PublishedResults = PUBLISHED,
+                        terms: Sequence[tuple[str, str]] | None = None) -> go.Figure:
+    """Forest plot: each alliance term's estimate and 95% CI for this clinic and the trial.
+
+    By default the alliance terms only (the autoregressive symptom terms, near 0.8–0.9, would
+    squash the scale); pass ``terms`` as ``(model, term)`` pairs to choose.
+    """
+    rows = forest_rows(result, published=published)
+    chosen = terms or [("total", "alliance_t"), ("within", "alliance_within_t"), ("within", "alliance_between"),
+                       ("between", "alliance_between")]
+    key = pd.MultiIndex.from_frame(rows[["model", "term"]])
+    rows = rows.set_index(key).reindex(pd.MultiIndex.from_tuples(chosen)).dropna(subset=["label"]).iloc[::-1]
+    fig = go.Figure()
+    fig.add_vline(x=0, line={"color": OKABE_ITO["grey"], "width": 1})
+    y = rows["label"].tolist()
+    fig.add_trace(go.Scatter(
+        x=rows["estimate"], y=y, mode="markers", name="this clinic", marker={"size": 11, "color": OKABE_ITO["blue"]},
+        error_x={"type": "data", "symmetric": False, "array": rows["ci_high"] - rows["estimate"],
+                 "arrayminus": rows["estimate"] - rows["ci_low"], "thickness": 2},
+        offsetgroup="clinic", hovertemplate="%{y}: %{x:.3f}<extra>this clinic</extra>"))
+    if rows["published_estimate"].notna().any():
+        fig.add_trace(go.Scatter(
+            x=rows["published_estimate"], y=y, mode="markers", name=f"published trial (n = {published.n_patients})",
+            marker={"size": 10, "symbol": "diamond", "color": OKABE_ITO["vermillion"]},
+            error_x={"type": "data", "symmetric": False,
+                     "array": rows["published_ci_high"] - rows["published_estimate"],
+                     "arrayminus": rows["published_estimate"] - rows["published_ci_low"], "thickness": 2},
+            offsetgroup="published", hovertemplate="%{y}: %{x:.3f}<extra>published</extra>"))
+    fig.update_layout(template="plotly_white", height=120 + 60 * len(y), scattermode="group",
+                      title=f"Alliance terms with 95% CIs ({result.symptom} on {result.alliance})",
+                      xaxis_title=f"{result.symptom} points per {result.alliance} point", legend={"orientation": "h",
+                                                                                                  "y": -0.3},
+                      margin={"l": 220, "r": 20, "t": 50, "b": 40})
+    return fig
+
+
+def build_small_multiples(courses: pd.DataFrame, *, titles: Mapping[int, str] | None = None,
+                          flags: pd.DataFrame | None = None, cols: int = 4) -> go.Figure:
+    """Small multiples of flagged patients' alliance courses, one panel per patient.
+
+    Parameters
+    ----------
+    courses : DataFrame
+        ``core.meeting.flagged_courses`` rows (``panel``, ``instrument``, ``week``, ``score``).
+    titles : mapping panel → str, optional
+        Panel titles; default the panel's ``patient_id``.
+    flags : DataFrame, optional
+        Rupture/low-alliance flags with ``patient_id``, ``week``, ``instrument`` and ``kind``;
+        flagged weeks are marked. Matched to panels through ``courses``' ``patient_id``.
+    """
+    panels = sorted(int(p) for p in courses["panel"].unique()) if len(courses) else []
+    if titles is None:
+        titles = dict(zip(courses["panel"].astype(int), courses["patient_id"].astype(str), strict=True))
+    n = max(len(panels), 1)
+    rows = math.ceil(n / cols)
+    fig = make_subplots(rows=rows, cols=min(cols, n), shared_yaxes=True, vertical_spacing=0.12 if rows > 1 else 0.1,
+                        horizontal_spacing=0.03, subplot_titles=[titles.get(p, "") for p in panels] or ["No flags"])
+    shown: set[str] = set()
+    for i, p in enumerate(panels):
+        r, c = i // cols + 1, i % cols + 1
+        part = courses[courses["panel"] == p]
+        for code, series in part.groupby("instrument", sort=True):
+            colour = INSTRUMENT_COLOURS.get(str(code), OKABE_ITO["grey"])
+            grid = series.set_index("week")["score"].reindex(range(int(series["week"].min()),
+                                                                  int(series["week"].max()) + 1))
+            fig.add_trace(go.Scatter(x=grid.index, y=grid.to_numpy(), mode="lines+markers", connectgaps=False,
+                                     line={"color": colour, "width": 2}, marker={"size": 4}, name=str(code),
+                                     legendgroup=str(code), showlegend=str(code) not in shown,
+                                     hovertemplate=f"Week %{{x}}: {code} %{{y:.0f}}<extra></extra>"), row=r, col=c)
+            shown.add(str(code))
+        if flags is not None and len(flags):
+            pid = part["patient_id"].iloc[0]
+            marks = flags[(flags["patient_id"] == pid) & flags["kind"].isin(["rupture", "low_alliance"])]
+            marks = marks[["instrument", "week"]].drop_duplicates().merge(
+                part[["instrument", "week", "score"]], on=["instrument", "week"], how="inner")
+            if len(marks):
+                fig.add_trace(go.Scatter(x=marks["week"], y=marks["score"], mode="markers", name="flagged week",
+                                         legendgroup="flag", showlegend="flag" not in shown,
+                                         marker={"symbol": "triangle-down", "size": 10,
+                                                 "color": OKABE_ITO["vermillion"],
+                                                 "line": {"width": 1, "color": "black"}},
+                                         hovertemplate="Week %{x}: flagged<extra></extra>"), row=r, col=c)
+                shown.add("flag")
+    fig.update_xaxes(dtick=2, showgrid=False)
+    fig.update_yaxes(range=[11, 61])
+    fig.update_layout(template="plotly_white", height=170 * rows + 90, margin={"l": 40, "r": 10, "t": 50, "b": 30},
+                      legend={"orientation": "h", "y": 1.08 + 0.02 * rows, "x": 0}, font={"size": 11})
+    return fig

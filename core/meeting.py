@@ -1,0 +1,571 @@
+"""The supervisor's caseload scan and the clinic meeting: pure aggregates over alerts and scores.
+
+Two screens build on this module (PRODUCT.md, users 2 and 3):
+
+* the **caseload scan** (``/caseload``): every open alert of a team in one table, the
+  urgent ones first (:func:`caseload_table`, :func:`filter_alerts`,
+  :func:`therapist_counts`, :func:`flagged_courses`);
+* the **clinic meeting** (``/clinic``): alerts per week by kind (:func:`alerts_per_week`),
+  rupture and repair rates and the median weeks to repair (:func:`rupture_summary`), the
+  average courses by treatment week with their spread (:func:`average_courses`), a reading
+  of the within-person estimate in plain words (:func:`read_within_estimate`), and the
+  privacy tools of *meeting mode*: small-count suppression (:func:`suppress_counts`) and
+  pseudonyms (:func:`pseudonymise`).
+
+Input frames
+------------
+``alerts`` are the rows of ``db.caseload.read_alerts``: the ``core.flags.compute_flags``
+columns (with the therapists' notes: ``note``, ``note_by``, ``note_at``) plus
+``therapist_name``, ``team``, ``flag_date`` (the date the flag's week was administered) and
+``age_days`` (days from ``flag_date`` to today). ``scores`` follow the core column contract.
+
+Small-count suppression (meeting mode)
+--------------------------------------
+A project choice following common statistical-disclosure practice (e.g. NHS England's
+suppression of small numbers): any displayed count from 1 to 10 is replaced by a marker, and
+so is any further count from which a suppressed one could be worked out by subtraction from
+a displayed total (*secondary* or *complementary* suppression). Zero is shown: it reveals no
+patient. Rates whose numerator or denominator is suppressed are suppressed too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from core.caseload import NOT_ALERTS
+from core.models import PUBLISHED, AnalysisResult, PublishedResults
+
+__all__ = [
+    "ALERT_STATUSES", "OVERDUE_DAYS", "SEVERITY_ORDER", "SUPPRESSED", "SUPPRESS_RANGE", "RuptureSummary",
+    "alerts_per_week", "alliance_within_sd", "average_courses", "caseload_table", "filter_alerts",
+    "flagged_courses", "format_counts", "pseudonymise", "read_within_estimate", "rupture_summary",
+    "suppress_count", "suppress_counts", "therapist_counts",
+]
+
+#: Statuses that make a flag part of the caseload scan: still open, an unrepaired rupture, or
+#: addressed by the therapist (shown so that the supervisor reads the note).
+ALERT_STATUSES = ("open", "unrepaired", "addressed")
+#: An alert not addressed this many days after its week was administered is *overdue*
+#: (PRODUCT.md: "unaddressed alerts older than a week stand first").
+OVERDUE_DAYS = 7
+#: Severities, most urgent first (as ``core.flags.SEVERITIES``).
+SEVERITY_ORDER = {"urgent": 0, "high": 1, "medium": 2, "low": 3}
+#: Displayed counts in this range are suppressed in meeting mode (project choice).
+SUPPRESS_RANGE = (1, 10)
+#: What a suppressed count shows.
+SUPPRESSED = "≤10"
+
+_CASELOAD_COLUMNS = ["therapist_id", "therapist_name", "team", "patient_id", "kind", "rule", "severity",
+                     "instrument", "week", "flag_date", "age_days", "status", "note", "note_by", "explanation"]
+
+
+# --------------------------------------------------------------------------- caseload scan
+
+
+def caseload_table(alerts: pd.DataFrame, *, overdue_days: int = OVERDUE_DAYS) -> pd.DataFrame:
+    """Every alert that still needs a look, one row each, the most urgent first.
+
+    Kept: flags whose kind is an alert (not ``improvement``) and whose status is one of
+    :data:`ALERT_STATUSES`. Order: first the rows that need the supervisor (``urgent_first``:
+    an unrepaired rupture, or an alert not addressed within ``overdue_days`` days), then by
+    severity (urgent → low), then the oldest first, then therapist, patient and week.
+
+    Parameters
+    ----------
+    alerts : DataFrame
+        Rows of ``db.caseload.read_alerts`` (see the module docstring). Not modified.
+    overdue_days : int
+        An unaddressed alert older than this many days is overdue (default 7).
+
+    Returns
+    -------
+    DataFrame
+        Columns ``therapist_id, therapist_name, team, patient_id, kind, rule, severity,
+        instrument, week, flag_date, age_days, status, note, note_by, explanation`` plus
+        ``overdue`` (bool), ``unrepaired_rupture`` (bool), ``urgent_first`` (bool) and
+        ``link`` (``/patient?patient=CODE``).
+    """
+    if overdue_days < 0:
+        raise ValueError("overdue_days must be 0 or more days.")
+    frame = alerts.copy()
+    for col in _CASELOAD_COLUMNS:
+        if col not in frame.columns:
+            frame[col] = pd.NA
+    keep = frame["status"].isin(ALERT_STATUSES) & ~frame["kind"].isin(NOT_ALERTS)
+    out = frame.loc[keep.fillna(False).astype(bool), _CASELOAD_COLUMNS].reset_index(drop=True)
+    age = pd.to_numeric(out["age_days"], errors="coerce").astype("Float64")
+    out["age_days"] = age.round().astype("Int64")
+    out["overdue"] = (out["status"].ne("addressed") & age.gt(overdue_days)).fillna(False).astype(bool)
+    out["unrepaired_rupture"] = (out["kind"].eq("rupture") & out["status"].eq("unrepaired")).fillna(False).astype(bool)
+    out["urgent_first"] = out["overdue"] | out["unrepaired_rupture"]
+    out["note"] = out["note"].astype("string")
+    out["link"] = "/patient?patient=" + out["patient_id"].astype("string")
+    rank = out["severity"].map(SEVERITY_ORDER).fillna(len(SEVERITY_ORDER)).astype(int)
+    order = out.assign(_first=~out["urgent_first"], _sev=rank, _age=-age.fillna(-1))
+    order = order.sort_values(["_first", "_sev", "_age", "therapist_id", "patient_id", "week"], kind="stable")
+    return order.drop(columns=["_first", "_sev", "_age"]).reset_index(drop=True)
+
+
+def filter_alerts(table: pd.DataFrame, *, therapists: Iterable[str] | None = None,
+                  kinds: Iterable[str] | None = None, severities: Iterable[str] | None = None,
+                  statuses: Iterable[str] | None = None, min_age: int | None = None,
+                  max_age: int | None = None) -> pd.DataFrame:
+    """The rows of :func:`caseload_table` that pass every filter given (``None`` = no filter).
+
+    An empty selection (``[]``) of therapists, kinds, severities or statuses is read as "no
+    filter", as an empty multiselect means "all" to a user. ``min_age``/``max_age`` are
+    inclusive bounds on ``age_days``; a row without an age passes only when neither is set.
+    """
+    mask = pd.Series(True, index=table.index)
+    for column, wanted in (("therapist_id", therapists), ("kind", kinds), ("severity", severities),
+                           ("status", statuses)):
+        values = list(wanted) if wanted is not None else []
+        if values:
+            mask &= table[column].isin(values).fillna(False).astype(bool)
+    age = pd.to_numeric(table["age_days"], errors="coerce")
+    if min_age is not None:
+        mask &= age.ge(min_age).fillna(False).astype(bool)
+    if max_age is not None:
+        mask &= age.le(max_age).fillna(False).astype(bool)
+    return table.loc[mask].reset_index(drop=True)
+
+
+def therapist_counts(table: pd.DataFrame) -> pd.DataFrame:
+    """Per therapist: alerts, patients with an alert, unrepaired ruptures, overdue, addressed.
+
+    Sorted by the number of rows that need the supervisor first (unrepaired + overdue).
+    """
+    cols = ["therapist_id", "therapist_name", "alerts", "patients", "unrepaired_ruptures", "overdue", "addressed"]
+    if table.empty:
+        return pd.DataFrame({c: pd.Series(dtype="int64" if c not in cols[:2] else "string") for c in cols})
+    key = table["therapist_id"].fillna("(no therapist)")
+    grouped = table.assign(therapist_id=key, addressed=table["status"].eq("addressed")).groupby(
+        "therapist_id", sort=True)
+    out = grouped.agg(therapist_name=("therapist_name", "first"), alerts=("patient_id", "size"),
+                      patients=("patient_id", "nunique"), unrepaired_ruptures=("unrepaired_rupture", "sum"),
+                      overdue=("overdue", "sum"), addressed=("addressed", "sum")).reset_index()
+    for c in cols[2:]:
+        out[c] = out[c].astype("int64")
+    need = out["unrepaired_ruptures"] + out["overdue"]
+    return (out.assign(_need=need).sort_values(["_need", "alerts", "therapist_id"], ascending=[False, False, True])
+            .drop(columns="_need").reset_index(drop=True)[cols])
+
+
+def flagged_courses(scores: pd.DataFrame, table: pd.DataFrame, *, instruments: Sequence[str] = ("WAI-SR", "WAI-P"),
+                    limit: int = 12, prefer_kinds: Sequence[str] = ("rupture", "low_alliance")) -> pd.DataFrame:
+    """The alliance scores of up to ``limit`` flagged patients of ``table``.
+
+    For the small multiples of the caseload page. Patients with an alliance alert
+    (``prefer_kinds``) come first, then the others, each in the order of ``table``. Returns
+    the score rows (core contract columns) of those patients and instruments with an extra
+    ``panel`` column (0, 1, ...: the patient's position), sorted by panel, instrument, week.
+    """
+    if limit < 1:
+        raise ValueError("limit must be at least 1 patient.")
+    preferred = table["kind"].isin(list(prefer_kinds)).fillna(False).astype(bool)
+    ranked = table.assign(_pref=~preferred, _pos=np.arange(len(table))).sort_values(["_pref", "_pos"])
+    order = pd.unique(ranked["patient_id"].dropna().astype(str))[:limit]
+    panel = pd.Series(np.arange(len(order)), index=order)
+    chosen = scores[scores["patient_id"].isin(order) & scores["instrument"].isin(list(instruments))]
+    chosen = chosen.assign(panel=chosen["patient_id"].map(panel).astype("int64"))
+    return chosen.sort_values(["panel", "instrument", "week"], ignore_index=True)
+
+
+# --------------------------------------------------------------------------- suppression
+
+
+def suppress_count(n: int | float | None, *, low: int = SUPPRESS_RANGE[0], high: int = SUPPRESS_RANGE[1]) -> int | None:
+    """``n`` itself, or ``None`` when it is a count from ``low`` to ``high`` (suppressed)."""
+    if n is None or (isinstance(n, float) and math.isnan(n)):
+        return None
+    value = int(n)
+    return None if low <= value <= high else value
+
+
+def suppress_counts(counts: pd.DataFrame, *, margins: bool = True, low: int = SUPPRESS_RANGE[0],
+                    high: int = SUPPRESS_RANGE[1], total_label: str = "total") -> pd.DataFrame:
+    """A count table with its small counts, and counts that would reveal them, suppressed.
+
+    Primary suppression: every cell (and every margin total) from ``low`` to ``high``.
+    Secondary suppression: a line (row or column) whose total is part of the display
+    satisfies ``Σ cells = total``; if exactly one entry of such a line (a cell or the total) is
+    suppressed, it could be worked out by subtraction, so the smallest positive other entry
+    of that line is suppressed too (the smallest entry at all when none is positive). This is
+    repeated over rows and columns until nothing changes.
+
+    Parameters
+    ----------
+    counts : DataFrame
+        Non-negative whole numbers (e.g. weeks × kinds). Not modified.
+    margins : bool
+        Add a row and a column of totals labelled ``total_label`` (default True). Without
+        margins only primary suppression applies, as nothing can be subtracted.
+    low, high : int
+        The suppressed range (default 1–10).
+
+    Returns
+    -------
+    DataFrame
+        ``Int64`` counts (with margins when asked) where a suppressed entry is ``<NA>``.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"a": [12, 3], "b": [20, 30]}, index=["w1", "w2"])
+    >>> suppress_counts(t).isna().sum().sum()   # 3 primary, then 12, 20 ... to protect it
+    4
+    """
+    if counts.empty:
+        return counts.astype("Int64")
+    values = counts.to_numpy(dtype="float64")
+    if np.isnan(values).any() or (values < 0).any():
+        raise ValueError("Counts to suppress must be whole numbers of 0 or more, with no gaps.")
+    if margins:
+        full = np.zeros((values.shape[0] + 1, values.shape[1] + 1))
+        full[:-1, :-1] = values
+        full[:-1, -1] = values.sum(axis=1)
+        full[-1, :-1] = values.sum(axis=0)
+        full[-1, -1] = values.sum()
+        index = [*counts.index, total_label]
+        columns = [*counts.columns, total_label]
+    else:
+        full, index, columns = values, list(counts.index), list(counts.columns)
+    hidden = (full >= low) & (full <= high)
+    if margins:
+        for _ in range(full.size):  # each pass hides at least one more entry, or stops
+            before = hidden.copy()
+            for axis in (1, 0):
+                view_h = hidden if axis == 1 else hidden.T
+                view_v = full if axis == 1 else full.T
+                lonely = view_h.sum(axis=1) == 1
+                if not lonely.any():
+                    continue
+                # smallest positive unsuppressed entry in each lonely line (else the smallest at all)
+                score = np.where(view_h, np.inf, np.where(view_v > 0, view_v, np.inf))
+                fallback = np.where(view_h, np.inf, view_v)
+                pick = np.where(np.isfinite(score).any(axis=1), score.argmin(axis=1), fallback.argmin(axis=1))
+                rows = np.flatnonzero(lonely & np.isfinite(fallback).any(axis=1))
+                view_h[rows, pick[rows]] = True
+            if (hidden == before).all():
+                break
+    out = pd.DataFrame(full, index=index, columns=columns).round().astype("Int64")
+    return out.mask(pd.DataFrame(hidden, index=index, columns=columns))
+
+
+def format_counts(counts: pd.DataFrame, *, marker: str = SUPPRESSED) -> pd.DataFrame:
+    """Counts as display strings, suppressed (``<NA>``) entries as ``marker``; the index as
+    strings too (dates and a ``total`` label side by side)."""
+    out = counts.astype("string").fillna(marker)
+    out.index = pd.Index([str(i) for i in out.index], name=counts.index.name)
+    return out
+
+
+# --------------------------------------------------------------------------- clinic aggregates
+
+
+def alerts_per_week(alerts: pd.DataFrame, *, kinds: Sequence[str] | None = None) -> pd.DataFrame:
+    """Alerts raised per calendar week (weeks starting on Monday) by kind.
+
+    Every flag of an alert kind counts, whatever its status (an alert that was raised stays
+    raised); ``improvement`` is not an alert. The calendar week is the Monday on or before
+    ``flag_date``; weeks without any alert between the first and the last appear with zeros.
+
+    Returns
+    -------
+    DataFrame
+        Index ``week_start`` (dates), one int64 column per kind (``kinds`` order, or the
+        kinds present, alphabetically).
+    """
+    live = alerts[~alerts["kind"].isin(NOT_ALERTS) & alerts["flag_date"].notna()]
+    wanted = list(kinds) if kinds is not None else sorted(live["kind"].dropna().astype(str).unique())
+    if live.empty:
+        return pd.DataFrame(0, index=pd.Index([], name="week_start"), columns=wanted, dtype="int64")
+    day = pd.to_datetime(live["flag_date"])
+    monday = (day - pd.to_timedelta(day.dt.day_of_week, unit="D")).dt.normalize()
+    table = pd.crosstab(monday.rename("week_start"), live["kind"].astype(str))
+    weeks = pd.date_range(table.index.min(), table.index.max(), freq="7D", name="week_start")
+    table = table.reindex(index=weeks, columns=wanted, fill_value=0).astype("int64")
+    table.index = pd.Index(table.index.date, name="week_start")
+    table.columns.name = None
+    return table
+
+
+@dataclass(frozen=True)
+class RuptureSummary:
+    """Ruptures of a set of patients.
+
+    Attributes
+    ----------
+    patients : int
+        Patients in scope.
+    patients_with_rupture : int
+        Patients with at least one rupture flag.
+    ruptures, repaired, unrepaired, pending : int
+        Rupture flags; repaired (``repaired_week`` known); unrepaired (status ``unrepaired``,
+        or addressed without a repair); pending (still ``open``: the repair window has not
+        closed).
+    median_weeks_to_repair : float or None
+        Median of ``repaired_week − week`` over repaired ruptures.
+    """
+
+    patients: int
+    patients_with_rupture: int
+    ruptures: int
+    repaired: int
+    unrepaired: int
+    pending: int
+    median_weeks_to_repair: float | None
+
+    @property
+    def rupture_rate(self) -> float | None:
+        """Share of patients with at least one rupture (``None`` without patients)."""
+        return self.patients_with_rupture / self.patients if self.patients else None
+
+    @property
+    def repair_rate(self) -> float | None:
+        """Share of decided ruptures (repaired + unrepaired) that were repaired."""
+        decided = self.repaired + self.unrepaired
+        return self.repaired / decided if decided else None
+
+    def counts(self) -> pd.DataFrame:
+        """The rupture counts as a one-row table (repaired, unrepaired, pending), for
+        :func:`suppress_counts` (whose margin adds the total)."""
+        return pd.DataFrame({"repaired": [self.repaired], "unrepaired": [self.unrepaired],
+                             "pending": [self.pending]}, index=["ruptures"])
+
+
+def rupture_summary(alerts: pd.DataFrame, *, patients: int) -> RuptureSummary:
+    """Rupture rate, repair rate and median weeks to repair (Larsson et al., 2018 report
+    10.7% of therapies with unrepaired and 14.7% with repaired ruptures).
+
+    Parameters
+    ----------
+    alerts : DataFrame
+        Flags (``kind``, ``status``, ``week``, ``repaired_week``, ``patient_id``) of the
+        patients in scope. Not modified.
+    patients : int
+        Number of patients in scope (the rate's denominator; patients without any flag count).
+    """
+    if patients < 0:
+        raise ValueError("patients must be 0 or more.")
+    rup = alerts[alerts["kind"].eq("rupture").fillna(False).astype(bool)]
+    repaired_week = pd.to_numeric(rup["repaired_week"], errors="coerce") if "repaired_week" in rup else \
+        pd.Series(np.nan, index=rup.index)
+    repaired = repaired_week.notna()
+    pending = rup["status"].eq("open").fillna(False).astype(bool) & ~repaired
+    unrepaired = ~repaired & ~pending
+    weeks_to = (repaired_week - rup["week"])[repaired]
+    return RuptureSummary(patients=int(patients), patients_with_rupture=int(rup["patient_id"].nunique()),
+                          ruptures=len(rup), repaired=int(repaired.sum()), unrepaired=int(unrepaired.sum()),
+                          pending=int(pending.sum()),
+                          median_weeks_to_repair=float(weeks_to.median()) if len(weeks_to) else None)
+
+
+def average_courses(scores: pd.DataFrame, *, instruments: Sequence[str] = ("WAI-SR", "SPIN"),
+                    published: PublishedResults = PUBLISHED, min_n: int = 1) -> pd.DataFrame:
+    """Mean and spread of each instrument by treatment week, beside the published week means.
+
+    Parameters
+    ----------
+    scores : DataFrame
+        Core column contract. Not modified.
+    instruments : sequence of str
+        Instruments to summarise.
+    published : PublishedResults
+        Week means to join (``published_mean``; NaN where the trial had no such week or
+        instrument).
+    min_n : int
+        Weeks with fewer patients are left out (meeting mode uses 11: a mean of 1–10
+        patients is not shown to a room).
+
+    Returns
+    -------
+    DataFrame
+        ``instrument, week, n, mean, sd, lo, hi, published_mean`` with ``lo``/``hi`` =
+        mean ∓ 1 SD (between patients, ddof 1; NaN for a single patient).
+    """
+    sel = scores[scores["instrument"].isin(list(instruments))]
+    out = (sel.groupby(["instrument", "week"], sort=True)["score"]
+           .agg(n="count", mean="mean", sd="std").reset_index())
+    out = out[out["n"] >= min_n].reset_index(drop=True)
+    out["n"] = out["n"].astype("int64")
+    out["lo"] = out["mean"] - out["sd"]
+    out["hi"] = out["mean"] + out["sd"]
+    pub = published.week_means_frame().rename(columns={"mean": "published_mean"})
+    out = out.merge(pub, on=["instrument", "week"], how="left")
+    out["week"] = out["week"].astype("int64")
+    return out
+
+
+def alliance_within_sd(scores: pd.DataFrame, *, alliance: str = "WAI-SR") -> float | None:
+    """The SD of weekly alliance scores around each patient's own mean (pooled, ddof 1 per
+    patient's deviations overall): the size of a typical within-person swing."""
+    sel = scores.loc[scores["instrument"] == alliance, ["patient_id", "score"]]
+    if len(sel) < 3:
+        return None
+    dev = sel["score"] - sel.groupby("patient_id")["score"].transform("mean")
+    n_pat = sel["patient_id"].nunique()
+    dof = len(sel) - n_pat
+    return float(np.sqrt((dev**2).sum() / dof)) if dof > 0 else None
+
+
+def _p_text(p: float) -> str:
+    if p is None or not math.isfinite(p):
+        return "p not available"
+    return "p < .001" if p < 0.001 else f"p = {p:.3f}".replace("0.", ".", 1)
+
+
+def read_within_estimate(result: AnalysisResult, *, within_sd: float | None = None,
+                         published: PublishedResults = PUBLISHED) -> str:
+    """What the within-person alliance estimate means for this clinic, in plain words.
+
+    The estimate ``b`` of ``alliance_within_t`` in the within model: a week in which a patient's
+    alliance is 1 point above *their own* average is followed, on average, by a symptom score
+    ``b`` points different the next week (symptom scales here: higher = worse). With
+    ``within_sd`` the sentence also scales ``b`` to a typical weekly swing.
+    """
+    model = result.within
+    if not model.converged:
+        return ("The within-person model did not converge, so its estimate cannot be read. "
+                + (model.message or "Try another pair of instruments or wait for more data."))
+    term = model.term("alliance_within_t")
+    b, lo, hi, p = term.estimate, term.ci_low, term.ci_high, term.p
+    direction = "lower" if b < 0 else "higher"
+    sentence = (f"In these data, a week in which a patient's {result.alliance} was 1 point above their own "
+                f"average was followed by a {result.symptom} score {abs(b):.3f} points {direction} the next "
+                f"week, on average (95% CI {lo:.3f} to {hi:.3f}; {_p_text(p)}).")
+    if within_sd:
+        sentence += (f" A typical week-to-week swing in {result.alliance} here is {within_sd:.1f} points, "
+                     f"which goes with about {abs(b) * within_sd:.1f} {result.symptom} points.")
+    if math.isfinite(p) and p < 0.05:
+        meaning = ("Better alliance weeks were followed by fewer symptoms, as in the published trial: "
+                   "worth repairing ruptures even when a patient's overall alliance is high."
+                   if b < 0 else
+                   "Better alliance weeks were followed by *more* symptoms here, unlike the published trial; "
+                   "look at how the data were collected before drawing conclusions.")
+    else:
+        meaning = ("The interval includes 0, so these data cannot tell this effect from chance; "
+                   "more patients or weeks would narrow it.")
+    pub = published.models.get("within", {}).get("alliance_within_t")
+    ref = (f" The published trial ({published.n_patients} patients) found {pub.estimate:.3f} "
+           f"(SE {pub.se:.3f}).") if pub and result.alliance == published.alliance and \
+        result.symptom == published.symptom else ""
+    return f"{sentence} {meaning}{ref}"
+
+
+# --------------------------------------------------------------------------- pseudonyms
+
+
+def _labels(prefix: str, n: int, letters: bool) -> list[str]:
+    if letters and n <= 26:
+        return [f"{prefix} {chr(ord('A') + i)}" for i in range(n)]
+    return [f"{prefix} {i + 1}" for i in range(n)]
+
+
+def pseudonymise(frame: pd.DataFrame, *, columns: Mapping[str, str] | None = None, salt: str = "") -> pd.DataFrame:
+    """A copy of ``frame`` whose identifying columns hold meeting pseudonyms.
+
+    Each distinct value of a column becomes "<prefix> A", "<prefix> B", … (numbers beyond
+    26) in the order of ``sha256(salt + value)``, so the labels follow neither the codes nor
+    the table's order; pass a fresh random ``salt`` per meeting. Missing values stay missing.
+
+    Parameters
+    ----------
+    columns : mapping column → prefix
+        Default ``{"patient_id": "Patient", "therapist_id": "Therapist", "therapist_name":
+        "Therapist", "note_by": "Therapist"}`` (the two therapist columns share one label).
+    """
+    columns = dict(columns or {"patient_id": "Patient", "therapist_id": "Therapist",
+                               "therapist_name": "Therapist", "note_by": "Therapist"})
+    out = frame.copy()
+    therapist_cols = [c for c in ("therapist_id", "therapist_name") if c in out.columns and c in columns]
+    if len(therapist_cols) == 2:  # one label per therapist, whichever column shows it
+        out["therapist_name"] = out["therapist_id"]
+    by_prefix: dict[str, list[str]] = {}
+    for col, prefix in columns.items():
+        if col in out.columns:
+            by_prefix.setdefault(prefix, []).append(col)
+    for prefix, cols in by_prefix.items():  # one label per person across all their columns
+        values = pd.unique(pd.concat([out[c].dropna().astype(str) for c in cols], ignore_index=True))
+        ranked = sorted(values, key=lambda v: hashlib.sha256((salt + v).encode("utf-8")).hexdigest())
+        mapping = dict(zip(ranked, _labels(prefix, len(ranked), letters=prefix != "Patient"), strict=True))
+        for col in cols:
+            out[col] = out[col].astype("string").map(mapping).astype("string")
+    return out
+
+
+# --------------------------------------------------------------------------- display
+
+
+def _fmt3(x: float) -> str:
+    return "" if x is None or not math.isfinite(x) else f"{x:.3f}"
+
+
+def _fmt_p(p: float) -> str:
+    if p is None or not math.isfinite(p):
+        return ""
+    return "<.001" if p < 0.001 else f"{p:.3f}"
+
+
+def models_table(forest: pd.DataFrame) -> pd.DataFrame:
+    """The models table of the clinic page: three decimals, clinic beside published.
+
+    ``forest`` is ``core.clinic_figures.forest_rows``. Returns strings: ``Model, Term,
+    Estimate, SE, 95% CI, p, Published B, Published SE, Published p`` (p below .001 as
+    ``<.001``; published p as printed in the paper).
+    """
+    ci = [f"{_fmt3(lo)} to {_fmt3(hi)}" if _fmt3(lo) else "" for lo, hi in
+          zip(forest["ci_low"], forest["ci_high"], strict=True)]
+    return pd.DataFrame({
+        "Model": forest["model"].astype(str), "Term": forest["term"].astype(str),
+        "Estimate": forest["estimate"].map(_fmt3), "SE": forest["se"].map(_fmt3), "95% CI": ci,
+        "p": forest["p"].map(_fmt_p),
+        "Published B": forest["published_estimate"].map(lambda v: _fmt3(float(v)) if pd.notna(v) else ""),
+        "Published SE": forest["published_se"].map(lambda v: _fmt3(float(v)) if pd.notna(v) else ""),
+        "Published p": forest["published_p"].fillna("").astype(str),
+    })
+
+
+def _pct(num: int | None, den: int | None) -> str:
+    if num is None or den is None:
+        return SUPPRESSED
+    return "–" if den == 0 else f"{100 * num / den:.0f}%"
+
+
+def summary_display(summary: RuptureSummary, *, meeting: bool) -> dict[str, str]:
+    """The rupture figures of the clinic page as display strings, suppressed in meeting mode.
+
+    Keys: ``patients``, ``patients_with_rupture``, ``rupture_rate``, ``ruptures``,
+    ``repaired``, ``unrepaired``, ``pending``, ``repair_rate``, ``median_weeks_to_repair``.
+    In meeting mode the two count lines (patients with / without a rupture = patients;
+    repaired + unrepaired + pending = ruptures) go through :func:`suppress_counts`, and a
+    rate or median built from a suppressed count is suppressed with it.
+    """
+    people = pd.DataFrame({"with": [summary.patients_with_rupture],
+                           "without": [summary.patients - summary.patients_with_rupture]})
+    flags = summary.counts()
+    if meeting:
+        people_s, flags_s = suppress_counts(people), suppress_counts(flags)
+    else:
+        people_s, flags_s = suppress_counts(people, low=1, high=0), suppress_counts(flags, low=1, high=0)
+
+    def get(table: pd.DataFrame, row: int, col: str) -> int | None:
+        v = table.iloc[row][col]
+        return None if pd.isna(v) else int(v)
+
+    n_pat, n_with = get(people_s, -1, "total"), get(people_s, 0, "with")
+    rep, unrep, pend, total = (get(flags_s, 0, c) for c in ("repaired", "unrepaired", "pending", "total"))
+    decided = None if rep is None or unrep is None else rep + unrep
+    median = summary.median_weeks_to_repair
+    show = lambda v: SUPPRESSED if v is None else str(v)  # noqa: E731
+    return {
+        "patients": show(n_pat), "patients_with_rupture": show(n_with), "rupture_rate": _pct(n_with, n_pat),
+        "ruptures": show(total), "repaired": show(rep), "unrepaired": show(unrep), "pending": show(pend),
+        "repair_rate": _pct(rep, decided),
+        "median_weeks_to_repair": SUPPRESSED if rep is None else ("–" if median is None else f"{median:g}"),
+    }

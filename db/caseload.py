@@ -1,0 +1,100 @@
+"""Reads for the supervisor's caseload scan and the clinic meeting, access-checked.
+
+Every function takes a ``Session`` and the acting user keyword-only and reads only through
+``db.queries``/``db.flags``, which filter with ``db.access.visible_patients`` (default-deny):
+a supervisor gets their team's patients, an admin everyone's, a therapist their own.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+from sqlalchemy.orm import Session
+
+from core.flags import DEFAULT_CONFIG, FlagConfig
+from db.access import Actor
+from db.flags import read_flags
+from db.queries import list_patients, read_scores
+
+_KEY = ["patient_id", "instrument", "week"]
+
+
+def flag_dates(flags: pd.DataFrame, *, scores: pd.DataFrame, patients: pd.DataFrame,
+               today: dt.date) -> pd.DataFrame:
+    """``flags`` with ``flag_date`` and ``age_days`` added (a copy).
+
+    ``flag_date`` is the date the flag's week was administered: ``administered_on`` of the
+    score of that patient, instrument and week when stored, else the patient's
+    ``start_date + 7·(week − 1)`` days (e.g. a missed week has no score); ``<NA>`` when
+    neither is known. ``age_days`` = ``today − flag_date`` in days (Int64).
+    """
+    dates = scores[_KEY + ["administered_on"]].drop_duplicates(_KEY)
+    out = flags.merge(dates, on=_KEY, how="left")
+    starts = patients.set_index("patient_id")["start_date"]
+    start = pd.to_datetime(out["patient_id"].map(starts), errors="coerce")
+    planned = start + pd.to_timedelta(7 * (out["week"].astype("int64") - 1), unit="D")
+    stamp = pd.to_datetime(out.pop("administered_on"), errors="coerce").fillna(planned)
+    out["flag_date"] = stamp.dt.date.where(stamp.notna(), None)
+    out["age_days"] = pd.array((pd.Timestamp(today) - stamp).dt.days, dtype="Int64")
+    return out
+
+
+def read_alerts(session: Session, *, actor: Actor | None, today: dt.date | None = None,
+                config: FlagConfig = DEFAULT_CONFIG) -> pd.DataFrame:
+    """Every flag of the patients the actor may see, with its age and the therapist's team.
+
+    The ``core.flags.compute_flags`` columns with the therapists' notes laid over them (see
+    :func:`db.flags.read_flags`: ``status`` "addressed", ``note``, ``note_by``, ``note_at``),
+    plus ``therapist_name`` (display name), ``team``, ``start_date``, ``flag_date`` and
+    ``age_days`` (see :func:`flag_dates`). Filtering to open alerts is
+    :func:`core.meeting.caseload_table`'s job.
+    """
+    today = today or dt.date.today()
+    flags = read_flags(session, actor=actor, today=today, config=config)
+    patients = list_patients(session, actor=actor)
+    scores = read_scores(session, actor=actor)
+    out = flag_dates(flags, scores=scores, patients=patients, today=today)
+    info = patients[["patient_id", "therapist_name", "team", "start_date"]]
+    return out.merge(info, on="patient_id", how="left")
+
+
+def read_scope(session: Session, *, actor: Actor | None, team: str | None = None,
+               started_from: dt.date | None = None, started_to: dt.date | None = None,
+               instruments: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The patients and scores of a clinic-meeting scope, within what the actor may see.
+
+    Parameters
+    ----------
+    team : str, optional
+        Only patients of therapists in this team (``None``: every visible patient).
+    started_from, started_to : date, optional
+        Only patients who started treatment in this period (inclusive); a patient without a
+        start date is left out when a period is given.
+    instruments : list of str, optional
+        Only these instruments' scores.
+
+    Returns
+    -------
+    (patients, scores)
+        ``db.queries.list_patients`` rows and ``db.queries.read_scores`` rows of the scope.
+    """
+    patients = list_patients(session, actor=actor)
+    keep = pd.Series(True, index=patients.index)
+    if team is not None:
+        keep &= patients["team"].eq(team).fillna(False).astype(bool)
+    start = pd.to_datetime(patients["start_date"], errors="coerce")
+    if started_from is not None:
+        keep &= start.ge(pd.Timestamp(started_from)).fillna(False).astype(bool)
+    if started_to is not None:
+        keep &= start.le(pd.Timestamp(started_to)).fillna(False).astype(bool)
+    patients = patients.loc[keep].reset_index(drop=True)
+    scores = read_scores(session, actor=actor, instruments=instruments)
+    scores = scores[scores["patient_id"].isin(patients["patient_id"])].reset_index(drop=True)
+    return patients, scores
+
+
+def list_teams(session: Session, *, actor: Actor | None) -> list[str]:
+    """The teams of the therapists whose patients the actor may see, sorted."""
+    teams = list_patients(session, actor=actor)["team"].dropna().astype(str)
+    return sorted(teams.unique().tolist())

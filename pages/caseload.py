@@ -1,0 +1,74 @@
+"""Caseload scan (``/caseload``): every open alert of the supervisor's team in one table.
+
+Supervisors see their team's patients, admins everyone's (db.access); therapists are refused.
+Unrepaired ruptures and alerts not addressed within a week stand first.
+"""
+
+import datetime as dt
+
+import streamlit as st
+
+from core.clinic_figures import build_small_multiples
+from core.meeting import OVERDUE_DAYS, SEVERITY_ORDER, caseload_table, filter_alerts, flagged_courses, therapist_counts
+from ui.meeting_loaders import audit_once, csv_download, current_version, load_alerts, load_alliance_scores
+from ui.session import require
+
+actor = require(roles=("supervisor", "admin"))
+version = current_version()
+st.title("Caseload")
+scope = f"team {actor.team}" if actor.role == "supervisor" else "every team"
+table = caseload_table(load_alerts(actor, version, dt.date.today()))
+audit_once(actor, "view_caseload", alerts=len(table))
+if table.empty:
+    st.info(f"No open alerts in {scope}. New alerts appear here as questionnaires arrive.")
+    st.stop()
+
+with st.container(horizontal=True):
+    therapists = st.multiselect("Therapist", sorted(table["therapist_id"].dropna().unique()),
+                                placeholder="All therapists")
+    kinds = st.multiselect("Kind", sorted(table["kind"].dropna().unique()), placeholder="All kinds",
+                           format_func=lambda k: k.replace("_", " "))
+    severities = st.multiselect("Severity", [s for s in SEVERITY_ORDER if s in set(table["severity"])],
+                                placeholder="All severities")
+    statuses = st.multiselect("Status", sorted(table["status"].dropna().unique()), placeholder="All statuses")
+oldest = int(table["age_days"].max()) if table["age_days"].notna().any() else 0
+min_age, max_age = st.slider("Age in days (since the flagged week was administered)", 0, max(oldest, 1),
+                             (0, max(oldest, 1)))
+shown = filter_alerts(table, therapists=therapists, kinds=kinds, severities=severities, statuses=statuses,
+                      min_age=min_age if min_age > 0 else None, max_age=max_age if max_age < oldest else None)
+
+first = int(shown["urgent_first"].sum())
+st.caption(f"{len(shown)} of {len(table)} alerts in {scope}, for {shown['patient_id'].nunique()} patients. "
+           f"{first} stand first: unrepaired ruptures and alerts not addressed within {OVERDUE_DAYS} days. "
+           "Click a patient to open their page.")
+st.dataframe(
+    shown, hide_index=True, width="stretch", height=min(36 * (len(shown) + 1) + 4, 640), key="caseload_table",
+    column_order=["urgent_first", "link", "therapist_id", "kind", "rule", "severity", "week", "age_days", "status",
+                  "note", "explanation"],
+    column_config={
+        "urgent_first": st.column_config.CheckboxColumn("First", help="Unrepaired rupture, or not addressed "
+                                                        f"within {OVERDUE_DAYS} days", width="small"),
+        "link": st.column_config.LinkColumn("Patient", display_text=r"patient=(.*)$"),
+        "therapist_id": "Therapist", "kind": "Kind", "rule": "Rule", "severity": "Severity",
+        "week": st.column_config.NumberColumn("Week", format="%d"),
+        "age_days": st.column_config.NumberColumn("Age (days)", format="%d"),
+        "status": "Status",
+        "note": st.column_config.TextColumn("Therapist's note", width="medium"),
+        "explanation": st.column_config.TextColumn("Why", width="large"),
+    },
+)
+st.download_button("Download this table (CSV)", data=csv_download(actor, shown, what="caseload"),
+                   file_name=f"caseload-{dt.date.today():%Y-%m-%d}.csv", mime="text/csv", on_click="ignore",
+                   icon=":material/download:")
+
+st.subheader("Per therapist")
+st.dataframe(therapist_counts(shown), hide_index=True, width="content",
+             column_config={"therapist_id": "Therapist", "therapist_name": "Name", "alerts": "Alerts",
+                            "patients": "Patients", "unrepaired_ruptures": "Unrepaired ruptures",
+                            "overdue": f"Not addressed > {OVERDUE_DAYS} days", "addressed": "Addressed"})
+
+st.subheader("Alliance courses of flagged patients")
+courses = flagged_courses(load_alliance_scores(actor, version), shown, limit=12)
+st.caption("Up to 12 patients of the table above, those with a rupture or low alliance first. Dark blue: "
+           "therapist alliance (WAI-SR); light blue: alliance with the program (WAI-P); triangles: flagged weeks.")
+st.plotly_chart(build_small_multiples(courses, flags=shown), width="stretch", key="caseload_multiples")

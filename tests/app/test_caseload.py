@@ -1,0 +1,91 @@
+"""AppTest of the caseload scan (/caseload) per role."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.app.conftest import main_text
+
+NORTH = {"therapist.anna", "therapist.ben", "therapist.carla"}
+
+
+def _table(at):  # type: ignore[no-untyped-def]
+    return at.dataframe[0].value
+
+
+def test_a_therapist_cannot_reach_the_caseload(app_as) -> None:  # type: ignore[no-untyped-def]
+    at = app_as("therapist.anna")
+    at.switch_page("pages/caseload.py")
+    at.run()
+    assert not at.exception
+    assert "This page is not part of your role" in main_text(at)
+    assert not at.dataframe
+    assert not re.search(r"P\d{5}", main_text(at))
+
+
+def test_the_page_refuses_a_therapist_when_run_directly(app_as) -> None:  # type: ignore[no-untyped-def]
+    at = app_as("therapist.anna", script="pages/caseload.py").run()
+    assert not at.exception
+    assert [e.value for e in at.error][0].startswith("This page is not part of your role")
+    assert not at.dataframe
+
+
+def test_logged_out_gets_the_login_form(app_as) -> None:  # type: ignore[no-untyped-def]
+    at = app_as(None, script="pages/caseload.py").run()
+    assert [t.label for t in at.text_input] == ["Username", "Password"]
+
+
+def test_the_supervisor_sees_only_team_north(app_as) -> None:  # type: ignore[no-untyped-def]
+    at = app_as("supervisor.sara")
+    at.switch_page("pages/caseload.py")
+    at.run()
+    assert not at.exception, at.exception
+    table = _table(at)
+    assert set(table["therapist_id"]) == NORTH
+    # the planted unrepaired ruptures of team North (CATALOG.md), none of team South's (P00014)
+    ruptures = set(table.loc[table["status"].eq("unrepaired"), "patient_id"])
+    assert ruptures == {"P00001", "P00027", "P00043"}
+    assert "P00014" not in set(table["patient_id"]) and "P00004" not in set(table["patient_id"])
+    # unrepaired ruptures and overdue alerts first
+    first = table["urgent_first"].tolist()
+    assert first == sorted(first, reverse=True)
+    assert table["link"].str.fullmatch(r"/patient\?patient=P\d{5}").all()
+
+
+def test_an_admin_sees_every_team(app_as) -> None:  # type: ignore[no-untyped-def]
+    at = app_as("admin")
+    at.switch_page("pages/caseload.py")
+    at.run()
+    assert not at.exception
+    assert {"therapist.david", "therapist.eva"} <= set(_table(at)["therapist_id"])
+
+
+def test_filters_narrow_the_table(app_as) -> None:  # type: ignore[no-untyped-def]
+    at = app_as("supervisor.sara")
+    at.switch_page("pages/caseload.py")
+    at.run()
+    therapist = next(m for m in at.multiselect if m.label == "Therapist")
+    therapist.set_value(["therapist.ben"]).run()
+    assert set(_table(at)["therapist_id"]) == {"therapist.ben"}
+    kind = next(m for m in at.multiselect if m.label == "Kind")
+    kind.set_value(["rupture"]).run()
+    table = _table(at)
+    assert set(table["kind"]) == {"rupture"} and set(table["patient_id"]) >= {"P00027"}
+    assert "of" in main_text(at)
+
+
+@pytest.mark.parametrize("role", ["supervisor.sara", "admin"])
+def test_the_view_is_audited(app_as, demo_db: str, role: str) -> None:  # type: ignore[no-untyped-def]
+    from db import audit
+    from db.engine import make_engine, session_factory
+
+    at = app_as(role)
+    at.switch_page("pages/caseload.py")
+    at.run()
+    engine = make_engine(demo_db)
+    with session_factory(engine)() as session:
+        events = audit.read_events(session)
+    engine.dispose()
+    assert ((events["action"] == "view_caseload") & (events["actor"] == role)).any()

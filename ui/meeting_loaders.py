@@ -1,0 +1,142 @@
+"""Cached loaders and audited downloads of the caseload scan (``/caseload``) and the clinic
+meeting (``/clinic``).
+
+As in :mod:`ui.loaders`, every cached loader takes the acting user (:class:`db.access.Actor`)
+and the data version (``db.queries.data_version``) among its arguments: ``st.cache_data``
+is shared by every user of the server, so a result only goes back to the user it was made
+for, and it is recomputed once per data change. The multilevel analysis is cached per
+(actor, version, symptom, alliance, scope): a rerun of the clinic page does not refit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from core.exporting import to_csv_bytes
+from core.models import AnalysisResult, Progress, fit_within_between, too_little_data
+from db import audit
+from db.access import Actor
+from db.caseload import list_teams, read_alerts, read_scope
+from db.engine import session_factory, transaction
+from db.queries import read_scores
+from ui.loaders import current_version
+from ui.session import get_engine
+
+__all__ = ["audit_once", "csv_download", "current_version", "load_alerts", "load_alliance_scores",
+           "load_analysis", "load_scope", "load_scope_alerts", "load_teams", "png_download"]
+
+
+@st.cache_data(show_spinner="Checking every patient's course…", max_entries=64)
+def load_alerts(actor: Actor, version: tuple[int, ...], today: dt.date) -> pd.DataFrame:
+    """Every flag of the patients ``actor`` may see, with age in days (``db.caseload.read_alerts``)."""
+    with session_factory(get_engine())() as session:
+        return read_alerts(session, actor=actor, today=today)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def load_alliance_scores(actor: Actor, version: tuple[int, ...]) -> pd.DataFrame:
+    """The WAI-SR and WAI-P scores of the patients ``actor`` may see (for the small multiples)."""
+    with session_factory(get_engine())() as session:
+        return read_scores(session, actor=actor, instruments=["WAI-SR", "WAI-P"])
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def load_teams(actor: Actor, version: tuple[int, ...]) -> list[str]:
+    """The teams whose patients ``actor`` may see."""
+    with session_factory(get_engine())() as session:
+        return list_teams(session, actor=actor)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def load_scope(actor: Actor, version: tuple[int, ...], team: str | None, started_from: dt.date | None,
+               started_to: dt.date | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(patients, scores) of a clinic-meeting scope within what ``actor`` may see."""
+    with session_factory(get_engine())() as session:
+        return read_scope(session, actor=actor, team=team, started_from=started_from, started_to=started_to)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def load_scope_alerts(actor: Actor, version: tuple[int, ...], today: dt.date, team: str | None,
+                      started_from: dt.date | None, started_to: dt.date | None) -> pd.DataFrame:
+    """The flags (with ages) of the patients in a clinic-meeting scope."""
+    patients, _ = load_scope(actor, version, team, started_from, started_to)
+    alerts = load_alerts(actor, version, today)
+    return alerts[alerts["patient_id"].isin(patients["patient_id"])].reset_index(drop=True)
+
+
+#: Fitted analyses by (actor, version, symptom, alliance, scope), newest last. A plain LRU
+#: rather than ``st.cache_data``: the fit reports progress to an ``st.progress`` bar made
+#: by the page, and ``st.cache_data`` would try to replay that element on a cache hit.
+_ANALYSES: OrderedDict[tuple, AnalysisResult | str] = OrderedDict()
+_ANALYSES_MAX = 32
+_ANALYSES_LOCK = threading.Lock()
+
+
+def load_analysis(actor: Actor, version: tuple[int, ...], symptom: str, alliance: str, team: str | None,
+                  started_from: dt.date | None, started_to: dt.date | None,
+                  progress: Progress | None = None) -> AnalysisResult | str:
+    """The three models on the scope's scores, or a sentence saying why there are too few data.
+
+    Cached per (actor, version, symptom, alliance, team, period); ``progress`` (not part of
+    the key) is called while fitting, for ``st.progress``.
+    """
+    key = (actor, version, symptom, alliance, team, started_from, started_to)
+    with _ANALYSES_LOCK:
+        if key in _ANALYSES:
+            _ANALYSES.move_to_end(key)
+            return _ANALYSES[key]
+    _, scores = load_scope(actor, version, team, started_from, started_to)
+    result: AnalysisResult | str | None = too_little_data(scores, symptom=symptom, alliance=alliance)
+    if not result:
+        result = fit_within_between(scores[scores["instrument"].isin([symptom, alliance])], symptom=symptom,
+                                    alliance=alliance, progress=progress)
+    with _ANALYSES_LOCK:
+        _ANALYSES[key] = result
+        while len(_ANALYSES) > _ANALYSES_MAX:
+            _ANALYSES.popitem(last=False)
+    return result
+
+
+def audit_once(actor: Actor, action: str, **detail: object) -> None:
+    """Record ``action`` (e.g. ``view_caseload``) once per session and detail."""
+    key = (action, tuple(sorted((k, str(v)) for k, v in detail.items())))
+    seen: set = st.session_state.setdefault("audited_meeting_views", set())
+    if key in seen:
+        return
+    with transaction(get_engine()) as session:
+        audit.record(session, actor=actor, action=action, **detail)
+    seen.add(key)
+
+
+def csv_download(actor: Actor, frame: pd.DataFrame, *, what: str) -> Callable[[], bytes]:
+    """A ``st.download_button`` data callable: records the export in the audit trail (with
+    the patient codes it holds) when the user downloads, and returns the formula-escaped CSV."""
+    engine = get_engine()
+    codes = sorted(frame["patient_id"].dropna().astype(str).unique().tolist()) if "patient_id" in frame else []
+
+    def make() -> bytes:
+        with transaction(engine) as session:
+            audit.record(session, actor=actor, action="export", what=what, rows=len(frame), format="csv",
+                         patients=codes)
+        return to_csv_bytes(frame)
+
+    return make
+
+
+def png_download(actor: Actor, figure: go.Figure, *, what: str) -> Callable[[], bytes]:
+    """A ``st.download_button`` data callable: the figure as PNG (plotly + kaleido), audited."""
+    engine = get_engine()
+
+    def make() -> bytes:
+        with transaction(engine) as session:
+            audit.record(session, actor=actor, action="export", what=what, format="png")
+        return figure.to_image(format="png", width=1200, height=int(figure.layout.height or 500), scale=2)
+
+    return make
