@@ -23,6 +23,8 @@ from db.models import Account, Patient, Score, Setting, utcnow  # noqa: E402
 from sample_data.generate import generate_clinic  # noqa: E402
 
 BATCH = 50_000
+#: Every bench therapist's password (synthetic accounts on a throw-away database).
+BENCH_PASSWORD = "bench-password-2026"
 
 
 def machine() -> str:
@@ -46,10 +48,15 @@ def clinic_database(url: str, *, patients: int = 10_000, weeks: int = 52, seed: 
     began = time.perf_counter()
     frame = generate_clinic(patients, weeks, seed=seed)
     with transaction(engine) as session:
+        from db.auth import hash_password
+
         names = [f"bench.t{i:04d}" for i in range(therapists)]
+        hashed = hash_password(BENCH_PASSWORD)
         session.execute(insert(Account), [{"name": n, "role": "therapist", "team": f"T{i % 20:02d}",
-                                           "active": True, "session_epoch": 0, "created_at": utcnow()}
-                                          for i, n in enumerate(names)])
+                                           "password_hash": hashed, "active": True, "session_epoch": 0,
+                                           "created_at": utcnow()} for i, n in enumerate(names)]
+                        + [{"name": "bench.admin", "role": "admin", "password_hash": hashed, "active": True,
+                            "session_epoch": 0, "created_at": utcnow()}])
         ids = dict(session.execute(select(Account.name, Account.id)).all())
         codes = pd.unique(frame["patient_id"])
         today = dt.date(2026, 11, 23)

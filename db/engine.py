@@ -10,16 +10,17 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from itertools import chain
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_SQLITE = PROJECT_DIR / "data" / "alliance.db"
@@ -88,9 +89,41 @@ def is_current(engine: Engine) -> bool:
         return MigrationContext.configure(conn).get_current_revision() == head
 
 
+#: Tables whose changes alter what a page shows; a write to any of them bumps ``data_revision``.
+WATCHED_TABLES = frozenset({"scores", "patients", "flag_notes", "accounts"})
+
+
+def _bump_revision(session: Session) -> None:
+    from db.models import DataRevision
+
+    session.connection().execute(update(DataRevision).where(DataRevision.id == 1)
+                                 .values(n=DataRevision.n + 1))
+
+
+def _after_flush(session: Session, _context: object) -> None:
+    changed = chain(session.new, session.dirty, session.deleted)
+    if any(getattr(obj, "__tablename__", None) in WATCHED_TABLES for obj in changed):
+        _bump_revision(session)
+
+
+def _do_orm_execute(state: ORMExecuteState) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        table = getattr(state.statement, "table", None)
+        if getattr(table, "name", None) in WATCHED_TABLES:
+            _bump_revision(state.session)
+
+
 def session_factory(engine: Engine) -> sessionmaker[Session]:
-    """Sessions bound to ``engine``; callers own the transaction."""
-    return sessionmaker(engine, expire_on_commit=False)
+    """Sessions bound to ``engine``; callers own the transaction.
+
+    Every write to a watched table (ORM objects or bulk ``insert``/``update``/``delete``
+    statements) bumps the one-row ``data_revision`` counter in the same transaction, which
+    ``db.queries.data_version`` reads.
+    """
+    factory = sessionmaker(engine, expire_on_commit=False)
+    event.listen(factory, "after_flush", _after_flush)
+    event.listen(factory, "do_orm_execute", _do_orm_execute)
+    return factory
 
 
 @contextmanager

@@ -160,3 +160,17 @@ class Setting(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class DataRevision(Base):
+    """One row whose counter goes up with every write to scores, patients, flag notes or accounts.
+
+    Bumped centrally by session events (``db.engine.session_factory``), so no write path can
+    forget it; cached loaders key on it, so results are recomputed once per data change and a
+    rerun costs one primary-key read instead of scanning the scores table.
+    """
+
+    __tablename__ = "data_revision"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    n: Mapped[int] = mapped_column(Integer, default=0)

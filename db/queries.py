@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
 from db.access import Actor, may_see_patient, visible_patients
-from db.models import Account, FlagNote, Patient, Score, Setting
+from db.models import Account, DataRevision, FlagNote, Patient, Score, Setting
 
 SCORE_COLUMNS = ["patient_id", "therapist_id", "instrument", "week", "score", "administered_on"]
 
@@ -80,14 +80,16 @@ def read_scores(session: Session, *, actor: Actor | None, patient_code: str | No
 def list_patients(session: Session, *, actor: Actor | None) -> pd.DataFrame:
     """The patients the actor may see: code, therapist, status, start, weeks stored, last week."""
     therapist = aliased(Account)
-    stats = (select(Score.patient_id, func.max(Score.week).label("last_week"),
-                    func.count(func.distinct(Score.week)).label("weeks_stored"))
-             .group_by(Score.patient_id).subquery())
+    # One grouped join from the visible patients: the scores join uses the
+    # (patient_id, instrument, week) index instead of aggregating the whole table.
     stmt = (select(Patient.code, therapist.name, therapist.display_name, therapist.team, Patient.status,
-                   Patient.start_date, Patient.planned_weeks, stats.c.last_week, stats.c.weeks_stored)
+                   Patient.start_date, Patient.planned_weeks, func.max(Score.week),
+                   func.count(func.distinct(Score.week)))
             .outerjoin(therapist, Patient.therapist_id == therapist.id)
-            .outerjoin(stats, stats.c.patient_id == Patient.id)
+            .outerjoin(Score, Score.patient_id == Patient.id)
             .where(Patient.id.in_(visible_patients(actor)))
+            .group_by(Patient.id, Patient.code, therapist.name, therapist.display_name, therapist.team,
+                      Patient.status, Patient.start_date, Patient.planned_weeks)
             .order_by(Patient.code))
     cols = ["patient_id", "therapist_id", "therapist_name", "team", "status", "start_date",
             "planned_weeks", "last_week", "weeks_stored"]
@@ -157,13 +159,11 @@ def demo_accounts(session: Session) -> pd.DataFrame | None:
 
 
 def data_version(session: Session) -> tuple[int, ...]:
-    """A cheap fingerprint that changes whenever scores, patients or flag notes change.
+    """A cheap fingerprint that changes whenever scores, patients, flag notes or accounts change.
 
-    Cached loaders take it among their arguments, so flags are computed once per data
-    change, not on every rerun.
+    The one-row ``data_revision`` counter, bumped by every write (see
+    ``db.engine.session_factory``): one primary-key read, however large the clinic. Cached
+    loaders take it among their arguments, so flags are computed once per data change, not on
+    every rerun.
     """
-    row = session.execute(select(
-        select(func.count(Score.id)).scalar_subquery(), select(func.max(Score.id)).scalar_subquery(),
-        select(func.max(Score.version)).scalar_subquery(), select(func.count(Patient.id)).scalar_subquery(),
-        select(func.max(FlagNote.id)).scalar_subquery())).one()
-    return tuple(int(v or 0) for v in row)
+    return (int(session.scalar(select(DataRevision.n).where(DataRevision.id == 1)) or 0),)

@@ -20,3 +20,27 @@ def test_upgrade_downgrade_upgrade_and_no_drift(db_url: str) -> None:
     # `alembic check` raises when the models and the migrations disagree.
     command.check(alembic_config(engine))
     engine.dispose()
+
+
+def test_every_write_path_moves_the_data_version(engine) -> None:  # type: ignore[no-untyped-def]
+    from db.access import SYSTEM
+    from db.engine import session_factory, transaction
+    from db.queries import data_version
+    from db.writes import assign_patient
+    from tests.db.helpers import build_clinic
+
+    def version() -> tuple[int, ...]:
+        with session_factory(engine)() as session:
+            return data_version(session)
+
+    start = version()
+    build_clinic(engine)  # ORM accounts + bulk inserts of patients and scores
+    after_import = version()
+    assert after_import > start
+    with transaction(engine) as session:
+        assign_patient(session, actor=SYSTEM, code="PA1", therapist="ther.b")
+    assert version() > after_import
+    moved = version()
+    with session_factory(engine)() as session:  # reads do not move it
+        data_version(session)
+    assert version() == moved
