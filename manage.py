@@ -62,10 +62,10 @@ def _engine(db: str | None, *, migrate: bool = True):  # type: ignore[no-untyped
 
 
 def _load_validated(data: bytes, name: str) -> pd.DataFrame:
-    from core.validation import read_scores_csv, validate_scores
+    from core.validation import read_scores_file, validate_scores
 
     try:
-        raw = read_scores_csv(data)
+        raw = read_scores_file(data, name=name)
     except ValueError as exc:
         fail(f"{name}: {exc}", 2)
     result = validate_scores(raw)
@@ -125,27 +125,33 @@ def seed_demo(force: Annotated[bool, typer.Option("--force", help="Load even int
                f"{counts['new']} new scores. Demo password for every account: {DEMO_PASSWORD}")
 
 
-@app.command("import-scores")
-def import_scores(file: Annotated[Path, typer.Argument(help="A weekly-scores CSV file (CONTRACT.md).")],
-                  dry_run: Annotated[bool, typer.Option("--dry-run", help="Check and report; write nothing.")] = False,
-                  replace: Annotated[bool, typer.Option("--replace", help="Overwrite conflicting stored "
-                                                        "scores (old values stay in the audit trail).")] = False,
-                  db: DbOption = None) -> None:
-    """Import a weekly-scores file, all or nothing."""
+def _import(file: Path, *, db: str | None, dry_run: bool, replace: bool, source: str) -> None:
+    """Read, validate, plan and write one file, all or nothing (import-scores, import-fhir)."""
     from db.access import SYSTEM
     from db.engine import transaction
-    from db.writes import apply_import, plan_import
+    from db.writes import apply_import, is_fhir, plan_import, read_upload
 
     if not file.is_file():
         fail(f"{file}: no such file; check the path.", 2)
-    scores = _load_validated(file.read_bytes(), file.name)
+    data = file.read_bytes()
     engine = _engine(db)
     with transaction(engine) as session:
-        plan = plan_import(session, scores=scores)
+        try:
+            result = read_upload(session, actor=SYSTEM, data=data, name=file.name)
+        except ValueError as exc:
+            fail(f"{file.name}: {exc}", 2)
+        if not result.ok:
+            for err in result.errors:
+                typer.echo(f"{file.name}: {err}", err=True)
+            typer.echo(f"{file.name}: {len(result.errors)} problems; nothing was written.", err=True)
+            raise typer.Exit(2)
+        fhir = is_fhir(data, file.name)
+        unit = "resource" if fhir else "row"
+        plan = plan_import(session, scores=result.scores, first_row=1 if fhir else 2, unit=unit)
         if plan.conflicts and not replace:
             for err in plan.errors:
                 typer.echo(f"{file.name}: {err}", err=True)
-            typer.echo(f"{file.name}: {plan.conflicts} rows conflict with stored scores; nothing was written "
+            typer.echo(f"{file.name}: {plan.conflicts} {unit}s conflict with stored scores; nothing was written "
                        f"(use --replace to overwrite them).", err=True)
             raise typer.Exit(2)
         summary = f"{plan.new} new, {plan.unchanged} unchanged, {plan.conflicts} replaced"
@@ -153,8 +159,30 @@ def import_scores(file: Annotated[Path, typer.Argument(help="A weekly-scores CSV
             typer.echo(f"Dry run of {file.name}: would write {summary}; nothing was written.")
             session.rollback()
             return
-        apply_import(session, actor=SYSTEM, plan=plan, replace=replace, filename=file.name)
+        apply_import(session, actor=SYSTEM, plan=plan, replace=replace, filename=file.name,
+                     source="fhir" if fhir else source)
     typer.echo(f"Imported {file.name}: {summary}.")
+
+
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Check and report; write nothing.")]
+Replace = Annotated[bool, typer.Option("--replace", help="Overwrite conflicting stored scores (old values stay "
+                                                         "in the audit trail).")]
+
+
+@app.command("import-scores")
+def import_scores(file: Annotated[Path, typer.Argument(help="A weekly-scores file (CONTRACT.md): CSV, comma or "
+                                                     "semicolon, UTF-8 with or without BOM; or Excel .xlsx.")],
+                  dry_run: DryRun = False, replace: Replace = False, db: DbOption = None) -> None:
+    """Import a weekly-scores file (CSV or .xlsx), all or nothing."""
+    _import(file, db=db, dry_run=dry_run, replace=replace, source="import")
+
+
+@app.command("import-fhir")
+def import_fhir(file: Annotated[Path, typer.Argument(help="FHIR R4 JSON: a QuestionnaireResponse or a Bundle "
+                                                   "of them (docs/data-formats.md).")],
+                dry_run: DryRun = False, replace: Replace = False, db: DbOption = None) -> None:
+    """Import FHIR QuestionnaireResponse resources (PHQ-9/GAD-7 by LOINC; others by fhir/ URLs), all or nothing."""
+    _import(file, db=db, dry_run=dry_run, replace=replace, source="fhir")
 
 
 @app.command("export")
@@ -175,6 +203,26 @@ def export(patient: Annotated[str | None, typer.Option("--patient", help="Only t
             fail(f"No scores for patient {patient}; check the code.", 2)
         audit.record(session, actor=SYSTEM, action="export", patient_code=patient, rows=len(scores))
     sys.stdout.buffer.write(to_csv_bytes(scores_for_export(scores)))
+
+
+@app.command("export-fhir")
+def export_fhir(patient: Annotated[str, typer.Option("--patient", help="The patient whose scores to export.")],
+                db: DbOption = None) -> None:
+    """A patient's scores as a FHIR R4 Bundle of QuestionnaireResponse resources (JSON, stdout); audited."""
+    from core.fhir import scores_to_bundle
+    from db import audit
+    from db.access import SYSTEM
+    from db.engine import transaction
+    from db.queries import read_scores
+
+    engine = _engine(db)
+    with transaction(engine) as session:
+        scores = read_scores(session, actor=SYSTEM, patient_code=patient, with_items=True)
+        if scores.empty:
+            fail(f"No scores for patient {patient}; check the code.", 2)
+        audit.record(session, actor=SYSTEM, action="export", patient_code=patient, rows=len(scores),
+                     format="fhir")
+    typer.echo(json.dumps(scores_to_bundle(scores), indent=1, ensure_ascii=False))
 
 
 @app.command("create-user")

@@ -1,8 +1,10 @@
 """Backup and restore of the whole database, audit trail and accounts included.
 
 SQLite: the online backup API (``sqlite3.Connection.backup``) copies a consistent snapshot
-even while the app is writing. A restore first checks the copy (``PRAGMA integrity_check``,
-an Alliance Monitor schema, an intact audit chain) and refuses a damaged file.
+even while the app is writing, and a checksum file ``FILE.sha256`` is written beside the
+copy. A restore first checks the copy (the checksum when the ``.sha256`` file is there, which
+catches any changed byte; ``PRAGMA integrity_check``; an Alliance Monitor schema; an intact
+audit chain) and refuses a damaged file, leaving the database as it was.
 
 PostgreSQL: use the server's own tools (``pg_dump --format=custom`` / ``pg_restore``), as
 docs/operations.md describes; this module says so instead of pretending.
@@ -10,6 +12,7 @@ docs/operations.md describes; this module says so instead of pretending.
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from pathlib import Path
 
@@ -28,9 +31,31 @@ def _sqlite_path(engine: Engine) -> str:
     return engine.url.database
 
 
+def checksum_path(path: Path) -> Path:
+    """Where the checksum of backup ``path`` is kept (``FILE.sha256``, sha256sum format)."""
+    return Path(f"{path}.sha256")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _check_copy(path: Path) -> str:
     if not path.is_file():
         raise ValueError(f"{path}: no such file; check the path.")
+    sums = checksum_path(path)
+    if sums.is_file():
+        expected = sums.read_text(encoding="utf-8").split()[0] if sums.read_text(encoding="utf-8").split() else ""
+        if _sha256(path) != expected:
+            raise ValueError(f"{path} is damaged: its bytes no longer match the checksum in {sums.name} written "
+                             f"when the backup was made; it cannot be restored. Use another backup.")
+        checked = "The checksum matches. "
+    else:
+        checked = f"No {sums.name} beside the copy, so only its structure was checked. "
     try:
         con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
@@ -52,7 +77,7 @@ def _check_copy(path: Path) -> str:
         check.dispose()
     if not ok:
         raise ValueError(f"{path}: {message} The copy was tampered with; it cannot be restored.")
-    return message
+    return checked + message
 
 
 def backup_database(engine: Engine, target: Path) -> str:
@@ -67,9 +92,11 @@ def backup_database(engine: Engine, target: Path) -> str:
     try:
         with dst:
             src.backup(dst)
+        dst.execute("PRAGMA journal_mode=DELETE")  # one self-contained file, no -wal beside it
     finally:
         dst.close()
         src.close()
+    checksum_path(target).write_text(f"{_sha256(target)}  {target.name}\n", encoding="utf-8")
     message = _check_copy(target)
     return f"Backed up to {target} ({target.stat().st_size / 1e6:.1f} MB). {message}"
 

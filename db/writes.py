@@ -8,18 +8,22 @@ transaction, and every change is audited (a replaced value keeps its old value i
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
+import sys
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Text, cast, insert, select, update
+from sqlalchemy.orm import Session, aliased
 
-from core.validation import RowError
+from core.validation import RowError, ValidationResult
 from db import audit
-from db.access import Actor
+from db.access import Actor, visible_patients
 from db.auth import hash_password
-from db.models import ROLES, Account, FlagNote, Patient, Score, Setting, utcnow
+from db.models import ROLES, Account, Patient, Score, Setting, utcnow
 
 
 class PermissionDenied(Exception):
@@ -42,46 +46,91 @@ class ImportPlan:
     errors: tuple[RowError, ...] = field(default_factory=tuple)
 
 
-def _items_list(row: pd.Series, item_cols: list[str]) -> list[int] | None:
-    values = [row[c] for c in item_cols]
-    present = [v for v in values if not pd.isna(v)]
-    if not present:
-        return None
-    last = max(i for i, v in enumerate(values) if not pd.isna(v))
-    return [int(v) for v in values[: last + 1]]
+#: Rows per INSERT batch (and per COPY flush on PostgreSQL).
+BATCH_ROWS = int(os.environ.get("ALLIANCE_IMPORT_BATCH_ROWS", "50000"))
+#: Test hook: seconds to sleep after the first batch is written (inside the transaction), so
+#: that a test can kill an import reliably half-way. Never set in production.
+PAUSE_ENV = "ALLIANCE_IMPORT_PAUSE_AFTER_BATCH"
 
 
-def plan_import(session: Session, *, scores: pd.DataFrame, first_row: int = 2) -> ImportPlan:
+def _items_lists(frame: pd.DataFrame, item_cols: list[str]) -> pd.Series:
+    """Item responses of each row as a list of ints (item 1 first), ``None`` without items.
+
+    Vectorised: rows are grouped by the position of their last given item and each group is
+    converted with one ``ndarray.tolist``.
+    """
+    out = pd.Series([None] * len(frame), index=frame.index, dtype=object)
+    if not item_cols or frame.empty:
+        return out
+    matrix = frame[item_cols].to_numpy(dtype="float64", na_value=np.nan)
+    given = ~np.isnan(matrix)
+    width = np.where(given.any(axis=1), matrix.shape[1] - np.argmax(given[:, ::-1], axis=1), 0)
+    for n in np.unique(width[width > 0]):
+        rows = np.flatnonzero(width == n)
+        block = np.nan_to_num(matrix[rows, :n], nan=0).astype("int64").tolist()
+        out.iloc[rows] = pd.Series(block, dtype=object).to_numpy()
+    return out
+
+
+def _stored_scores(session: Session, codes: list[str]) -> pd.DataFrame:
+    """Stored totals and items of the patients ``codes`` (all stored scores when that is cheaper)."""
+    cols = ["patient_id", "instrument", "week", "stored_total", "stored_items"]
+    # Items as their stored JSON text (no per-row decoding); decoded only for conflicts.
+    stmt = select(Patient.code, Score.instrument, Score.week, Score.total, cast(Score.items, Text)).join(
+        Patient, Score.patient_id == Patient.id)
+    if len(codes) > 2000:
+        # Many patients: read every stored score through the driver (no per-row Row objects).
+        cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute(str(stmt.compile(dialect=session.get_bind().dialect)))
+        frame = pd.DataFrame.from_records(cursor.fetchall(), columns=cols)
+        cursor.close()
+        return frame[frame["patient_id"].isin(codes)]
+    rows = []
+    for start in range(0, len(codes), 500):
+        rows += session.execute(stmt.where(Patient.code.in_(codes[start:start + 500]))).all()
+    return pd.DataFrame(rows, columns=cols)
+
+
+def plan_import(session: Session, *, scores: pd.DataFrame, first_row: int = 2, unit: str = "row") -> ImportPlan:
     """Compare validated rows (core contract) with what is stored.
 
     A row is ``new`` (nothing stored for that patient, instrument and week), ``unchanged``
-    (the same total and items are stored) or ``conflict`` (another value is stored).
+    (the same total is stored, and the same items when the row gives items) or ``conflict``
+    (another value is stored). Vectorised: one merge, no loop over rows; a million rows plan
+    in a few seconds.
     """
     frame = scores.copy()
-    frame["file_row"] = np.arange(len(frame)) + first_row
+    frame.attrs = {}
+    numbers = scores.attrs.get("file_rows")
+    frame["file_row"] = (np.asarray(numbers, dtype="int64") if numbers is not None and len(numbers) == len(frame)
+                         else np.arange(len(frame)) + first_row)
     item_cols = sorted((c for c in frame.columns if c.startswith("item_")), key=lambda c: int(c[5:]))
+    frame["items_list"] = _items_lists(frame, item_cols)
     codes = frame["patient_id"].unique().tolist()
-    stored_rows = []
-    for start in range(0, len(codes), 500):
-        chunk = codes[start:start + 500]
-        stmt = (select(Patient.code, Score.instrument, Score.week, Score.total, Score.items)
-                .join(Patient, Score.patient_id == Patient.id).where(Patient.code.in_(chunk)))
-        stored_rows += session.execute(stmt).all()
-    stored = pd.DataFrame(stored_rows, columns=["patient_id", "instrument", "week", "stored_total",
-                                                "stored_items"])
-    merged = frame.merge(stored, on=["patient_id", "instrument", "week"], how="left")
-    frame["items_list"] = [_items_list(r, item_cols) for _, r in frame.iterrows()] if item_cols else None
-    merged["items_list"] = frame["items_list"].to_numpy()
-    has_stored = merged["stored_total"].notna()
-    same_total = has_stored & (merged["stored_total"] - merged["score"]).abs().lt(1e-9)
-    same_items = merged["items_list"].combine(
-        merged["stored_items"], lambda a, b: (a or None) == (b or None) or a is None)
+    stored = _stored_scores(session, codes)
+    stored["week"] = stored["week"].astype("int64")
+    merged = frame.merge(stored, on=["patient_id", "instrument", "week"], how="left", sort=False)
+    has_stored = merged["stored_total"].notna().to_numpy()
+    same_total = has_stored & (merged["stored_total"].astype("float64") - merged["score"]).abs().lt(1e-9).to_numpy()
+    no_items = merged["items_list"].isna().to_numpy()
+    if no_items.all():
+        same_items = np.ones(len(merged), dtype=bool)
+    else:  # json.dumps of a list of ints is its str(): compare the texts
+        as_text = np.array([str(v) if v else "null" for v in merged["items_list"].to_numpy()], dtype=object)
+        stored_text = merged["stored_items"].astype(object).where(merged["stored_items"].notna(), "null")
+        same_items = no_items | (as_text == stored_text.to_numpy(dtype=object))
     change = np.where(~has_stored, "new", np.where(same_total & same_items, "unchanged", "conflict"))
     merged["change"] = change
+    conflict_rows = change == "conflict"
+    if conflict_rows.any():  # decode the stored items of conflicts only (they go to the audit trail)
+        decoded = merged["stored_items"].astype(object).to_numpy(copy=True)
+        for k in np.flatnonzero(conflict_rows):
+            decoded[k] = json.loads(decoded[k]) if isinstance(decoded[k], str) else None
+        merged["stored_items"] = pd.Series(decoded, index=merged.index, dtype=object)
     conflicts = merged[merged["change"] == "conflict"]
     errors = tuple(RowError(int(r), "score", f"patient {p} already has another {i} score stored for week {w}; "
                                              f"import with replace to overwrite it (the old value is kept "
-                                             f"in the audit trail).")
+                                             f"in the audit trail).", unit)
                    for r, p, i, w in zip(conflicts["file_row"], conflicts["patient_id"],
                                          conflicts["instrument"], conflicts["week"], strict=True))
     return ImportPlan(rows=merged, new=int((change == "new").sum()),
@@ -107,8 +156,9 @@ def _ensure_patients(session: Session, pairs: pd.DataFrame, therapist_ids: dict[
         existing.update(session.execute(select(Patient.code, Patient.id).where(Patient.code.in_(chunk))).all())
     new = pairs[~pairs["patient_id"].isin(list(existing))]
     if len(new):
+        now = utcnow()
         session.execute(insert(Patient), [
-            {"code": p, "therapist_id": therapist_ids[t], "status": "active", "created_at": utcnow()}
+            {"code": p, "therapist_id": therapist_ids[t], "status": "active", "created_at": now}
             for p, t in zip(new["patient_id"], new["therapist_id"], strict=True)])
         for start in range(0, len(codes), 500):
             chunk = codes[start:start + 500]
@@ -117,13 +167,77 @@ def _ensure_patients(session: Session, pairs: pd.DataFrame, therapist_ids: dict[
     return existing
 
 
+def _pause_after_first_batch(done: int) -> None:
+    pause = os.environ.get(PAUSE_ENV)
+    if pause:
+        print(f"import: paused after the first batch ({done} rows written, not committed)",
+              file=sys.stderr, flush=True)
+        time.sleep(float(pause))
+
+
+def _insert_new(session: Session, new: pd.DataFrame, patient_ids: dict[str, int], *, source: str,
+                entered_by: int | None, now: dt.datetime) -> None:
+    """Insert new scores in batches (PostgreSQL: ``COPY``), all in the caller's transaction."""
+    pid = new["patient_id"].map(patient_ids).astype("int64").to_numpy()
+    weeks = new["week"].astype("int64").to_numpy()
+    totals = new["score"].astype("float64").to_numpy()
+    dates = new["administered_on"].astype(object).where(new["administered_on"].notna(), None).to_numpy()
+    items = new["items_list"].to_numpy()
+    codes = new["instrument"].astype(str).to_numpy()
+    if session.get_bind().dialect.name == "postgresql":
+        cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        copy_sql = ("COPY scores (patient_id, instrument, week, total, items, administered_on, source, "
+                    "entered_by, entered_at, version) FROM STDIN")
+        for start in range(0, len(new), BATCH_ROWS):
+            stop = min(start + BATCH_ROWS, len(new))
+            with cursor.copy(copy_sql) as copy:
+                for k in range(start, stop):
+                    copy.write_row((int(pid[k]), codes[k], int(weeks[k]), float(totals[k]),
+                                    json.dumps(items[k]) if items[k] else None, dates[k], source,
+                                    entered_by, now, 1))
+            if start == 0:
+                _pause_after_first_batch(stop)
+        return
+    # SQLite: the driver's executemany with values stored exactly as SQLAlchemy's column types
+    # store them (their bind processors, applied once per distinct value), in the same
+    # connection and transaction as the rest of the import.
+    dialect = session.get_bind().dialect
+    table = Score.__table__
+
+    def processor(column: str):  # type: ignore[no-untyped-def]
+        proc = table.c[column].type.bind_processor(dialect)
+        return proc or (lambda v: v)
+
+    stamp = processor("entered_at")(now)
+    as_date = processor("administered_on")
+    date_text = {d: as_date(d) for d in set(dates.tolist()) if d is not None}
+    date_text[None] = None
+    null_items = processor("items")(None)
+    cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    cursor.execute("PRAGMA cache_size=-262144")  # up to 256 MB of page cache while the indexes grow
+    sql = ("INSERT INTO scores (patient_id, instrument, week, total, items, administered_on, source, "
+           "entered_by, entered_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1)")
+    pid_list, week_list, total_list = pid.tolist(), weeks.tolist(), totals.tolist()
+    for start in range(0, len(new), BATCH_ROWS):
+        stop = min(start + BATCH_ROWS, len(new))
+        cursor.executemany(sql, [
+            (pid_list[k], codes[k], week_list[k], total_list[k],
+             json.dumps(items[k]) if items[k] else null_items, date_text[dates[k]], source, entered_by, stamp)
+            for k in range(start, stop)])
+        if start == 0:
+            _pause_after_first_batch(stop)
+    cursor.close()
+
+
 def apply_import(session: Session, *, actor: Actor, plan: ImportPlan, replace: bool = False,
                  source: str = "import", filename: str | None = None) -> dict[str, int]:
     """Write a planned import in the caller's transaction; conflicts need ``replace``.
 
     Unknown therapists become therapist accounts without a password (an admin sets one with
-    ``create-user``); unknown patients are created on that therapist's caseload. Returns the
-    counts written.
+    ``create-user``); unknown patients are created on that therapist's caseload. New scores
+    are inserted in batches of ``BATCH_ROWS`` (PostgreSQL: ``COPY``); a replaced score is
+    updated and its old value recorded in the audit trail. Nothing is committed here: the
+    caller's transaction makes the import all or nothing. Returns the counts written.
     """
     if plan.conflicts and not replace:
         raise ValueError(f"{plan.conflicts} rows conflict with stored scores; nothing was written. "
@@ -140,17 +254,9 @@ def apply_import(session: Session, *, actor: Actor, plan: ImportPlan, replace: b
     now = utcnow()
     entered_by = actor.id if actor.id else None
 
-    def _date(v: object) -> dt.date | None:
-        return None if v is None or pd.isna(v) else v  # type: ignore[return-value]
-
     new = todo[todo["change"] == "new"]
     if len(new):
-        session.execute(insert(Score), [
-            {"patient_id": patient_ids[p], "instrument": i, "week": int(w), "total": float(s),
-             "items": it, "administered_on": _date(d), "source": source, "entered_by": entered_by,
-             "entered_at": now, "version": 1}
-            for p, i, w, s, it, d in zip(new["patient_id"], new["instrument"], new["week"], new["score"],
-                                         new["items_list"], new["administered_on"], strict=True)])
+        _insert_new(session, new, patient_ids, source=source, entered_by=entered_by, now=now)
     conflicts = todo[todo["change"] == "conflict"]
     for r in conflicts.itertuples(index=False):
         session.execute(update(Score).where(Score.patient_id == patient_ids[r.patient_id],
@@ -163,6 +269,51 @@ def apply_import(session: Session, *, actor: Actor, plan: ImportPlan, replace: b
     counts["replaced"] = len(conflicts)
     audit.record(session, actor=actor, action="import", file=filename, patients=len(pairs), **counts)
     return counts
+
+
+def is_fhir(data: bytes, name: str) -> bool:
+    """True for FHIR JSON: a name ending ``.json`` or content starting with ``{``."""
+    return name.lower().endswith(".json") or data.lstrip(b"\xef\xbb\xbf \r\n\t")[:1] == b"{"
+
+
+def read_upload(session: Session, *, actor: Actor, data: bytes, name: str,
+                max_bytes: int | None = None) -> ValidationResult:
+    """Read and validate an uploaded file: weekly-scores CSV or Excel, or FHIR JSON.
+
+    FHIR (a name ending ``.json`` or content starting with ``{``): QuestionnaireResponse
+    resources (:func:`core.fhir.read_responses`); an empty therapist is filled with the
+    patient's therapist and an empty week from ``authored`` and the patient's start date,
+    for patients the actor may see. Every path ends in the one validator.
+
+    Raises
+    ------
+    ValueError
+        When the file cannot be read at all (the message names the row or resource).
+    """
+    from core import fhir, validation
+
+    limit = validation.MAX_BYTES if max_bytes is None else max_bytes
+    if is_fhir(data, name):
+        table, structural = fhir.read_responses(data, max_bytes=limit)
+        codes = [c for c in table["patient_id"].unique().tolist() if c]
+        known = pd.DataFrame(columns=["code", "therapist", "start_date"])
+        if codes:
+            therapist = aliased(Account)
+            stmt = (select(Patient.code, therapist.name, Patient.start_date)
+                    .outerjoin(therapist, Patient.therapist_id == therapist.id)
+                    .where(Patient.code.in_(codes), Patient.id.in_(visible_patients(actor))))
+            known = pd.DataFrame(session.execute(stmt).all(), columns=["code", "therapist", "start_date"])
+        by_code = known.set_index("code")
+        table = fhir.fill_weeks(table, start_dates=by_code["start_date"])
+        stored_therapist = table["patient_id"].map(by_code["therapist"]).astype("string").fillna("")
+        table["therapist_id"] = table["therapist_id"].where(table["therapist_id"].ne(""), stored_therapist)
+        result = validation.validate_scores(table.drop(columns="authored"), first_row=1, unit="resource")
+        if structural:
+            errors = sorted(set(structural) | set(result.errors), key=lambda e: (e.row, e.column))
+            return ValidationResult(result.scores.iloc[0:0], tuple(errors))
+        return result
+    raw = validation.read_scores_file(data, name=name, max_bytes=limit)
+    return validation.validate_scores(raw)
 
 
 def create_account(session: Session, *, actor: Actor, name: str, role: str, password: str | None,
@@ -223,9 +374,3 @@ def set_setting(session: Session, *, actor: Actor, key: str, value: str) -> None
         row.value = value
     audit.record(session, actor=actor, action="setting", key=key, value=value)
 
-
-def record_flag_action(session: Session, *, actor: Actor, patient_id: int, instrument: str, week: int,
-                       kind: str, action: str, note: str) -> None:
-    """Mark a flag addressed in feedback (with a note) or reopen it; audited."""
-    session.add(FlagNote(patient_id=patient_id, instrument=instrument, week=week, kind=kind,
-                         action=action, note=note, by_account=actor.id or None))

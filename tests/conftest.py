@@ -85,14 +85,40 @@ def engine(db_url: str) -> Iterator[Engine]:
     eng.dispose()
 
 
-@pytest.fixture(scope="session")
-def demo_db(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A SQLite file holding the demo clinic, made once per test run (read-only use, please)."""
+def _seed_demo(url: str) -> None:
     from typer.testing import CliRunner
 
     from manage import app
 
-    url = f"sqlite:///{tmp_path_factory.mktemp('demo') / 'demo.db'}"
     result = CliRunner().invoke(app, ["seed-demo", "--db", url])
     assert result.exit_code == 0, result.output
-    return url
+
+
+@pytest.fixture(scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def demo_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A database holding the demo clinic, made once per test run on each backend.
+
+    Every test that uses it (the AppTests above all) runs on SQLite and on PostgreSQL.
+    """
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('demo') / 'demo.db'}"
+        _seed_demo(url)
+        yield url
+        return
+    if not request.getfixturevalue("pg_available"):
+        pytest.skip(f"PostgreSQL is not reachable at {PG_URL}; start it (see README) or set ALLIANCE_TEST_PG_URL.")
+    name = f"am_demo_{uuid.uuid4().hex[:12]}"
+    admin = _pg_admin_engine()
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        _seed_demo(url)
+        yield url
+    finally:
+        from db.engine import make_engine as _make
+
+        _make(url).dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

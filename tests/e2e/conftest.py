@@ -52,21 +52,38 @@ def start_server(db_url: str, log: Path, env_extra: dict[str, str] | None = None
     raise RuntimeError(f"streamlit did not answer within 60 s:\n{log.read_text()[-3000:]}")
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Base URL of a server over a fresh copy of the demo clinic."""
-    from typer.testing import CliRunner
-
-    from manage import app
+@pytest.fixture(scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL of a server over a fresh copy of the demo clinic, on SQLite and on PostgreSQL."""
+    from tests.conftest import PG_URL, _pg_admin_engine, _seed_demo
 
     folder = tmp_path_factory.mktemp("e2e")
-    url = f"sqlite:///{folder / 'demo.db'}"
-    result = CliRunner().invoke(app, ["seed-demo", "--db", url])
-    assert result.exit_code == 0, result.output
+    drop = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{folder / 'demo.db'}"
+    else:
+        if not request.getfixturevalue("pg_available"):
+            pytest.skip(f"PostgreSQL is not reachable at {PG_URL}; start it or set ALLIANCE_TEST_PG_URL.")
+        import uuid
+
+        from sqlalchemy import text
+        from sqlalchemy.engine import make_url
+
+        name = f"am_e2e_{uuid.uuid4().hex[:12]}"
+        with _pg_admin_engine().connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+        drop = name
+    _seed_demo(url)
     proc, base = start_server(url, folder / "streamlit.log")
     yield base
     proc.terminate()
     proc.wait(timeout=20)
+    if drop:
+        from sqlalchemy import text
+
+        with _pg_admin_engine().connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{drop}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="session")
@@ -85,7 +102,7 @@ def browser() -> Iterator[object]:
 def page(browser):  # type: ignore[no-untyped-def]
     context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
     pg = context.new_page()
-    pg.set_default_timeout(30_000)
+    pg.set_default_timeout(60_000)
     yield pg
     context.close()
 
@@ -94,3 +111,4 @@ def log_in(page, name: str, password: str = DEMO_PASSWORD) -> None:  # type: ign
     page.get_by_role("textbox", name="Username").fill(name)
     page.get_by_role("textbox", name="Password").fill(password)
     page.get_by_role("button", name="Log in").click()
+    page.get_by_role("button", name="Log in").wait_for(state="detached")

@@ -41,6 +41,8 @@ def test_forbidden_patient_answers_like_a_missing_one(server: str, page) -> None
         page.goto(f"{server}/patient?patient={code}")
         log_in(page, "therapist.anna")
         page.get_by_text("No such patient").wait_for()
+        page.get_by_role("button", name="Log in").wait_for(state="detached")
+        page.wait_for_load_state("networkidle")
         answers.append(page.locator("[data-testid='stMain']").inner_text())
         assert page.locator(".js-plotly-plot").count() == 0
     assert answers[0] == answers[1]
