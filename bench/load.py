@@ -8,7 +8,7 @@ concurrently (Streamlit talks over a websocket, so each context is a real sessio
 simulated therapist logs in, waits for My patients, opens a patient from the picker and waits
 for the chart, ``--rounds`` times. Bounded: fixed users and rounds, loopback only, and every
 wait has a timeout. Prints the median and 95th percentile time to a rendered page and the
-error count. Not part of the pass/fail suite.
+error count, and the app process's peak memory. Not part of the pass/fail suite.
 """
 
 from __future__ import annotations
@@ -72,6 +72,14 @@ async def run(base: str, users: int, rounds: int) -> tuple[list, list]:
     return timings, errors
 
 
+def peak_memory_mb(pid: int) -> float:
+    """The process's peak resident set size (Linux VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", default="sqlite:////tmp/alliance-bench.db")
@@ -85,6 +93,7 @@ def main() -> None:
         began = time.perf_counter()
         timings, errors = asyncio.run(run(base, args.users, args.rounds))
         wall = time.perf_counter() - began
+        peak = peak_memory_mb(proc.pid)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -93,6 +102,7 @@ def main() -> None:
         values = sorted(v for k, v in timings if k == label)
         p95 = values[min(len(values) - 1, int(round(0.95 * (len(values) - 1))))]
         print(f"{label:34s} n={len(values):3d}  median {statistics.median(values):6.2f} s  p95 {p95:6.2f} s")
+    print(f"peak memory of the app process (VmHWM): {peak:.0f} MB  (target < 500 MB)")
     print(f"errors: {len(errors)}")
     for e in errors[:10]:
         print("  " + e)

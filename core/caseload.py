@@ -56,20 +56,14 @@ OPEN_STATUSES = ("open", "unrepaired")
 NOT_ALERTS = ("improvement",)
 
 
-def attention_table(patients: pd.DataFrame, flags: pd.DataFrame) -> pd.DataFrame:
-    """One row per patient, sorted by what needs attention first.
+#: Which symptom measure is a patient's "main" one: the first of these the patient has.
+SYMPTOM_PREFERENCE = ("SPIN", "PHQ-9", "GAD-7")
+#: The alliance series shown in the caseload (therapist, then programme).
+ALLIANCE_SERIES = ("WAI-SR", "WAI-P")
 
-    A rupture is *new* when it was raised for the patient's latest stored week and is still
-    open. Only flags whose status is open or unrepaired count (addressed and repaired ones
-    do not). Columns: ``patient_id, therapist_id, status, last_week, weeks_stored,
-    attention`` (the most urgent reason), ``priority`` (its rank), ``open_flags`` (count),
-    ``open_in_words`` and ``link`` (the patient page's URL).
-    """
-    base = patients[["patient_id", "therapist_id", "status", "last_week", "weeks_stored"]].copy()
-    if flags.empty:
-        base["attention"], base["priority"], base["open_flags"], base["open_in_words"] = "", 99, 0, ""
-        base["link"] = "/patient?patient=" + base["patient_id"]
-        return base.sort_values("patient_id", ignore_index=True)
+
+def _live_flags(base: pd.DataFrame, flags: pd.DataFrame) -> pd.DataFrame:
+    """Open/unrepaired alert flags with their attention ``reason`` and ``priority``."""
     live = flags[flags["status"].isin(OPEN_STATUSES) & ~flags["kind"].isin(NOT_ALERTS)].merge(
         base[["patient_id", "last_week"]], on="patient_id", how="left")
     reason = live["kind"].astype(str)
@@ -77,18 +71,118 @@ def attention_table(patients: pd.DataFrame, flags: pd.DataFrame) -> pd.DataFrame
     reason = reason.mask(is_rupture & live["status"].eq("unrepaired"), "unrepaired_rupture")
     reason = reason.mask(is_rupture & live["status"].eq("open") & live["week"].eq(live["last_week"]),
                          "new_rupture")
-    live = live.assign(reason=reason, priority=reason.map(ATTENTION_ORDER).fillna(50).astype(int))
-    words = (live.sort_values(["priority", "week"]).drop_duplicates(["patient_id", "reason"])
-             .assign(label=lambda f: f["reason"].map(ATTENTION_LABELS).fillna(f["reason"].str.replace("_", " "))
-                     + " (week " + f["week"].astype(str) + ")")
-             .groupby("patient_id")["label"].agg("; ".join))
-    top = live.sort_values(["priority", "week"], ascending=[True, False]).drop_duplicates("patient_id")
-    out = base.merge(top[["patient_id", "reason", "priority"]], on="patient_id", how="left")
-    out["attention"] = out["reason"].map(ATTENTION_LABELS).fillna("")
-    out["priority"] = out["priority"].fillna(99).astype(int)
-    out["open_flags"] = out["patient_id"].map(live.groupby("patient_id").size()).fillna(0).astype(int)
-    out["open_in_words"] = out["patient_id"].map(words).fillna("")
+    return live.assign(reason=reason, priority=reason.map(ATTENTION_ORDER).fillna(50).astype(int))
+
+
+def open_counts(patients: pd.DataFrame, flags: pd.DataFrame) -> pd.Series:
+    """How many patients have an open alert of each reason (index: reason in words), most urgent first."""
+    base = patients[["patient_id", "last_week"]]
+    if flags.empty:
+        return pd.Series(dtype="int64")
+    live = _live_flags(base, flags)
+    counts = (live.drop_duplicates(["patient_id", "reason"]).groupby(["priority", "reason"]).size()
+              .reset_index(name="n"))
+    counts["label"] = counts["reason"].map(ATTENTION_LABELS).fillna(counts["reason"].str.replace("_", " "))
+    return counts.set_index("label")["n"].astype("int64").rename("open")
+
+
+def course_summary(scores: pd.DataFrame, *, preference: tuple[str, ...] = SYMPTOM_PREFERENCE) -> pd.DataFrame:
+    """Per patient: latest scores and sparkline data (lists of the observed scores by week).
+
+    Columns (index ``patient_id``): ``latest_alliance`` (WAI-SR), ``latest_program`` (WAI-P),
+    ``main_symptom`` (the first instrument of ``preference`` the patient has),
+    ``latest_symptom``, ``alliance_trend`` and ``symptom_trend`` (lists, oldest first; missing
+    weeks are left out), ``last_questionnaire`` (the latest week with any score).
+    """
+    cols = ["latest_alliance", "latest_program", "main_symptom", "latest_symptom", "alliance_trend",
+            "symptom_trend", "last_questionnaire"]
+    if scores.empty:
+        return pd.DataFrame(columns=cols, index=pd.Index([], name="patient_id"))
+    ordered = scores[["patient_id", "instrument", "week", "score"]].sort_values(["patient_id", "instrument", "week"])
+    latest = ordered.groupby(["patient_id", "instrument"])["score"].last().unstack()
+    out = pd.DataFrame(index=latest.index)
+    out["latest_alliance"] = latest.get("WAI-SR", np.nan)
+    out["latest_program"] = latest.get("WAI-P", np.nan)
+    rank = ordered["instrument"].map({c: i for i, c in enumerate(preference)})
+    has = ordered[rank.notna()].assign(rank=rank[rank.notna()])
+    main = has.sort_values("rank").drop_duplicates("patient_id").set_index("patient_id")["instrument"]
+    out["main_symptom"] = main.reindex(out.index)
+    trends = ordered.groupby(["patient_id", "instrument"])["score"].agg(list)
+    alliance = trends.xs("WAI-SR", level="instrument") if "WAI-SR" in latest else pd.Series(dtype=object)
+    out["alliance_trend"] = alliance.reindex(out.index)
+    key = pd.MultiIndex.from_arrays([out.index, out["main_symptom"].astype(object)])
+    out["symptom_trend"] = trends.reindex(key).to_numpy()
+    out["latest_symptom"] = latest.stack().reindex(key).to_numpy()
+    out["last_questionnaire"] = ordered.groupby("patient_id")["week"].max().reindex(out.index)
+    empty: list[list[float]] = [[] for _ in range(len(out))]
+    for col in ("alliance_trend", "symptom_trend"):
+        out[col] = out[col].where(out[col].notna(), pd.Series(empty, index=out.index, dtype=object))
+    return out[cols]
+
+
+def common_instrument(codes: pd.Series) -> str | None:
+    """The one instrument all rows share (for a column's scale), else ``None``."""
+    present = codes.dropna().unique()
+    return str(present[0]) if len(present) == 1 else None
+
+
+def attention_table(patients: pd.DataFrame, flags: pd.DataFrame, *, scores: pd.DataFrame | None = None,
+                    reasons: list[str] | tuple[str, ...] | None = None) -> pd.DataFrame:
+    """One row per patient, sorted by what needs attention first.
+
+    A rupture is *new* when it was raised for the patient's latest stored week and is still
+    open. Only flags whose status is open or unrepaired count (addressed and repaired ones
+    do not). Columns: ``patient_id, therapist_id, status, last_week, weeks_stored,
+    attention`` (the most urgent reason), ``priority`` (its rank), ``open_flags`` (count),
+    ``open_in_words``, ``reasons`` (list of the open reasons' keys of ``ATTENTION_ORDER``) and
+    ``link`` (the patient page's URL).
+
+    With ``scores`` (the core column contract; WAI-SR, WAI-P and the symptom measures are
+    enough) the columns of :func:`course_summary` are added. With ``reasons`` (keys of
+    ``ATTENTION_ORDER``, e.g. ``["risk_item", "unrepaired_rupture"]``) only patients with an
+    open flag for one of them are kept.
+    """
+    base = patients[["patient_id", "therapist_id", "status", "last_week", "weeks_stored"]].copy()
+    matching = pd.Series([], dtype="string")
+    if flags.empty:
+        out = base.assign(attention="", priority=99, open_flags=0, open_in_words="")
+        out["reasons"] = pd.Series([[] for _ in range(len(out))], index=out.index, dtype=object)
+    else:
+        live = _live_flags(base, flags)
+        words = (live.sort_values(["priority", "week"]).drop_duplicates(["patient_id", "reason"])
+                 .assign(label=lambda f: f["reason"].map(ATTENTION_LABELS).fillna(f["reason"].str.replace("_", " "))
+                         + " (week " + f["week"].astype(str) + ")")
+                 .groupby("patient_id")["label"].agg("; ".join))
+        reason_lists = (live.sort_values("priority").drop_duplicates(["patient_id", "reason"])
+                        .groupby("patient_id")["reason"].agg(list))
+        top = live.sort_values(["priority", "week"], ascending=[True, False]).drop_duplicates("patient_id")
+        out = base.merge(top[["patient_id", "reason", "priority"]], on="patient_id", how="left")
+        out["attention"] = out["reason"].map(ATTENTION_LABELS).fillna("")
+        out["priority"] = out["priority"].fillna(99).astype(int)
+        out["open_flags"] = out["patient_id"].map(live.groupby("patient_id").size()).fillna(0).astype(int)
+        out["open_in_words"] = out["patient_id"].map(words).fillna("")
+        lists = out["patient_id"].map(reason_lists)
+        out["reasons"] = lists.where(lists.notna(), pd.Series([[] for _ in range(len(out))], index=out.index))
+        out = out.drop(columns="reason")
+        matching = live.loc[live["reason"].isin(list(reasons or [])), "patient_id"]
     out["link"] = "/patient?patient=" + out["patient_id"]
-    return (out.drop(columns="reason")
-            .sort_values(["priority", "open_flags", "patient_id"], ascending=[True, False, True],
-                         ignore_index=True))
+    if scores is not None:
+        out = out.merge(course_summary(scores), left_on="patient_id", right_index=True, how="left")
+    if reasons:
+        out = out[out["patient_id"].isin(matching.unique())]
+    return out.sort_values(["priority", "open_flags", "patient_id"], ascending=[True, False, True],
+                           ignore_index=True)
+
+
+def filter_attention(table: pd.DataFrame, reasons: list[str] | tuple[str, ...] | None) -> pd.DataFrame:
+    """Rows of :func:`attention_table` with an open flag for any of ``reasons`` (all rows when empty)."""
+    if not reasons:
+        return table
+    hit = table["reasons"].explode().isin(list(reasons)).groupby(level=0).any()
+    return table[hit.reindex(table.index, fill_value=False).to_numpy()]
+
+
+def open_reasons(table: pd.DataFrame) -> list[str]:
+    """The reasons (keys of ``ATTENTION_ORDER``) open for any row of ``table``, most urgent first."""
+    present = table["reasons"].explode().dropna().unique().tolist()
+    return sorted(present, key=lambda r: ATTENTION_ORDER.get(r, 50))

@@ -5,6 +5,8 @@ Colours are the Okabe-Ito palette (safe for the common colour-vision deficiencie
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -21,6 +23,27 @@ INSTRUMENT_COLOURS = {"WAI-SR": OKABE_ITO["blue"], "WAI-P": OKABE_ITO["sky"], "S
 FLAG_SYMBOLS = {"rupture": "triangle-down", "low_alliance": "square", "deterioration": "triangle-up",
                 "risk_item": "x", "missed": "circle-open", "caseness": "diamond", "improvement": "star"}
 _INSTRUMENT_ORDER = ("WAI-SR", "WAI-P", "SPIN", "PHQ-9", "GAD-7")
+#: Marker colour of a flag by severity (good news in green).
+SEVERITY_COLOURS = {"urgent": OKABE_ITO["vermillion"], "high": OKABE_ITO["vermillion"],
+                    "medium": OKABE_ITO["orange"], "low": OKABE_ITO["grey"]}
+SUBSCALE_COLOURS = {"bond": OKABE_ITO["vermillion"], "goal": OKABE_ITO["green"], "task": OKABE_ITO["purple"]}
+_STATUS_WORDS = {"open": "open", "unrepaired": "not repaired", "repaired": "repaired",
+                 "addressed": "addressed in feedback"}
+
+
+def _wrap(text: pd.Series, width: int = 60) -> pd.Series:
+    """Hover text broken into lines of about ``width`` characters (plotly does not wrap)."""
+    return text.fillna("").astype(str).map(lambda t: "<br>".join(textwrap.wrap(t, width)) or "")
+
+
+def _flag_hover(group: pd.DataFrame) -> pd.Series:
+    kind = group["kind"].astype(str).str.replace("_", " ").str.capitalize()
+    status = group["status"].map(_STATUS_WORDS).fillna(group["status"]).astype(str)
+    text = kind + " (" + status + "): " + group["explanation"].fillna("").astype(str)
+    if "note" in group.columns:
+        note = group["note"].astype(object).where(group["note"].notna(), None)
+        text = text + note.map(lambda n: f" Feedback note: {n}" if isinstance(n, str) and n else "")
+    return _wrap(text)
 
 
 def _hex_to_rgba(colour: str, alpha: float) -> str:
@@ -41,7 +64,8 @@ def _weekly_grid(series: pd.DataFrame) -> pd.DataFrame:
 
 
 def build_patient_figure(scores: pd.DataFrame, *, flags: pd.DataFrame | None = None,
-                         average: str = "running", title: str | None = None) -> go.Figure:
+                         average: str = "running", title: str | None = None,
+                         instruments_shown: list[str] | None = None, panel_height: int = 200) -> go.Figure:
     """The patient's weekly course, one panel per instrument, each on its instrument's scale.
 
     Parameters
@@ -55,9 +79,24 @@ def build_patient_figure(scores: pd.DataFrame, *, flags: pd.DataFrame | None = N
         ``"running"`` (default): the mean and ±1 SD of the weeks *before* each week (what the
         flags compare with; prospective); ``"full"``: the mean and ±1 SD of the whole course
         (a retrospective look).
+    title
+        Optional figure title.
+    instruments_shown
+        Only these instruments (default: all the patient has), alliance first.
+    panel_height
+        Pixels per panel.
+
+    Notes
+    -----
+    Missing weeks are gaps in the line (never joined across) and get a small grey tick at the
+    bottom of their panel ("no questionnaire"). Flag markers are coloured by severity
+    (vermillion urgent/high, orange medium, grey low, green for improvement) and say the
+    flag's status and, when addressed, the therapist's note on hover.
     """
     if average not in ("running", "full"):
         raise ValueError("average must be 'running' or 'full'.")
+    if instruments_shown is not None:
+        scores = scores[scores["instrument"].isin(instruments_shown)]
     codes = instrument_order(sorted(scores["instrument"].unique().tolist())) if len(scores) else []
     fig = make_subplots(rows=max(len(codes), 1), cols=1, shared_xaxes=True, vertical_spacing=0.05,
                         subplot_titles=[instruments.get(c).name for c in codes] or ["No scores yet"])
@@ -65,6 +104,7 @@ def build_patient_figure(scores: pd.DataFrame, *, flags: pd.DataFrame | None = N
         fig.update_layout(height=240, template="plotly_white")
         return fig
     stats = running_stats(scores)
+    legend_kinds: set[str] = set()
     for row, code in enumerate(codes, start=1):
         inst = instruments.get(code)
         colour = INSTRUMENT_COLOURS.get(code, OKABE_ITO["grey"])
@@ -85,30 +125,78 @@ def build_patient_figure(scores: pd.DataFrame, *, flags: pd.DataFrame | None = N
                       row=row, col=1)
         fig.add_trace(go.Scatter(x=grid["week"], y=grid["centre"], mode="lines",
                                  line={"color": colour, "dash": "dot", "width": 1.5},
-                                 name=f"{code}: {label}", hovertemplate="Week %{x}: average %{y:.1f}<extra></extra>"),
+                                 name=f"dotted: {label}; band: ±1 own SD", legendgroup="average",
+                                 showlegend=row == 1,
+                                 customdata=np.stack([grid["lo"], grid["hi"]], axis=-1),
+                                 hovertemplate=f"Week %{{x}}: {code} average %{{y:.1f}} "
+                                               "(band %{customdata[0]:.1f}–%{customdata[1]:.1f})<extra></extra>"),
                       row=row, col=1)
         fig.add_trace(go.Scatter(x=grid["week"], y=grid["score"], mode="lines+markers",
                                  line={"color": colour, "width": 2.5}, marker={"size": 7}, name=code,
                                  connectgaps=False,
                                  hovertemplate=f"Week %{{x}}: {code} %{{y:.0f}}<extra></extra>"),
                       row=row, col=1)
+        missing = grid.loc[grid["score"].isna(), "week"]
+        if len(missing):
+            fig.add_trace(go.Scatter(
+                x=missing, y=np.full(len(missing), inst.total_min), mode="markers", showlegend=False,
+                name="no questionnaire", marker={"symbol": "line-ns-open", "size": 12, "color": OKABE_ITO["grey"]},
+                hovertemplate=f"Week %{{x}}: no {code} questionnaire<extra></extra>"), row=row, col=1)
         if flags is not None and len(flags):
             marked = flags[(flags["instrument"] == code)].merge(series[["week", "score"]], on="week",
                                                                  how="left", suffixes=("_flag", ""))
             for kind, group in marked.groupby("kind"):
                 y = group["score"].where(group["score"].notna(), inst.total_min)
+                colour = (OKABE_ITO["green"] if kind == "improvement"
+                          else group["severity"].map(SEVERITY_COLOURS).fillna(OKABE_ITO["vermillion"]).tolist())
                 fig.add_trace(go.Scatter(
                     x=group["week"], y=y, mode="markers", name=f"flag: {str(kind).replace('_', ' ')}",
-                    marker={"symbol": FLAG_SYMBOLS.get(str(kind), "circle"), "size": 15,
-                            "color": OKABE_ITO["vermillion"], "line": {"width": 2, "color": "black"}},
-                    customdata=np.stack([group["explanation"].fillna("").astype(str)], axis=-1),
+                    legendgroup=f"flag-{kind}", showlegend=str(kind) not in legend_kinds,
+                    marker={"symbol": FLAG_SYMBOLS.get(str(kind), "circle"), "size": 14,
+                            "color": colour, "line": {"width": 1.5, "color": "black"}},
+                    customdata=np.stack([_flag_hover(group)], axis=-1),
                     hovertemplate="Week %{x}: %{customdata[0]}<extra></extra>"), row=row, col=1)
+                legend_kinds.add(str(kind))
         direction = "higher = better" if inst.higher_is_better else "higher = worse"
-        fig.update_yaxes(title_text=f"{code} ({inst.total_min:g}–{inst.total_max:g}, {direction})",
+        fig.update_yaxes(title_text=f"{code}<br>{inst.total_min:g}–{inst.total_max:g}, {direction}",
                          range=[inst.total_min - 0.5, inst.total_max + 0.5], row=row, col=1,
                          title_font={"size": 11})
     fig.update_xaxes(title_text="Treatment week", dtick=1, row=len(codes), col=1)
-    fig.update_layout(height=200 * len(codes) + 80, template="plotly_white", hovermode="closest",
+    fig.update_layout(height=panel_height * len(codes) + 80, template="plotly_white", hovermode="closest",
                       margin={"l": 60, "r": 20, "t": 60 if title else 40, "b": 40}, title=title,
                       legend={"orientation": "h", "y": -0.08})
+    return fig
+
+
+def build_subscale_figure(scores: pd.DataFrame, *, instrument: str = "WAI-SR") -> go.Figure:
+    """The bond, goal and task subscales of one alliance instrument over the weeks.
+
+    Each subscale is the sum of its items (``core.instruments.subscale_scores``), drawn on its
+    own scale (items × item range, e.g. 4–20 for a WAI-SR subscale of four items scored 1–5).
+    Weeks without item answers are gaps.
+    """
+    inst = instruments.get(instrument)
+    rows = scores[scores["instrument"] == instrument].sort_values("week")
+    fig = go.Figure()
+    if rows.empty or not inst.subscales:
+        fig.update_layout(height=200, template="plotly_white",
+                          title=f"No {instrument} subscales stored for this patient")
+        return fig
+    subs = instruments.subscale_scores(rows, instrument=instrument).assign(week=rows["week"].to_numpy())
+    grid = _weekly_grid(subs)
+    sizes = {name: len(numbers) for name, numbers in inst.subscales.items()}
+    low = min(sizes.values()) * inst.item_min
+    high = max(sizes.values()) * inst.item_max
+    for name in inst.subscales:
+        colour = SUBSCALE_COLOURS.get(name, OKABE_ITO["grey"])
+        fig.add_trace(go.Scatter(x=grid["week"], y=grid[name], mode="lines+markers", name=name.capitalize(),
+                                 line={"color": colour, "width": 2.5}, marker={"size": 7}, connectgaps=False,
+                                 hovertemplate=f"Week %{{x}}: {name} %{{y:.0f}}<extra></extra>"))
+    span = f", {next(iter(sizes.values()))} items each" if len(set(sizes.values())) == 1 else ""
+    direction = "higher = better" if inst.higher_is_better else "higher = worse"
+    fig.update_yaxes(title_text=f"{instrument} subscale ({low:g}–{high:g}{span}; {direction})",
+                     range=[low - 0.5, high + 0.5], title_font={"size": 11})
+    fig.update_xaxes(title_text="Treatment week", dtick=1)
+    fig.update_layout(height=300, template="plotly_white", hovermode="x unified",
+                      margin={"l": 60, "r": 20, "t": 30, "b": 40}, legend={"orientation": "h", "y": 1.12})
     return fig

@@ -34,6 +34,7 @@ def read_flags(session: Session, *, actor: Actor | None, patient_code: str | Non
     notes = read_flag_notes(session, actor=actor, patient_code=patient_code)
     if as_of_week is not None:
         notes = notes.iloc[0:0]
+    notes = notes.astype({"patient_id": "string", "instrument": "string", "week": "int64", "kind": "string"})
     flags = flags.merge(notes.rename(columns={"note": "note", "by": "note_by", "at": "note_at"}),
                         on=FLAG_KEY, how="left")
     addressed = flags["action"].eq("addressed").fillna(False)

@@ -1,30 +1,85 @@
-"""My patients (``/``): the caseload, what needs attention first."""
+"""My patients (``/``): the caseload, what needs attention first, with latest scores and sparklines."""
 
 import streamlit as st
 
-from core.caseload import attention_table
-from ui.loaders import current_version, load_flags, load_patients
+from core import instruments
+from core.caseload import ATTENTION_LABELS, common_instrument, filter_attention, open_reasons
+from core.figures import OKABE_ITO
+from ui.loaders import current_version, load_caseload
 from ui.session import require
 
 actor = require()
 version = current_version()
 title = "My patients" if actor.role == "therapist" else "Patients"
 st.title(title)
-patients = load_patients(actor, version)
-if patients.empty:
+table, counts = load_caseload(actor, version)
+if table.empty:
     st.info("No patients are on your caseload yet. An admin assigns patients to therapists; scores "
             "arrive through the weekly entry or an import.")
     st.stop()
-table = attention_table(patients, load_flags(actor, version))
+
 needing = int((table["priority"] < 99).sum())
-st.caption(f"{len(table)} patients; {needing} with open flags. Sorted by what needs attention first.")
-st.dataframe(
-    table, hide_index=True, width="stretch", height=min(36 * (len(table) + 1) + 4, 1200),
-    column_order=["link", "attention", "open_in_words", "last_week", "therapist_id", "status"],
-    column_config={
-        "link": st.column_config.LinkColumn("Patient", display_text=r"patient=(.*)$"),
-        "attention": "Needs attention", "open_in_words": "Open flags",
-        "last_week": st.column_config.NumberColumn("Last week", format="%d"),
-        "therapist_id": "Therapist", "status": "Status",
-    },
-)
+summary = ", ".join(f"{n} {label}" for label, n in counts.items())
+st.markdown(f"**{needing} of {len(table)} patients have open flags**" + (f" ({summary})." if summary else "."))
+st.caption("Sorted by what needs attention first: risk item, new rupture, unrepaired rupture, reliable "
+           "deterioration, missed questionnaires, then the rest. Open a patient by clicking their code.")
+
+@st.fragment
+def caseload_table() -> None:
+    """Filter, table and "Open a patient"; changing the filter reruns only this part of the page."""
+    chosen = st.multiselect("Show only patients with", open_reasons(table),
+                            format_func=lambda r: ATTENTION_LABELS.get(r, r), placeholder="All patients",
+                            key="attention_filter",
+                            help="Keep only patients with an open flag of these kinds.")
+    shown = filter_attention(table, chosen)
+    if chosen:
+        st.caption(f"{len(shown)} of {len(table)} patients shown.")
+
+    symptom = common_instrument(table["main_symptom"])
+    symptom_range = ({"y_min": instruments.get(symptom).total_min, "y_max": instruments.get(symptom).total_max}
+                     if symptom else {})
+    wai = instruments.get("WAI-SR")
+    columns = ["link", "attention", "open_in_words", "latest_alliance", "alliance_trend", "latest_program",
+               "latest_symptom", "symptom_trend", "last_questionnaire", "status"]
+    if actor.role != "therapist":
+        columns.insert(3, "therapist_id")
+    st.dataframe(
+        shown, hide_index=True, width="stretch", height=min(36 * (len(shown) + 1) + 4, 1200),
+        column_order=columns, key="caseload_table",
+        column_config={
+            "link": st.column_config.LinkColumn("Patient", display_text=r"patient=(.*)$", pinned=True),
+            "attention": st.column_config.TextColumn("Needs attention", help="The most urgent open flag."),
+            "open_in_words": st.column_config.TextColumn(
+                "Open flags", width="medium",
+                help="Every open or unrepaired flag, with the week it was raised. A rupture is a fall in the "
+                     "alliance against the patient's own level; 'unrepaired' means it did not come back within "
+                     "the repair window."),
+            "latest_alliance": st.column_config.NumberColumn(
+                "Alliance", format="%d", help=f"Latest therapist alliance (WAI-SR, {wai.total_min}–{wai.total_max}, "
+                                              "higher = better)."),
+            "alliance_trend": st.column_config.LineChartColumn(
+                "Alliance course", y_min=wai.total_min, y_max=wai.total_max, color=OKABE_ITO["blue"],
+                help="Therapist alliance (WAI-SR) week by week; missing weeks are left out."),
+            "latest_program": st.column_config.NumberColumn(
+                "Programme", format="%d", help="Latest alliance with the programme (WAI-P, 12–60, higher = better)."),
+            "latest_symptom": st.column_config.NumberColumn(
+                f"Symptoms ({symptom})" if symptom else "Symptoms", format="%d",
+                help="Latest score of the patient's main symptom measure (SPIN, else PHQ-9, else GAD-7; "
+                     "higher = worse)."),
+            "symptom_trend": st.column_config.LineChartColumn(
+                "Symptom course", **symptom_range, color=OKABE_ITO["vermillion"],
+                help="The main symptom measure week by week (higher = worse)."),
+            "last_questionnaire": st.column_config.NumberColumn(
+                "Last week", format="%d", help="The treatment week of the latest questionnaire."),
+            "therapist_id": "Therapist", "status": "Status",
+        },
+    )
+
+    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    opened = left.selectbox("Open a patient", shown["patient_id"].tolist(), index=0 if len(shown) else None,
+                            key="open_patient", help="In the order above: the most urgent first.")
+    if right.button("Open patient", disabled=opened is None):
+        st.switch_page("pages/patient.py", query_params={"patient": opened})
+
+
+caseload_table()

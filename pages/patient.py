@@ -1,12 +1,17 @@
 """The patient page (``/patient?patient=CODE``): the weekly course against the patient's own average.
 
-A code the user may not see answers exactly like one that does not exist: "No such patient".
+Risk banner, the course chart, rupture cards with repair prompts and "Addressed in feedback",
+the bond/goal/task subscales, the flags, the week-by-week table and the downloads (one-page
+PDF, HTML, CSV). A code the user may not see answers exactly like one that does not exist:
+"No such patient".
 """
 
 import streamlit as st
 
-from core.figures import build_patient_figure
-from ui.loaders import audit_view, current_version, load_patient, load_patients
+from core.figures import build_patient_figure, build_subscale_figure
+from core.repair import REFERENCES, addressable_flags, describe_card, risk_alerts, rupture_cards
+from core.reports import NO_BROWSER_MESSAGE, chart_available, week_by_week
+from ui.loaders import audit_view, current_version, load_patient, load_patients, mark_flags, report_download
 from ui.session import require
 
 NO_SUCH_PATIENT = ("No such patient. Check the code, or choose a patient from the list; you can only "
@@ -37,19 +42,158 @@ st.title(f"Patient {info.code}")
 st.caption(f"Therapist: {info.therapist_display or info.therapist or 'none'} · status: "
            f"{info.status.replace('_', ' ')}"
            + (f" · started {info.start_date:%d %b %Y}" if info.start_date else ""))
+done = st.session_state.pop("flag_action_done", None)
+if done:
+    st.success(done)
+
+# --- Risk: cannot be missed -----------------------------------------------------------------
+if not flags.empty:
+    risks = risk_alerts(flags)
+    for message in risks.loc[~risks["addressed"], "message"]:
+        st.error(f"**Risk item — act today.** {message}", icon=":material/emergency:")
+    for message in risks.loc[risks["addressed"], "message"]:
+        st.warning(f"Risk item (addressed in feedback): {message}", icon=":material/emergency:")
+
 if scores.empty:
     st.info("No questionnaires are stored for this patient yet.")
     st.stop()
-full = st.toggle("Compare with the whole course's average (retrospective)", value=False,
-                 help="Off: each week is compared with the average and spread of the weeks before it, "
-                      "which is what the flags use. On: with the average of all weeks, for looking back.")
-figure = build_patient_figure(scores, flags=flags, average="full" if full else "running")
-st.plotly_chart(figure, width="stretch", key="patient_course")
-st.caption("Solid line: the week's score (gaps are missing weeks). Dotted line and band: the patient's own "
-           "average and ±1 of their own standard deviation. Marked points are flags; hover for the reason.")
+
+# --- Rupture cards ----------------------------------------------------------------------------
+cards = rupture_cards(flags, last_week=int(scores["week"].max())) if not flags.empty else rupture_cards(flags)
+if len(cards):
+    st.subheader("Ruptures", help="A rupture is a fall in the alliance against the patient's own level. "
+                                  "Repaired: back within one reliable change of the baseline within the "
+                                  "repair window (default 2 weeks).")
+for _, card in cards.iterrows():
+    key = f"{card['instrument']}-{int(card['week'])}"
+    with st.container(border=True, key=f"rupture_card_{key}"):
+        st.markdown(f"#### Rupture in week {int(card['week'])}: {card['series']} — {card['status_words']}")
+        st.markdown("\n".join(f"- {line}" for line in describe_card(card)))
+        subscale = card["subscale"] if isinstance(card["subscale"], str) else "general"
+        with st.expander(f"Repair prompts for this week's feedback ({subscale})",
+                         expanded=card["status"] != "addressed"):
+            st.markdown("\n".join(f"{n}. {p}" for n, p in enumerate(card["prompts"], start=1)))
+            st.caption("After " + "; ".join(REFERENCES) + ".")
+        flag_keys = [(card["instrument"], int(w), "rupture") for w in card["weeks"]]
+        if card["status"] == "addressed":
+            st.success(f"Addressed in feedback by {card['note_by']} ({card['note_at']:%d %b %Y %H:%M} UTC): "
+                       f"{card['note']}", icon=":material/check_circle:")
+            if st.button("Reopen", key=f"reopen_{key}", help="Gives the rupture back its computed status."):
+                error = mark_flags(actor, info.code, flag_keys, action="reopened", note="")
+                if error:
+                    st.error(error)
+                else:
+                    st.session_state["flag_action_done"] = f"Rupture in week {int(card['week'])} reopened."
+                    st.rerun()
+        else:
+            with st.form(f"address_{key}"):
+                note = st.text_area("What did you do in your feedback?", key=f"note_{key}", max_chars=1000,
+                                    placeholder="e.g. Asked how our contact has felt and acknowledged my short "
+                                                "reply last week.")
+                if st.form_submit_button("Mark addressed in feedback"):
+                    error = mark_flags(actor, info.code, flag_keys, action="addressed", note=note)
+                    if error:
+                        st.error(error)
+                    else:
+                        st.session_state["flag_action_done"] = (f"Rupture in week {int(card['week'])} marked "
+                                                                "addressed in feedback.")
+                        st.rerun()
+
+# --- The course ------------------------------------------------------------------------------
+@st.fragment
+def course_chart() -> None:
+    """The chart and its switch; flipping the switch reruns only this part of the page."""
+    full = st.toggle("Compare with the whole course's average (retrospective)", value=False,
+                     help="Off: each week is compared with the average and spread of the weeks before it, "
+                          "which is what the flags use. On: with the average of all weeks, for looking back.")
+    figure = build_patient_figure(scores, flags=flags, average="full" if full else "running")
+    st.plotly_chart(figure, width="stretch", key="patient_course")
+
+
+st.subheader("Course over the weeks")
+course_chart()
+st.caption("Solid line: the week's score (gaps are missing weeks, marked by a grey tick). Dotted line and band: "
+           "the patient's own average and ±1 of their own standard deviation (SD: how much their scores usually "
+           "vary). Marked points are flags; hover for the reason.")
+
+# --- Subscales --------------------------------------------------------------------------------
+st.subheader("Bond, goal and task", help="The three parts of the alliance (WAI-SR): bond = trust and liking, "
+                                         "goal = agreement on what therapy is for, task = agreement on how to "
+                                         "work, e.g. the homework.")
+st.plotly_chart(build_subscale_figure(scores, instrument="WAI-SR"), width="stretch", key="patient_subscales")
+
+# --- Flags ------------------------------------------------------------------------------------
 if not flags.empty:
     st.subheader("Flags")
-    st.dataframe(flags, hide_index=True, width="stretch",
-                 column_order=["week", "instrument", "kind", "severity", "status", "explanation"],
+    st.dataframe(flags, hide_index=True, width="stretch", key="flags_table",
+                 column_order=["week", "instrument", "kind", "severity", "status", "explanation", "note", "note_by",
+                               "note_at"],
                  column_config={"week": st.column_config.NumberColumn("Week", format="%d"),
-                                "explanation": st.column_config.TextColumn("Why", width="large")})
+                                "instrument": "Questionnaire", "kind": "Kind", "severity": "Severity",
+                                "status": st.column_config.TextColumn(
+                                    "Status", help="open, repaired, unrepaired (not back within the repair "
+                                                   "window) or addressed (in your feedback)."),
+                                "explanation": st.column_config.TextColumn("Why", width="large"),
+                                "note": st.column_config.TextColumn("Feedback note", width="medium"),
+                                "note_by": "Noted by",
+                                "note_at": st.column_config.DatetimeColumn("Noted at (UTC)",
+                                                                           format="D MMM YYYY HH:mm")})
+    choices = addressable_flags(flags)
+    if len(choices):
+        with st.expander("Mark another flag addressed in feedback, or reopen one"):
+            picked = st.selectbox("Flag", choices.index, format_func=lambda i: choices.loc[i, "label"],
+                                  key="other_flag")
+            row = choices.loc[picked]
+            keys = [(row["instrument"], int(row["week"]), row["kind"])]
+            if row["status"] == "addressed":
+                st.caption(f"Note by {row['note_by']}: {row['note']}")
+                if st.button("Reopen this flag", key="reopen_other"):
+                    error = mark_flags(actor, info.code, keys, action="reopened", note="")
+                    if error:
+                        st.error(error)
+                    else:
+                        st.session_state["flag_action_done"] = "Flag reopened."
+                        st.rerun()
+            else:
+                with st.form("address_other"):
+                    note = st.text_area("What did you do in your feedback?", key="note_other", max_chars=1000)
+                    if st.form_submit_button("Mark addressed in feedback"):
+                        error = mark_flags(actor, info.code, keys, action="addressed", note=note)
+                        if error:
+                            st.error(error)
+                        else:
+                            st.session_state["flag_action_done"] = "Flag marked addressed in feedback."
+                            st.rerun()
+
+# --- Week by week -----------------------------------------------------------------------------
+@st.fragment
+def week_table() -> None:
+    """The week-by-week table; "Show item answers" reruns only this part of the page."""
+    with_items = st.toggle("Show item answers", value=False, key="show_items",
+                           help="One column per questionnaire item (WAI-SR items are shown as 'Item N' numbers "
+                                "only).")
+    st.dataframe(week_by_week(scores, items=with_items), hide_index=True, width="stretch", key="week_table",
+                 column_config={"week": st.column_config.NumberColumn("Week", format="%d")})
+
+
+st.subheader("Week by week")
+week_table()
+st.caption("Scores are in each questionnaire's own units: WAI-SR and WAI-P 12–60 (higher = better), SPIN 0–68, "
+           "PHQ-9 0–27, GAD-7 0–21 (higher = worse). Empty rows are weeks without a questionnaire.")
+
+# --- Downloads --------------------------------------------------------------------------------
+st.subheader("Report and data")
+left, middle, right = st.columns(3)
+if chart_available():
+    left.download_button("Download the one-page report (PDF)", data=report_download(actor, info.code, kind="pdf"),
+                         file_name=f"{info.code}-report.pdf", mime="application/pdf", key="download_pdf",
+                         icon=":material/picture_as_pdf:", on_click="ignore")
+else:
+    left.warning(NO_BROWSER_MESSAGE)
+middle.download_button("Download the report as HTML", data=report_download(actor, info.code, kind="html"),
+                       file_name=f"{info.code}-report.html", mime="text/html", key="download_html",
+                       icon=":material/html:", on_click="ignore")
+right.download_button("Download the scores (CSV)", data=report_download(actor, info.code, kind="csv"),
+                      file_name=f"{info.code}-scores.csv", mime="text/csv", key="download_csv",
+                      icon=":material/download:", on_click="ignore")
+st.caption("Every download is recorded in the audit trail.")

@@ -8,13 +8,21 @@ so results are recomputed once per data change, not on every rerun.
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable
+
 import pandas as pd
 import streamlit as st
+from sqlalchemy.orm import Session
 
+from core.caseload import attention_table, open_counts
+from core.exporting import scores_for_export, to_csv_bytes
+from core.reports import ReportHeader, build_patient_report, build_report_html, render_png
 from db import audit
 from db.access import Actor
 from db.engine import session_factory, transaction
 from db.flags import read_flags
+from db.notes import mark_flag
 from db.queries import PatientInfo, data_version, list_patients, patient_info, read_scores
 from ui.session import get_engine
 
@@ -57,3 +65,78 @@ def audit_view(actor: Actor, code: str) -> None:
     with transaction(get_engine()) as session:
         audit.record(session, actor=actor, action="view_patient", patient_code=code)
     seen.add(code)
+
+
+# --- The therapist's week: caseload, flag actions, report and CSV downloads -------------------
+
+#: Instruments the caseload's latest scores and sparklines need.
+CASELOAD_INSTRUMENTS = ["WAI-SR", "WAI-P", "SPIN", "PHQ-9", "GAD-7"]
+
+
+@st.cache_data(show_spinner="Checking every patient's course…", max_entries=64)
+def load_caseload(actor: Actor, version: tuple[int, ...]) -> tuple[pd.DataFrame, pd.Series]:
+    """The attention table with latest scores and sparklines, and the open count by reason."""
+    patients = load_patients(actor, version)
+    flags = load_flags(actor, version)
+    with session_factory(get_engine())() as session:
+        scores = read_scores(session, actor=actor, instruments=CASELOAD_INSTRUMENTS)
+    return attention_table(patients, flags, scores=scores), open_counts(patients, flags)
+
+
+def mark_flags(actor: Actor, code: str, keys: list[tuple[str, int, str]], *, action: str, note: str) -> str | None:
+    """Mark flags ``(instrument, week, kind)`` of patient ``code`` addressed or reopened, all or none.
+
+    Returns ``None`` on success, else the sentence to show the user.
+    """
+    try:
+        with transaction(get_engine()) as session:
+            for instrument, week, kind in keys:
+                mark_flag(session, actor=actor, patient_code=code, instrument=instrument, week=int(week),
+                          kind=kind, action=action, note=note)
+    except LookupError:
+        return ("No such patient. Check the code, or choose a patient from the list; you can only open "
+                "patients on your own caseload (supervisors: your team's).")
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _patient_data(session: Session, actor: Actor, code: str) -> tuple[PatientInfo, pd.DataFrame, pd.DataFrame]:
+    info = patient_info(session, actor=actor, code=code)
+    if info is None:
+        raise LookupError("No such patient")
+    scores = read_scores(session, actor=actor, patient_code=code, with_items=True)
+    flags = read_flags(session, actor=actor, patient_code=code)
+    return info, scores, flags
+
+
+def _header(info: PatientInfo, actor: Actor) -> ReportHeader:
+    return ReportHeader(patient_code=info.code, therapist=info.therapist_display or info.therapist,
+                        status=info.status, made_by=actor.name, made_at=dt.datetime.now(dt.UTC))
+
+
+def report_download(actor: Actor, code: str, *, kind: str) -> Callable[[], bytes]:
+    """A callable for ``st.download_button(data=...)``: builds the report when clicked and audits it.
+
+    ``kind`` is ``"pdf"`` (one page; the chart through the system's Chromium), ``"html"``
+    (interactive chart, no browser needed) or ``"csv"`` (the patient's scores in the
+    weekly-scores format, formulas escaped). The data are read again with the actor's rights.
+    """
+    engine = get_engine()
+
+    def build() -> bytes:
+        with transaction(engine) as session:
+            info, scores, flags = _patient_data(session, actor, code)
+            if kind == "pdf":
+                data = build_patient_report(
+                    scores, flags, header=_header(info, actor),
+                    render=lambda fig: render_png(fig, height=int(fig.layout.height or 530), persistent=True))
+            elif kind == "html":
+                data = build_report_html(scores, flags, header=_header(info, actor))
+            else:
+                data = to_csv_bytes(scores_for_export(scores))
+            audit.record(session, actor=actor, action="export", patient_code=code, format=kind,
+                         what="patient report" if kind != "csv" else "scores", rows=len(scores))
+        return data
+
+    return build

@@ -1,0 +1,249 @@
+"""The therapist's week (issue 4): My patients, the patient page, rupture cards, risk banner,
+"Addressed in feedback", the week-by-week table and the downloads. AppTest over the demo clinic.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import streamlit as st
+from sqlalchemy import select, text
+from sqlalchemy.engine import make_url
+
+from core.caseload import attention_table, course_summary, filter_attention, open_counts, open_reasons
+from db.engine import make_engine, session_factory
+from db.models import AuditEvent
+from tests.app.conftest import main_text
+from tests.conftest import PG_URL, _pg_admin_engine, _seed_demo
+
+
+def patient_page(app_as, who: str, code: str):  # type: ignore[no-untyped-def]
+    at = app_as(who)
+    at.switch_page("pages/patient.py")
+    at.query_params["patient"] = code
+    return at.run()
+
+
+@pytest.fixture
+def writable_demo(demo_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A private demo clinic on the same backend (the shared one is read-only)."""
+    if demo_db.startswith("sqlite"):
+        source = sqlite3.connect(demo_db.removeprefix("sqlite:///"))
+        target = tmp_path / "demo-copy.db"
+        with sqlite3.connect(target) as copy:
+            source.backup(copy)  # consistent, including a write-ahead log
+        source.close()
+        url = f"sqlite:///{target}"
+        monkeypatch.setenv("ALLIANCE_DB_URL", url)
+        yield url
+        return
+    name = f"am_week_{uuid.uuid4().hex[:12]}"
+    admin = _pg_admin_engine()
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        _seed_demo(url)
+        monkeypatch.setenv("ALLIANCE_DB_URL", url)
+        yield url
+    finally:
+        st.cache_resource.clear()  # the app's pooled connections to that database
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+# --- core.caseload: the table behind My patients -------------------------------------------------
+
+def _patients() -> pd.DataFrame:
+    return pd.DataFrame({"patient_id": ["A", "B", "C"], "therapist_id": "t", "status": "active",
+                         "last_week": [5, 5, 5], "weeks_stored": [5, 5, 4]})
+
+
+def _flags() -> pd.DataFrame:
+    return pd.DataFrame({"patient_id": ["B", "C", "C", "A"], "week": [5, 3, 4, 2],
+                         "instrument": ["WAI-SR", "PHQ-9", "WAI-SR", "SPIN"],
+                         "kind": ["rupture", "risk_item", "rupture", "improvement"],
+                         "status": ["open", "open", "repaired", "open"]})
+
+
+def test_attention_table_sorts_filters_and_counts() -> None:
+    table = attention_table(_patients(), _flags())
+    assert table["patient_id"].tolist() == ["C", "B", "A"]  # risk item, new rupture, then the rest
+    assert table["attention"].tolist() == ["risk item", "new rupture", ""]
+    assert table["open_in_words"].tolist() == ["risk item (week 3)", "new rupture (week 5)", ""]
+    assert open_reasons(table) == ["risk_item", "new_rupture"]
+    assert filter_attention(table, ["new_rupture"])["patient_id"].tolist() == ["B"]
+    assert filter_attention(table, [])["patient_id"].tolist() == ["C", "B", "A"]
+    assert attention_table(_patients(), _flags(), reasons=["risk_item"])["patient_id"].tolist() == ["C"]
+    assert open_counts(_patients(), _flags()).to_dict() == {"risk item": 1, "new rupture": 1}
+
+
+def test_course_summary_latest_scores_and_sparklines() -> None:
+    scores = pd.DataFrame({"patient_id": ["A"] * 5 + ["B"] * 2, "instrument": ["WAI-SR", "WAI-SR", "SPIN", "SPIN",
+                                                                               "WAI-P", "WAI-SR", "PHQ-9"],
+                           "week": [1, 3, 1, 3, 3, 1, 1], "score": [40.0, 44, 30, 28, 41, 50, 7]})
+    summary = course_summary(scores)
+    a, b = summary.loc["A"], summary.loc["B"]
+    assert (a["latest_alliance"], a["latest_program"], a["main_symptom"], a["latest_symptom"]) == (44, 41, "SPIN", 28)
+    assert list(a["alliance_trend"]) == [40, 44] and list(a["symptom_trend"]) == [30, 28]
+    assert a["last_questionnaire"] == 3
+    assert (b["main_symptom"], b["latest_symptom"], list(b["symptom_trend"])) == ("PHQ-9", 7, [7])
+    assert pd.isna(b["latest_program"])
+
+
+# --- My patients -----------------------------------------------------------------------------------
+
+def test_my_patients_puts_the_flagged_patient_first_with_scores_sparklines_and_last_week(app_as) -> None:  # type: ignore[no-untyped-def]
+    at = app_as("therapist.anna").run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert table["patient_id"].iloc[0] == "P00001"  # the demo's unrepaired rupture (CATALOG.md)
+    assert table["attention"].iloc[0] == "unrepaired rupture"
+    assert "unrepaired rupture (week 9)" in table["open_in_words"].iloc[0]
+    assert len(table) == 12 and set(table["therapist_id"]) == {"therapist.anna"}
+    first = table.iloc[0]
+    assert first["latest_alliance"] == 36 and first["main_symptom"] == "SPIN" and first["last_questionnaire"] == 12
+    assert list(first["alliance_trend"])[8] == 34  # the week-9 fall is in the sparkline
+    assert len(first["symptom_trend"]) == 12
+    assert table["priority"].is_monotonic_increasing
+    text = main_text(at)
+    assert "of 12 patients have open flags" in text and "unrepaired rupture" in text
+
+
+def test_my_patients_filters_by_flag_kind(app_as) -> None:  # type: ignore[no-untyped-def]
+    at = app_as("therapist.anna").run()
+    assert "low alliance" in at.multiselect[0].options
+    at.multiselect[0].select("low_alliance").run()
+    assert at.dataframe[0].value["patient_id"].tolist() == ["P00031"]
+    assert "1 of 12 patients shown." in main_text(at)
+
+
+def test_a_supervisor_sees_the_team_with_a_therapist_column(app_as) -> None:  # type: ignore[no-untyped-def]
+    at = app_as("supervisor.sara").run()
+    assert not at.exception
+    assert at.title[0].value == "Patients"
+    table = at.dataframe[0].value
+    assert table["patient_id"].iloc[0] in {"P00017", "P00038"}  # risk items come first (team North)
+    assert set(table["therapist_id"]) == {"therapist.anna", "therapist.ben", "therapist.carla"}
+    assert at.selectbox(key="open_patient").value == table["patient_id"].iloc[0]
+
+
+# --- The patient page --------------------------------------------------------------------------------
+
+def test_the_rupture_card_says_what_fell_and_offers_bond_prompts(app_as) -> None:  # type: ignore[no-untyped-def]
+    at = patient_page(app_as, "therapist.anna", "P00001")
+    assert not at.exception
+    text = main_text(at)
+    assert "Rupture in week 9: Alliance with the therapist (WAI-SR) — not repaired" in text
+    assert "to 34 from a baseline of 47.0 (13.0 points, 4.3 of the patient's own SDs)" in text
+    assert "Subscale that fell most: bond" in text and "Symptoms the week after: SPIN" in text
+    assert "Repair: not repaired." in text
+    assert "Invite: in this week's feedback" in text and "Muran & Barber (2011)" in text
+    assert any(b.label == "Mark addressed in feedback" for b in at.button)
+
+
+def test_the_course_chart_the_subscales_and_the_full_course_switch(app_as) -> None:  # type: ignore[no-untyped-def]
+    at = patient_page(app_as, "therapist.anna", "P00001")
+    charts = at.get("plotly_chart")
+    assert len(charts) == 2
+    course = json.loads(charts[0].proto.spec)
+    names = {t.get("name") for t in course["data"]}
+    assert {"WAI-SR", "WAI-P", "SPIN", "PHQ-9", "GAD-7", "flag: rupture"} <= names
+    assert "running average of the weeks before" in json.dumps(course)
+    subscales = json.loads(charts[1].proto.spec)
+    assert {t["name"] for t in subscales["data"]} == {"Bond", "Goal", "Task"}
+    at.toggle[0].set_value(True).run()
+    assert "average of the whole course" in json.dumps(json.loads(at.get("plotly_chart")[0].proto.spec))
+
+
+def test_week_by_week_table_with_items_on_demand(app_as) -> None:  # type: ignore[no-untyped-def]
+    at = patient_page(app_as, "therapist.anna", "P00001")
+    week_table = next(d for d in at.dataframe if "WAI-SR" in d.value.columns and "week" in d.value.columns)
+    assert week_table.value["week"].tolist() == list(range(1, 13))
+    assert "WAI-SR 1" not in week_table.value.columns
+    at.toggle(key="show_items").set_value(True).run()
+    week_table = next(d for d in at.dataframe if "WAI-SR" in d.value.columns and "week" in d.value.columns)
+    assert {"WAI-SR 1", "PHQ-9 9", "SPIN 17"} <= set(week_table.value.columns)
+
+
+def test_flags_table_shows_status_and_note_columns(app_as) -> None:  # type: ignore[no-untyped-def]
+    at = patient_page(app_as, "therapist.anna", "P00001")
+    flags = next(d for d in at.dataframe if "explanation" in d.value.columns).value
+    assert {"status", "note", "note_by", "note_at"} <= set(flags.columns)
+    assert flags.loc[flags["week"].eq(9) & flags["kind"].eq("rupture"), "status"].tolist() == ["unrepaired"]
+
+
+def test_the_risk_banner_cannot_be_missed(app_as) -> None:  # type: ignore[no-untyped-def]
+    at = patient_page(app_as, "admin", "P00017")
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 2  # item 9 positive in weeks 7 and 8 (CATALOG.md), latest first
+    assert errors[0].startswith("**Risk item — act today.** Week 8, PHQ-9: PHQ-9 item 9")
+    assert "Week 7" in errors[1]
+    quiet = patient_page(app_as, "therapist.anna", "P00006")
+    assert not quiet.error
+
+
+def test_downloads_are_offered(app_as) -> None:  # type: ignore[no-untyped-def]
+    at = patient_page(app_as, "therapist.anna", "P00001")
+    labels = [b.proto.label for b in at.get("download_button")]
+    if shutil.which("chromium"):
+        assert "Download the one-page report (PDF)" in labels
+    assert "Download the report as HTML" in labels and "Download the scores (CSV)" in labels
+
+
+def test_addressed_in_feedback_then_reopened_audited(app_as, writable_demo: str) -> None:  # type: ignore[no-untyped-def]
+    at = patient_page(app_as, "therapist.anna", "P00001")
+    at.button(key="FormSubmitter:address_WAI-SR-9-Mark addressed in feedback").click().run()
+    assert "Write a short note" in main_text(at)  # an empty note is refused with a sentence
+    at.text_area(key="note_WAI-SR-9").input("Asked how our contact has felt; acknowledged my short reply.")
+    at.button(key="FormSubmitter:address_WAI-SR-9-Mark addressed in feedback").click().run()
+    assert not at.exception
+    text = main_text(at)
+    assert "Rupture in week 9 marked addressed in feedback." in text
+    assert "Rupture in week 9: Alliance with the therapist (WAI-SR) — addressed in feedback" in text
+    assert "Addressed in feedback by therapist.anna" in text
+    flags = next(d for d in at.dataframe if "explanation" in d.value.columns).value
+    rupture = flags[flags["kind"].eq("rupture")]
+    assert set(rupture["status"]) == {"addressed"}
+    assert set(rupture["note"]) == {"Asked how our contact has felt; acknowledged my short reply."}
+    # the caseload no longer lists the rupture as open
+    home = app_as("therapist.anna").run()
+    assert "unrepaired rupture" not in home.dataframe[0].value["open_in_words"].iloc[:12].str.cat()
+    at.button(key="reopen_WAI-SR-9").click().run()
+    assert "Rupture in week 9 reopened." in main_text(at)
+    assert "— not repaired" in main_text(at)
+    engine = make_engine(writable_demo)
+    with session_factory(engine)() as session:
+        events = session.scalars(select(AuditEvent).where(AuditEvent.action.like("flag_%"))).all()
+    engine.dispose()
+    actions = [e.action for e in events]
+    n = len(rupture)  # every week of the episode is addressed and reopened together
+    assert actions == ["flag_addressed"] * n + ["flag_reopened"] * n
+    assert 9 in {json.loads(e.detail)["week"] for e in events}
+    assert {e.patient_code for e in events} == {"P00001"} and {e.actor for e in events} == {"therapist.anna"}
+
+
+def test_the_patient_view_is_audited(app_as, writable_demo: str) -> None:  # type: ignore[no-untyped-def]
+    patient_page(app_as, "therapist.anna", "P00001")
+    engine = make_engine(writable_demo)
+    with session_factory(engine)() as session:
+        actions = session.scalars(select(AuditEvent.action).where(AuditEvent.patient_code == "P00001")).all()
+    engine.dispose()
+    assert "view_patient" in actions
+
+
+def test_a_patient_without_any_flag_renders_without_cards_or_banner(app_as) -> None:  # type: ignore[no-untyped-def]
+    at = patient_page(app_as, "therapist.anna", "P00006")  # quiet: no flag of any kind (CATALOG.md)
+    assert not at.exception, at.exception
+    assert not at.error
+    assert "Patient P00006" in main_text(at) and "Rupture in week" not in main_text(at)
+    assert len(at.get("plotly_chart")) == 2
