@@ -213,14 +213,16 @@ def risk_alerts(flags: pd.DataFrame) -> pd.DataFrame:
 
 
 def addressable_flags(flags: pd.DataFrame) -> pd.DataFrame:
-    """Flags a therapist can mark addressed (alerts with an instrument), with a ``label`` in words.
+    """Flags a therapist can mark addressed (every alert), with a ``label`` in words.
 
-    Good-news signals (improvement) are left out, and so are flags without an instrument
-    (missed questionnaires: the next questionnaire closes them).
+    Good-news signals (improvement) are left out. Patient-level flags (missed questionnaires)
+    have no instrument; their label says "all questionnaires".
     """
-    keep = flags["instrument"].notna() & ~flags["kind"].isin(["improvement"])
-    chosen = flags[keep].sort_values(["week", "instrument", "kind"], ascending=[False, True, True])
+    keep = ~flags["kind"].isin(["improvement"])
+    chosen = flags[keep].sort_values(["week", "instrument", "kind"], ascending=[False, True, True],
+                                     na_position="first")
     status = chosen["status"].map(CARD_STATUS_WORDS | {"open": "open"}).fillna(chosen["status"]).astype(str)
-    label = ("Week " + chosen["week"].astype(str) + " · " + chosen["instrument"].astype(str) + " · "
+    questionnaire = chosen["instrument"].astype("string").fillna("all questionnaires").astype(str)
+    label = ("Week " + chosen["week"].astype(str) + " · " + questionnaire + " · "
              + chosen["kind"].astype(str).str.replace("_", " ") + " (" + status + ")")
     return chosen.assign(label=label.to_numpy())

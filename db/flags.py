@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from core.caseload import current_weeks
 from core.flags import DEFAULT_CONFIG, FlagConfig, compute_flags
 from db.access import Actor
+from db.notes import PATIENT_LEVEL
 from db.queries import list_patients, read_flag_notes, read_scores
 
 FLAG_KEY = ["patient_id", "instrument", "week", "kind"]
@@ -35,8 +36,11 @@ def read_flags(session: Session, *, actor: Actor | None, patient_code: str | Non
     if as_of_week is not None:
         notes = notes.iloc[0:0]
     notes = notes.astype({"patient_id": "string", "instrument": "string", "week": "int64", "kind": "string"})
-    flags = flags.merge(notes.rename(columns={"note": "note", "by": "note_by", "at": "note_at"}),
-                        on=FLAG_KEY, how="left")
+    # Patient-level flags (missed questionnaires) have no instrument; their notes are stored
+    # under db.notes.PATIENT_LEVEL ("").
+    keyed = flags.assign(instrument=flags["instrument"].fillna(PATIENT_LEVEL))
+    merged = keyed.merge(notes.rename(columns={"by": "note_by", "at": "note_at"}), on=FLAG_KEY, how="left")
+    flags = merged.assign(instrument=flags["instrument"].to_numpy())
     addressed = flags["action"].eq("addressed").fillna(False)
     flags["status"] = flags["status"].where(~addressed, "addressed")
     return flags.drop(columns="action")

@@ -20,6 +20,10 @@ ACTIONS = ("addressed", "reopened")
 MAX_NOTE = 1000
 
 
+#: The ``flag_notes.instrument`` of a patient-level flag (missed questionnaires have no instrument).
+PATIENT_LEVEL = ""
+
+
 def latest_action(session: Session, *, patient_id: int, instrument: str, week: int, kind: str) -> str | None:
     """The latest action on one flag (``None`` when there is none). Internal: no access check."""
     stmt = (select(FlagNote.action)
@@ -56,6 +60,7 @@ def mark_flag(session: Session, *, actor: Actor, patient_code: str, instrument: 
     """
     if action not in ACTIONS:
         raise ValueError(f"The action {action!r} does not exist; use 'addressed' or 'reopened'.")
+    instrument = instrument if isinstance(instrument, str) and instrument else PATIENT_LEVEL
     note = (note or "").strip()
     if action == "addressed" and not note:
         raise ValueError("Write a short note on what you did in your feedback (e.g. 'Asked how the "

@@ -125,8 +125,9 @@ def test_risk_alerts_latest_first_and_addressed_ones_apart() -> None:
     assert risks["message"].iloc[1] == "Week 3, PHQ-9: risk_item in week 3"
 
 
-def test_addressable_flags_leave_out_good_news_and_flags_without_an_instrument() -> None:
+def test_addressable_flags_leave_out_good_news_and_name_patient_level_flags() -> None:
     flags = frame(flag(9), flag(4, kind="improvement", status="open"),
                   flag(6, kind="missed", status="open", instrument=None))
     choices = addressable_flags(flags)
-    assert choices["label"].tolist() == ["Week 9 · WAI-SR · rupture (not repaired)"]
+    assert choices["label"].tolist() == ["Week 9 · WAI-SR · rupture (not repaired)",
+                                         "Week 6 · all questionnaires · missed (open)"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 from sqlalchemy import select
 
@@ -101,3 +102,27 @@ def test_record_flag_action_is_gone() -> None:
     import db.writes
 
     assert not hasattr(db.writes, "record_flag_action")
+
+
+def test_a_missed_questionnaire_flag_can_be_addressed(engine) -> None:  # type: ignore[no-untyped-def]
+    """Patient-level flags (no instrument) are addressed and overlaid like any other."""
+    from db.access import SYSTEM
+    from db.writes import apply_import, plan_import
+    from tests.db.helpers import scores_frame
+
+    actors = build_clinic(engine)  # PA1 has WAI-SR weeks 1-3
+    with transaction(engine) as session:
+        apply_import(session, actor=SYSTEM, plan=plan_import(session, scores=scores_frame(
+            [("PA1", "ther.a", 6, "WAI-SR", 44)])))  # weeks 4 and 5 missed
+    with session_factory(engine)() as session:
+        flags = read_flags(session, actor=actors["ther.a"], patient_code="PA1")
+    missed = flags[flags["kind"].eq("missed")]
+    assert missed["week"].tolist() == [5] and missed["instrument"].isna().all()
+    with transaction(engine) as session:
+        mark_flag(session, actor=actors["ther.a"], patient_code="PA1", instrument=None, week=5, kind="missed",
+                  action="addressed", note="Phoned the patient; back on track")
+    with session_factory(engine)() as session:
+        flags = read_flags(session, actor=actors["ther.a"], patient_code="PA1")
+    row = flags[flags["kind"].eq("missed")].iloc[0]
+    assert (row["status"], row["note"]) == ("addressed", "Phoned the patient; back on track")
+    assert pd.isna(row["instrument"])
