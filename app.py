@@ -8,20 +8,22 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui.session import current_actor, get_engine, logout_button
+from ui.session import current_actor, get_engine
 
 st.set_page_config(page_title="Alliance Monitor", page_icon=":material/monitor_heart:", layout="wide")
 get_engine()
 
 PAGES = {
-    # url path: (file, title, icon, roles)
+    # url path: (file, title, icon, roles); the menu follows this order.
     "": ("pages/my_patients.py", "My patients", ":material/group:", ("therapist", "supervisor", "admin")),
     "patient": ("pages/patient.py", "Patient", ":material/person:", ("therapist", "supervisor", "admin")),
+    "entry": ("pages/entry.py", "Weekly entry", ":material/edit_note:", ("therapist", "supervisor", "admin")),
     "caseload": ("pages/caseload.py", "Caseload", ":material/assignment_late:", ("supervisor", "admin")),
     "clinic": ("pages/clinic.py", "Clinic meeting", ":material/groups:", ("supervisor", "admin")),
+    "import": ("pages/import.py", "Import", ":material/upload_file:", ("admin",)),
+    "admin": ("pages/admin.py", "Admin", ":material/admin_panel_settings:", ("admin",)),
     "how-flags-work": ("pages/how_flags_work.py", "How flags work", ":material/help:",
                        ("therapist", "supervisor", "admin")),
-    "admin": ("pages/admin.py", "Admin", ":material/admin_panel_settings:", ("admin",)),
 }
 
 actor = current_actor()
@@ -31,6 +33,4 @@ allowed = [st.Page(file, title=title, icon=icon, url_path=url or None, default=(
 # Logged out: every page stays reachable by its URL and shows the login form itself, so a
 # shared link (e.g. /patient?patient=P00042) opens the right page after logging in.
 navigation = st.navigation(allowed, position="sidebar" if actor else "hidden")
-if actor is not None:
-    logout_button(actor)
 navigation.run()

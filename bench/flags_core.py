@@ -7,7 +7,11 @@ Prints the time of running_stats and compute_flags; never part of the pass/fail 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.centering import running_stats
 from core.flags import compute_flags

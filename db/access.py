@@ -11,7 +11,8 @@ Every read function in ``db.queries`` filters through :func:`visible_patients`. 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, replace
 
 from sqlalchemy import Select, false, select
 from sqlalchemy.orm import Session
@@ -29,6 +30,10 @@ class Actor:
     team: str | None = None
     active: bool = True
     session_epoch: int = 0
+    #: A fingerprint of the patients this actor may see (see :func:`access_fingerprint`). It is
+    #: part of every cache key that contains the actor, so a moved patient, a team change or a
+    #: deactivated colleague never lets a cached result outlive the access it was computed under.
+    scope: str = ""
 
     @classmethod
     def from_account(cls, account: Account) -> Actor:
@@ -62,15 +67,32 @@ def may_see_patient(session: Session, *, actor: Actor | None, code: str) -> int 
     """The internal id of patient ``code`` when ``actor`` may see it, else ``None``.
 
     ``None`` both for a patient that does not exist and for one the actor may not see, so
-    that callers answer the two alike ("No such patient").
+    that callers answer the two alike ("No such patient"). A code no patient can have (empty,
+    longer than the column, or holding control characters such as NUL, which PostgreSQL refuses
+    outright) is answered the same way without asking the database.
     """
+    if not code or len(code) > 32 or not code.isprintable():
+        return None
     stmt = select(Patient.id).where(Patient.code == code, Patient.id.in_(visible_patients(actor)))
     return session.scalar(stmt)
 
 
+def access_fingerprint(session: Session, *, actor: Actor) -> str:
+    """A short digest of the ids of the patients ``actor`` may see (changes whenever they change)."""
+    ids = session.scalars(visible_patients(actor).order_by(Patient.id)).all()
+    digest = hashlib.blake2b(digest_size=12)
+    digest.update(",".join(map(str, ids)).encode("ascii"))
+    return f"{len(ids)}:{digest.hexdigest()}"
+
+
 def refresh_actor(session: Session, actor: Actor) -> Actor | None:
-    """The actor as the database now has it; ``None`` when deactivated or logged out everywhere."""
+    """The actor as the database now has it; ``None`` when deactivated or logged out everywhere.
+
+    The result carries the current role, team and :func:`access_fingerprint`, so the cached
+    loaders that take the actor among their arguments recompute after any change of access.
+    """
     account = session.get(Account, actor.id)
     if account is None or not account.active or account.session_epoch != actor.session_epoch:
         return None
-    return Actor.from_account(account)
+    fresh = Actor.from_account(account)
+    return replace(fresh, scope=access_fingerprint(session, actor=fresh))

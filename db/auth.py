@@ -107,3 +107,45 @@ def authenticate(session: Session, *, name: str, password: str,
         account.password_hash = _hasher.hash(password)
     audit.record(session, actor=name, action="login", at=now)
     return Actor.from_account(account)
+
+
+SSO_NO_ACCOUNT_MESSAGE = (
+    "Your single sign-on worked, but no active Alliance Monitor account has the e-mail address {email}. "
+    "Ask your clinic's admin to add this address to your account (Admin → Accounts), then log in again."
+)
+
+
+def authenticate_sso(session: Session, *, email: str | None, email_verified: object = None,
+                     provider: str = "oidc", clock: Callable[[], dt.datetime] = utcnow) -> Actor | None:
+    """The actor whose account has ``email`` (an identity an OpenID Connect provider vouched for).
+
+    The match is on the whole address, case-insensitively, and only active accounts match; the
+    role and team come from the account, never from the provider. An identity whose provider says
+    ``email_verified`` is false is refused. Both outcomes are audited (``login`` with
+    ``method="sso"``, or ``login_failed``); the caller commits.
+
+    Parameters
+    ----------
+    session : Session
+        The caller's transaction.
+    email : str or None
+        The ``email`` claim of the ID token.
+    email_verified : object, optional
+        The ``email_verified`` claim; only an explicit false refuses (some providers omit it).
+    provider : str
+        A name for the audit trail.
+    clock : callable
+        Returns the current UTC time (injectable for tests).
+    """
+    now = clock()
+    address = (email or "").strip().lower()
+    account = None
+    if address and email_verified not in (False, "false", "False", 0):
+        account = session.scalar(select(Account).where(func.lower(Account.email) == address,
+                                                        Account.active.is_(True)))
+    if account is None:
+        audit.record(session, actor=address[:64] or "(no e-mail)", action="login_failed", at=now,
+                     method="sso", provider=provider, reason="no active account with this e-mail")
+        return None
+    audit.record(session, actor=account.name, action="login", at=now, method="sso", provider=provider)
+    return Actor.from_account(account)

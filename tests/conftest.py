@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,7 @@ def pg_available() -> bool:
         with _pg_admin_engine().connect() as conn:
             conn.execute(text("SELECT 1"))
         return True
-    except Exception:  # noqa: BLE001
+    except Exception:
         return False
 
 
@@ -122,3 +123,42 @@ def demo_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@contextmanager
+def writable_copy(demo_db: str, folder: Path) -> Iterator[str]:
+    """A private, writable demo clinic on the backend of ``demo_db`` (which stays untouched):
+    a copy of the SQLite file (backup API, consistent), or a freshly seeded PostgreSQL database."""
+    if demo_db.startswith("sqlite"):
+        import sqlite3
+
+        target = folder / f"demo-copy-{uuid.uuid4().hex[:8]}.db"
+        source = sqlite3.connect(demo_db.removeprefix("sqlite:///"))
+        with sqlite3.connect(target) as copy:
+            source.backup(copy)
+        source.close()
+        yield f"sqlite:///{target}"
+        return
+    name = f"am_copy_{uuid.uuid4().hex[:12]}"
+    admin = _pg_admin_engine()
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(demo_db).set(database=name).render_as_string(hide_password=False)
+    try:
+        _seed_demo(url)
+        yield url
+    finally:
+        import streamlit as st
+
+        st.cache_resource.clear()  # the app's cached engine holds pooled connections to it
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def writable_demo(demo_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A private copy of the demo clinic for a test that writes; the app is pointed at it."""
+    with writable_copy(demo_db, tmp_path) as url:
+        monkeypatch.setenv("ALLIANCE_DB_URL", url)
+        yield url

@@ -5,6 +5,13 @@ Streamlit can serve a page file before app.py has run in a session, so each page
 valid while the account is active, its ``session_epoch`` is unchanged (password change or
 deactivation logs out everywhere), the idle time is under ``IDLE_TIMEOUT`` and the login is
 younger than ``ABSOLUTE_TIMEOUT`` (both configurable by environment variables).
+
+Single sign-on: when ``.streamlit/secrets.toml`` (or ``--secrets.files``) has an ``[auth]``
+section for an OpenID Connect provider, the login page also offers "Log in with <provider>"
+(Streamlit's ``st.login``). The identity the provider returns is matched to an active account
+by e-mail (``db.auth.authenticate_sso``); the role and team still come from the account. The
+timeouts apply as to a password login, and ending such a session also ends Streamlit's identity
+cookie (``st.logout``), so the same browser cannot slip back in without the provider.
 """
 
 from __future__ import annotations
@@ -12,14 +19,16 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlparse
 
 import streamlit as st
 from sqlalchemy import Engine
 
 from db import audit
 from db.access import Actor, refresh_actor
-from db.auth import LOGIN_FAILED_MESSAGE, authenticate
-from db.engine import is_current, make_engine, session_factory, transaction, upgrade
+from db.auth import LOGIN_FAILED_MESSAGE, SSO_NO_ACCOUNT_MESSAGE, authenticate, authenticate_sso
+from db.engine import database_url, is_current, make_engine, session_factory, transaction, upgrade
 from db.queries import demo_accounts
 
 IDLE_TIMEOUT = dt.timedelta(minutes=float(os.environ.get("ALLIANCE_IDLE_MINUTES", "30")))
@@ -32,24 +41,83 @@ clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)  # noqa: E731
 
 
 @st.cache_resource(show_spinner=False)
-def get_engine() -> Engine:
-    """The process-wide engine; the schema is created or upgraded on first use."""
-    engine = make_engine()
+def _engine_for(url: str) -> Engine:
+    engine = make_engine(url)
     if not is_current(engine):
         upgrade(engine)
     return engine
 
 
-def _logout(reason: str | None = None) -> None:
+def get_engine() -> Engine:
+    """The process-wide engine for ``$ALLIANCE_DB_URL`` (or the SQLite default); the schema is
+    created or upgraded on first use."""
+    return _engine_for(database_url())
+
+
+def sso_settings() -> dict[str, Any] | None:
+    """The ``[auth]`` secrets section when an OpenID Connect provider is configured, else ``None``."""
+    try:
+        from streamlit.auth_util import get_secrets_auth_section
+
+        section = get_secrets_auth_section()
+    except Exception:  # no or unreadable secrets: no single sign-on
+        return None
+    if not section or "server_metadata_url" not in section:
+        return None
+    return dict(section)
+
+
+def sso_name(settings: dict[str, Any]) -> str:
+    """What the login button calls the provider: ``$ALLIANCE_SSO_NAME``, else its host name."""
+    return os.environ.get("ALLIANCE_SSO_NAME") or urlparse(str(settings["server_metadata_url"])).hostname or "SSO"
+
+
+def _sso_claims() -> dict[str, Any] | None:
+    """The identity Streamlit's OIDC cookie carries, or ``None`` (not configured / not logged in)."""
+    try:
+        if not st.user.is_logged_in:
+            return None
+        return dict(st.user.to_dict())
+    except Exception:  # no runtime (bare scripts) or no [auth] section
+        return None
+
+
+def _adopt_sso() -> Actor | None:
+    """Log in the account matching the provider's identity, once per session (refusals too)."""
+    claims = _sso_claims()
+    if claims is None or sso_settings() is None:
+        return None
+    email = str(claims.get("email") or "")
+    if st.session_state.get("sso_refused") == email:
+        return None
+    with transaction(get_engine()) as session:
+        actor = authenticate_sso(session, email=email, email_verified=claims.get("email_verified"),
+                                 provider=sso_name(sso_settings() or {}), clock=clock)
+    if actor is None:
+        st.session_state["sso_refused"] = email
+        return None
+    now = clock()
+    st.session_state.update(actor=actor, login_at=now, last_seen=now, via_sso=True)
+    return actor
+
+
+def _logout(reason: str | None = None) -> bool:
+    """Forget the login; returns True when the browser is being sent to end the SSO session too."""
     for key in ("actor", "login_at", "last_seen"):
         st.session_state.pop(key, None)
     if reason:
         st.session_state["logout_reason"] = reason
+    if st.session_state.pop("via_sso", False) and _sso_claims() is not None:
+        st.logout()  # end the identity cookie too, or the next run would log straight back in
+        return True
+    return False
 
 
 def current_actor() -> Actor | None:
     """The logged-in actor, or ``None`` (timeouts and remote logouts applied)."""
     actor: Actor | None = st.session_state.get("actor")
+    if actor is None:
+        actor = _adopt_sso()
     if actor is None:
         return None
     now = clock()
@@ -76,6 +144,17 @@ def login_form() -> None:
     reason = st.session_state.pop("logout_reason", None)
     if reason:
         st.info(reason)
+    settings = sso_settings()
+    if settings is not None:
+        refused = st.session_state.get("sso_refused")
+        if refused is not None:
+            st.error(SSO_NO_ACCOUNT_MESSAGE.format(email=refused or "(none given)"))
+            if st.button(f"Log out of {sso_name(settings)}"):
+                st.session_state.pop("sso_refused", None)
+                st.logout()
+        elif st.button(f"Log in with {sso_name(settings)}", type="primary"):
+            st.login()
+        st.caption("Or log in with your Alliance Monitor username and password:")
     with st.form("login"):
         name = st.text_input("Username")
         password = st.text_input("Password", type="password")
@@ -106,6 +185,9 @@ def require(roles: tuple[str, ...] = ALL_ROLES) -> Actor:
     if actor is None:
         login_form()
         st.stop()
+    # Drawn here, not in app.py: a freshly started server can serve a page file before app.py
+    # has run, and the account line and "Log out" must be there too.
+    logout_button(actor)
     if actor.role not in roles:
         st.error("This page is not part of your role. Choose a page from the menu, or ask an admin "
                  "if you need access.")
@@ -120,5 +202,5 @@ def logout_button(actor: Actor) -> None:
         if st.button("Log out"):
             with transaction(get_engine()) as session:
                 audit.record(session, actor=actor, action="logout")
-            _logout()
-            st.rerun()
+            if not _logout():
+                st.rerun()

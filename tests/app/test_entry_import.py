@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
-
-import pytest
 from sqlalchemy import select
 
 from db.access import Actor
@@ -15,17 +11,6 @@ from db.models import Account, AuditEvent, Patient, Score
 from tests.app.conftest import main_text
 
 GAD = [1, 2, 0, 3, 1, 1, 2]
-
-
-@pytest.fixture
-def demo_db(demo_db: str, tmp_path: Path) -> str:
-    """A writable copy of the session's demo clinic for each test."""
-    source = sqlite3.connect(demo_db.removeprefix("sqlite:///"))
-    target = sqlite3.connect(tmp_path / "demo-copy.db")
-    source.backup(target)
-    target.close()
-    source.close()
-    return f"sqlite:///{tmp_path / 'demo-copy.db'}"
 
 
 def _stored(url: str, code: str, instrument: str, week: int) -> Score | None:
@@ -49,7 +34,7 @@ def _choose(at, instrument: str, week: int):  # type: ignore[no-untyped-def]
     return at
 
 
-def test_therapist_enters_items_sees_total_and_subscales_and_saves(app_as, demo_db: str) -> None:  # type: ignore[no-untyped-def]
+def test_therapist_enters_items_sees_total_and_subscales_and_saves(app_as, writable_demo: str) -> None:  # type: ignore[no-untyped-def]
     at = _choose(_entry(app_as, "therapist.anna"), "GAD-7", 40)
     assert not at.exception
     assert at.selectbox[0].value == "P00001"
@@ -59,7 +44,7 @@ def test_therapist_enters_items_sees_total_and_subscales_and_saves(app_as, demo_
     assert at.metric[0].label == "Total" and at.metric[0].value == "10"
     at.button[0].click().run()
     assert "Saved GAD-7 week 40 for patient P00001." in main_text(at)
-    score = _stored(demo_db, "P00001", "GAD-7", 40)
+    score = _stored(writable_demo, "P00001", "GAD-7", 40)
     assert score is not None and score.total == 10 and score.items == GAD and score.source == "entry"
 
 
@@ -72,9 +57,9 @@ def test_wai_subscales_show_while_typing(app_as) -> None:  # type: ignore[no-unt
     assert metrics == {"Total": "–", "Task": "–", "Bond": "16", "Goal": "–"}
 
 
-def test_editing_asks_for_a_reason_and_keeps_the_old_value_in_the_trail(app_as, demo_db: str) -> None:  # type: ignore[no-untyped-def]
+def test_editing_asks_for_a_reason_and_keeps_the_old_value_in_the_trail(app_as, writable_demo: str) -> None:  # type: ignore[no-untyped-def]
     at = _choose(_entry(app_as, "therapist.anna"), "WAI-SR", 1)
-    old = _stored(demo_db, "P00001", "WAI-SR", 1)
+    old = _stored(writable_demo, "P00001", "WAI-SR", 1)
     assert old is not None
     assert "Week 1 already has a WAI-SR for patient P00001" in main_text(at)
     at.radio[0].set_value("Total only").run()
@@ -85,17 +70,17 @@ def test_editing_asks_for_a_reason_and_keeps_the_old_value_in_the_trail(app_as, 
     at.text_input(key="reason|P00001|WAI-SR|1").set_value("typing error on the paper form").run()
     at.button[0].click().run()
     assert "Changed WAI-SR week 1 for patient P00001." in main_text(at)
-    assert _stored(demo_db, "P00001", "WAI-SR", 1).total == new_total  # type: ignore[union-attr]
-    engine = make_engine(demo_db)
+    assert _stored(writable_demo, "P00001", "WAI-SR", 1).total == new_total  # type: ignore[union-attr]
+    engine = make_engine(writable_demo)
     with session_factory(engine)() as s:
         event = s.scalars(select(AuditEvent).where(AuditEvent.action == "change_score")
                           .order_by(AuditEvent.id.desc())).first()
     assert event is not None and f'"old": {old.total}' in event.detail and "typing error" in event.detail
 
 
-def test_a_lost_race_says_so_and_offers_a_reload(app_as, demo_db: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_lost_race_says_so_and_offers_a_reload(app_as, writable_demo: str) -> None:  # type: ignore[no-untyped-def]
     at = _choose(_entry(app_as, "therapist.anna"), "WAI-SR", 2)
-    engine = make_engine(demo_db)
+    engine = make_engine(writable_demo)
     with session_factory(engine)() as s:
         sara = Actor.from_account(s.scalars(select(Account).where(Account.name == "supervisor.sara")).one())
     with transaction(engine) as s:  # the supervisor saves first
@@ -106,7 +91,7 @@ def test_a_lost_race_says_so_and_offers_a_reload(app_as, demo_db: str) -> None: 
     at.text_input(key="reason|P00001|WAI-SR|2").set_value("mine").run()
     at.button[0].click().run()
     assert "Someone else changed the WAI-SR of week 2 for patient P00001 by supervisor.sara" in main_text(at)
-    assert _stored(demo_db, "P00001", "WAI-SR", 2).total == 33  # type: ignore[union-attr]
+    assert _stored(writable_demo, "P00001", "WAI-SR", 2).total == 33  # type: ignore[union-attr]
     at.button[1].click().run()  # reload
     assert "total 33" in main_text(at)
 
@@ -128,8 +113,8 @@ def test_import_is_for_admins_only(app_as) -> None:  # type: ignore[no-untyped-d
     assert [t.label for t in at.text_input] == ["Username", "Password"]
 
 
-def test_import_previews_errors_then_conflicts_then_imports(app_as, demo_db: str) -> None:  # type: ignore[no-untyped-def]
-    old = _stored(demo_db, "P00001", "WAI-SR", 1)
+def test_import_previews_errors_then_conflicts_then_imports(app_as, writable_demo: str) -> None:  # type: ignore[no-untyped-def]
+    old = _stored(writable_demo, "P00001", "WAI-SR", 1)
     assert old is not None
     other = 12 if old.total != 12 else 13
     at = app_as("admin", script="pages/import.py").run()
@@ -143,17 +128,17 @@ def test_import_previews_errors_then_conflicts_then_imports(app_as, demo_db: str
             f"P09999;therapist.anna;1;SPIN;20\n").encode()
     at.file_uploader[0].set_value(("good.csv", good, "text/csv")).run()
     assert [m.value for m in at.metric] == ["1", "0", "1"]
-    assert _stored(demo_db, "P09999", "SPIN", 1) is None  # the preview wrote nothing
+    assert _stored(writable_demo, "P09999", "SPIN", 1) is None  # the preview wrote nothing
     import_button = next(b for b in at.button if b.label == "Import")
     assert import_button.disabled
     at.checkbox[0].check().run()
     next(b for b in at.button if b.label == "Import").click().run()
     assert "Imported good.csv: 1 new, 0 unchanged, 1 replaced." in main_text(at)
-    assert _stored(demo_db, "P09999", "SPIN", 1) is not None
-    assert _stored(demo_db, "P00001", "WAI-SR", 1).total == other  # type: ignore[union-attr]
+    assert _stored(writable_demo, "P09999", "SPIN", 1) is not None
+    assert _stored(writable_demo, "P00001", "WAI-SR", 1).total == other  # type: ignore[union-attr]
 
 
-def test_import_accepts_fhir_json(app_as, demo_db: str) -> None:  # type: ignore[no-untyped-def]
+def test_import_accepts_fhir_json(app_as, writable_demo: str) -> None:  # type: ignore[no-untyped-def]
     import json
 
     from core.fhir import WEEK_EXTENSION
@@ -167,5 +152,5 @@ def test_import_accepts_fhir_json(app_as, demo_db: str) -> None:  # type: ignore
     assert [m.value for m in at.metric] == ["1", "0", "0"]
     next(b for b in at.button if b.label == "Import").click().run()
     assert "Imported one.json: 1 new" in main_text(at)
-    score = _stored(demo_db, "P00001", "GAD-7", 45)
+    score = _stored(writable_demo, "P00001", "GAD-7", 45)
     assert score is not None and score.source == "fhir" and score.total == 9

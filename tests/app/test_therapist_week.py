@@ -6,22 +6,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pandas as pd
-import pytest
-import streamlit as st
-from sqlalchemy import select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import select
 
 from core.caseload import attention_table, course_summary, filter_attention, open_counts, open_reasons
 from db.engine import make_engine, session_factory
 from db.models import AuditEvent
 from tests.app.conftest import main_text
-from tests.conftest import PG_URL, _pg_admin_engine, _seed_demo
 
 
 def patient_page(app_as, who: str, code: str):  # type: ignore[no-untyped-def]
@@ -29,35 +21,6 @@ def patient_page(app_as, who: str, code: str):  # type: ignore[no-untyped-def]
     at.switch_page("pages/patient.py")
     at.query_params["patient"] = code
     return at.run()
-
-
-@pytest.fixture
-def writable_demo(demo_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A private demo clinic on the same backend (the shared one is read-only)."""
-    if demo_db.startswith("sqlite"):
-        source = sqlite3.connect(demo_db.removeprefix("sqlite:///"))
-        target = tmp_path / "demo-copy.db"
-        with sqlite3.connect(target) as copy:
-            source.backup(copy)  # consistent, including a write-ahead log
-        source.close()
-        url = f"sqlite:///{target}"
-        monkeypatch.setenv("ALLIANCE_DB_URL", url)
-        yield url
-        return
-    name = f"am_week_{uuid.uuid4().hex[:12]}"
-    admin = _pg_admin_engine()
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    try:
-        _seed_demo(url)
-        monkeypatch.setenv("ALLIANCE_DB_URL", url)
-        yield url
-    finally:
-        st.cache_resource.clear()  # the app's pooled connections to that database
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 # --- core.caseload: the table behind My patients -------------------------------------------------

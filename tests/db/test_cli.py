@@ -93,3 +93,14 @@ def test_seed_demo_refuses_a_non_empty_database(db_url: str) -> None:
     assert runner.invoke(app, ["seed-demo", "--if-empty", "--db", db_url]).exit_code == 0
     verify = runner.invoke(app, ["audit", "--verify", "--db", db_url])
     assert verify.exit_code == 0 and "intact" in verify.stdout
+
+
+def test_flags_on_a_clinic_without_any_flag_prints_the_header_only(db_url: str, tmp_path: Path) -> None:
+    quiet = _write(tmp_path, "P1,ther.x,1,WAI-SR,40\nP1,ther.x,2,WAI-SR,41\n")
+    assert runner.invoke(app, ["import-scores", str(quiet), "--db", db_url]).exit_code == 0
+    result = runner.invoke(app, ["flags", "--db", db_url])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        "patient_id,therapist_id,week,instrument,kind,rule,severity,score,baseline,drop,status,drop_sd,subscale,"
+        "subscale_drop,symptom_instrument,symptom_change_next_week,confirmed,repaired_week,explanation,note,"
+        "note_by,note_at"]

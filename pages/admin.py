@@ -1,0 +1,131 @@
+"""Admin (``/admin``): accounts, roles and teams, password resets, caseloads, and the audit trail.
+
+Every change is audited; a refusal says what is wrong and how to fix it, and changes nothing.
+"""
+
+import streamlit as st
+
+from db import accounts
+from db.auth import MIN_PASSWORD_LENGTH
+from db.models import ROLES
+from ui import admin
+from ui.session import require
+
+actor = require(roles=("admin",))
+st.title("Admin")
+message = admin.flash()
+if message:
+    st.success(message)
+
+tab_accounts, tab_caseloads, tab_audit = st.tabs(["Accounts", "Move patients", "Audit trail"])
+
+with tab_accounts:
+    table = admin.account_table(actor)
+    st.dataframe(table, hide_index=True, width="stretch", column_config={
+        "name": "Username", "display_name": "Name", "email": "E-mail (single sign-on)", "role": "Role",
+        "team": "Team", "active": st.column_config.CheckboxColumn("Active"),
+        "has_password": st.column_config.CheckboxColumn("Password set"),
+        "patients": st.column_config.NumberColumn("Patients", format="%d"),
+        "last_login": st.column_config.DatetimeColumn("Last login (UTC)", format="YYYY-MM-DD HH:mm")})
+
+    st.subheader("Change an account")
+    name = st.selectbox("Account", table["name"].tolist(), index=None, placeholder="Choose an account…")
+    if name:
+        row = table.set_index("name").loc[name]
+        with st.form("edit_account"):
+            role = st.selectbox("Role", ROLES, index=ROLES.index(row["role"]))
+            team = st.text_input("Team", value=row["team"] or "",
+                                 help="Empty: no team (a supervisor then sees nobody).")
+            email = st.text_input("E-mail for single sign-on", value=row["email"] or "")
+            reason = st.text_input("Reason (kept in the audit trail)", key="edit_reason")
+            if st.form_submit_button("Save role, team and e-mail"):
+                error = (admin.change(actor, accounts.set_role, f"Saved {name}.", name=name, role=role, reason=reason)
+                         or admin.change(actor, accounts.set_team, f"Saved {name}.", name=name, team=team,
+                                         reason=reason)
+                         or admin.change(actor, accounts.set_email, f"Saved {name}.", name=name, email=email))
+                admin.finish(error)
+        with st.form("reset_password", clear_on_submit=True):
+            st.markdown(f"**New password for {name}** (logs the account out everywhere)")
+            new1 = st.text_input("New password", type="password",
+                                 help=f"At least {MIN_PASSWORD_LENGTH} characters; no other rules.")
+            new2 = st.text_input("New password again", type="password")
+            if st.form_submit_button("Reset password"):
+                if new1 != new2:
+                    st.error("The two passwords differ; type the same new password twice.")
+                else:
+                    error = admin.change(actor, accounts.reset_password,
+                                         f"Reset the password of {name}; every open session of it is logged out.",
+                                         name=name, password=new1)
+                    admin.finish(error)
+        off_reason = st.text_input("Reason for deactivating or reactivating", key="active_reason")
+        if row["active"]:
+            if st.button(f"Deactivate {name}", type="secondary"):
+                error = admin.change(actor, accounts.deactivate_account,
+                                     f"Deactivated {name}; every open session of it is logged out.",
+                                     name=name, reason=off_reason)
+                admin.finish(error)
+        elif st.button(f"Reactivate {name}"):
+            error = admin.change(actor, accounts.reactivate_account, f"Reactivated {name}.", name=name,
+                                 reason=off_reason)
+            admin.finish(error)
+
+    st.subheader("Add an account")
+    with st.form("add_account", clear_on_submit=True):
+        c1, c2 = st.columns(2)
+        new_name = c1.text_input("Username (login)", help="Letters, digits, dots, dashes or underscores.")
+        display = c2.text_input("Full name")
+        new_role = c1.selectbox("Role", ROLES, key="add_role")
+        new_team = c2.text_input("Team", key="add_team")
+        new_email = c1.text_input("E-mail for single sign-on (optional)", key="add_email")
+        new_password = c2.text_input("Initial password", type="password", key="add_password",
+                                     help=f"At least {MIN_PASSWORD_LENGTH} characters; give it to the person "
+                                          f"in person or by phone.")
+        if st.form_submit_button("Add account"):
+            error = admin.add_account(actor, name=new_name.strip(), role=new_role, password=new_password,
+                                      team=new_team.strip() or None, display_name=display.strip() or None,
+                                      email=new_email.strip().lower() or None)
+            admin.finish(error)
+
+with tab_caseloads:
+    patients = admin.patient_table(actor)
+    therapists = table.loc[(table["role"] == "therapist") & table["active"], "name"].tolist()
+    st.caption("Each patient is on one therapist's caseload; the therapist's supervisor sees them too.")
+    with st.form("move_patients"):
+        codes = st.multiselect("Patients", patients["patient_id"].tolist(), placeholder="Choose patients…")
+        target = st.selectbox("Move to therapist", therapists, index=None, placeholder="Choose a therapist…")
+        move_reason = st.text_input("Reason (kept in the audit trail)", key="move_reason")
+        if st.form_submit_button("Move patients"):
+            if target is None:
+                st.error("Choose the therapist to move the patients to.")
+            else:
+                error = admin.change(actor, accounts.move_patients,
+                                     f"Moved {len(codes)} patient(s) to {target}.", codes=codes,
+                                     therapist=target, reason=move_reason)
+                admin.finish(error)
+    st.dataframe(patients, hide_index=True, width="stretch",
+                 column_order=["patient_id", "therapist_id", "team", "status", "last_week"],
+                 column_config={"patient_id": "Patient", "therapist_id": "Therapist", "team": "Team",
+                                "status": "Status", "last_week": st.column_config.NumberColumn("Last week",
+                                                                                               format="%d")})
+
+with tab_audit:
+    st.caption("Every login, failed login, lockout, view of a patient, change, import, export and account change. "
+               "Rows cannot be edited or deleted; each carries a hash chained to the row before it.")
+    f1, f2, f3 = st.columns(3)
+    since = f1.date_input("From (UTC)", value=None, format="YYYY-MM-DD")
+    until = f2.date_input("To (UTC)", value=None, format="YYYY-MM-DD")
+    limit = f3.number_input("At most rows", min_value=10, max_value=100_000, value=500, step=100)
+    f4, f5, f6 = st.columns(3)
+    who = f4.text_input("Who (username)")
+    patient_code = f6.text_input("Patient code")
+    action = f5.selectbox("Action", admin.audit_actions(actor), index=None, placeholder="All actions")
+    events = admin.trail(actor, since=since, until=until, who=who or None, action=action,
+                         patient_code=patient_code or None, limit=int(limit))
+    st.dataframe(events, hide_index=True, width="stretch", column_config={
+        "id": st.column_config.NumberColumn("Row", format="%d"),
+        "at": st.column_config.DatetimeColumn("When (UTC)", format="YYYY-MM-DD HH:mm:ss"),
+        "actor": "Who", "action": "Action", "patient_code": "Patient",
+        "detail": st.column_config.TextColumn("Detail", width="large")})
+    if st.button("Verify chain"):
+        ok, result = admin.verify(actor)
+        (st.success if ok else st.error)(result)

@@ -1,0 +1,170 @@
+"""The admin page (/admin) in AppTest: accounts, roles, teams, password resets, caseloads, the
+audit-trail viewer and its "Verify chain" button, over a private copy of the demo clinic."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import select
+from streamlit.testing.v1 import AppTest
+
+from db import audit
+from db.engine import make_engine, session_factory
+from db.models import Account, Patient
+from tests.app import test_security
+from tests.app.conftest import main_text
+from tests.app.test_security import is_login_form
+
+# The private writable clinic and the AppTest factory of the security tests.
+clinic = test_security.clinic
+app_for = test_security.app_for
+
+PAGE = "pages/admin.py"
+
+
+def _widget(seq, label: str):  # type: ignore[no-untyped-def]
+    matches = [w for w in seq if w.label == label]
+    assert matches, f"no widget labelled {label!r}: {[w.label for w in seq]}"
+    return matches[0]
+
+
+def _db(clinic_url: str):  # type: ignore[no-untyped-def]
+    engine = make_engine(clinic_url)
+    return engine, session_factory(engine)()
+
+
+def _account(clinic_url: str, name: str) -> Account | None:
+    engine, session = _db(clinic_url)
+    with session:
+        account = session.scalar(select(Account).where(Account.name == name))
+        if account is not None:
+            session.expunge(account)
+    engine.dispose()
+    return account
+
+
+def _last_event(clinic_url: str, action: str) -> dict:
+    engine, session = _db(clinic_url)
+    with session:
+        frame = audit.read_events(session)
+    engine.dispose()
+    row = frame[frame["action"] == action].iloc[-1]
+    code = row["patient_code"]
+    return {"actor": row["actor"], "patient_code": code if isinstance(code, str) else None,
+            **json.loads(row["detail"])}
+
+
+def _choose(at: AppTest, name: str) -> AppTest:
+    _widget(at.selectbox, "Account").set_value(name)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_admin_page_lists_accounts_and_the_audit_trail(app_for) -> None:  # type: ignore[no-untyped-def]
+    at = app_for("admin", script=PAGE).run()
+    assert not at.exception, at.exception
+    assert [t.label for t in at.tabs] == ["Accounts", "Move patients", "Audit trail"]
+    names = at.dataframe[0].value["name"].tolist()
+    assert {"admin", "therapist.anna", "supervisor.sara"} <= set(names)
+    assert "password_hash" not in at.dataframe[0].value.columns
+    trail = at.dataframe[2].value
+    assert {"id", "at", "actor", "action", "patient_code", "detail"} <= set(trail.columns)
+    assert "seed-demo" in main_text(at) or len(trail) > 0
+
+
+def test_verify_chain_button_reports_an_intact_trail(app_for) -> None:  # type: ignore[no-untyped-def]
+    at = app_for("admin", script=PAGE).run()
+    _widget(at.button, "Verify chain").click().run()
+    assert [s.value for s in at.success][-1].startswith("The audit trail is intact:")
+
+
+def test_audit_filters(app_for, clinic: str) -> None:  # type: ignore[no-untyped-def]
+    anna = app_for("therapist.anna", script="pages/patient.py", patient="P00001").run()
+    assert "Patient P00001" in main_text(anna)
+    at = app_for("admin", script=PAGE).run()
+    _widget(at.selectbox, "Action").set_value("view_patient")
+    _widget(at.text_input, "Who (username)").input("therapist.anna")
+    at.run()
+    trail = at.dataframe[2].value
+    assert len(trail) >= 1
+    assert set(trail["action"]) == {"view_patient"} and set(trail["actor"]) == {"therapist.anna"}
+    assert _last_event(clinic, "view_audit")["filter_action"] == "view_patient"
+
+
+def test_add_account_refuses_a_short_password_then_adds(app_for, clinic: str) -> None:  # type: ignore[no-untyped-def]
+    at = app_for("admin", script=PAGE).run()
+    form = {"Username (login)": "therapist.fred", "Full name": "Fred Example", "Team": "South",
+            "E-mail for single sign-on (optional)": "Fred@Example.org", "Initial password": "short"}
+    for label, value in form.items():
+        _widget(at.text_input, label).input(value)
+    _widget(at.selectbox, "Role").set_value("therapist")
+    _widget(at.button, "Add account").click().run()
+    assert any("at least 12" in e.value for e in at.error)
+    assert _account(clinic, "therapist.fred") is None
+    for label, value in {**form, "Initial password": "a long enough passphrase"}.items():
+        _widget(at.text_input, label).input(value)
+    _widget(at.button, "Add account").click().run()
+    assert not at.error, [e.value for e in at.error]
+    assert any("Added the account therapist.fred" in s.value for s in at.success)
+    fred = _account(clinic, "therapist.fred")
+    assert fred is not None and fred.team == "South" and fred.email == "fred@example.org"
+
+
+def test_change_role_team_and_email_are_audited(app_for, clinic: str) -> None:  # type: ignore[no-untyped-def]
+    at = _choose(app_for("admin", script=PAGE).run(), "supervisor.sara")
+    _widget(at.text_input, "Team").input("South")
+    _widget(at.text_input, "E-mail for single sign-on").input("sara@clinic.example")
+    _widget(at.text_input, "Reason (kept in the audit trail)").input("covers South this month")
+    _widget(at.button, "Save role, team and e-mail").click().run()
+    assert not at.error, [e.value for e in at.error]
+    sara = _account(clinic, "supervisor.sara")
+    assert sara is not None and sara.team == "South" and sara.email == "sara@clinic.example"
+    assert _last_event(clinic, "set_team") == {"actor": "admin", "patient_code": None, "account": "supervisor.sara",
+                                               "old": "North", "new": "South", "reason": "covers South this month"}
+    at = _choose(app_for("admin", script=PAGE).run(), "supervisor.sara")  # back to North for other tests
+    _widget(at.text_input, "Team").input("North")
+    _widget(at.button, "Save role, team and e-mail").click().run()
+    assert _account(clinic, "supervisor.sara").team == "North"  # type: ignore[union-attr]
+
+
+def test_deactivating_a_therapist_with_patients_is_refused_with_the_fix(app_for, clinic: str) -> None:  # type: ignore[no-untyped-def]
+    at = _choose(app_for("admin", script=PAGE).run(), "therapist.ben")
+    _widget(at.button, "Deactivate therapist.ben").click().run()
+    assert any("patients on their caseload; move them" in e.value for e in at.error)
+    assert _account(clinic, "therapist.ben").active  # type: ignore[union-attr]
+
+
+def test_reset_password_logs_the_account_out_everywhere(app_for, clinic: str) -> None:  # type: ignore[no-untyped-def]
+    david = app_for("therapist.david").run()
+    assert not is_login_form(david)
+    at = _choose(app_for("admin", script=PAGE).run(), "therapist.david")
+    _widget(at.text_input, "New password").input("a fresh passphrase for david")
+    _widget(at.text_input, "New password again").input("a different one entirely")
+    _widget(at.button, "Reset password").click().run()
+    assert any("differ" in e.value for e in at.error)
+    _widget(at.text_input, "New password").input("a fresh passphrase for david")
+    _widget(at.text_input, "New password again").input("a fresh passphrase for david")
+    _widget(at.button, "Reset password").click().run()
+    assert any("logged out" in s.value for s in at.success)
+    david.run()
+    assert is_login_form(david)
+    assert _last_event(clinic, "reset_password") == {"actor": "admin", "patient_code": None,
+                                                     "account": "therapist.david"}
+
+
+def test_move_patients_between_caseloads(app_for, clinic: str) -> None:  # type: ignore[no-untyped-def]
+    at = app_for("admin", script=PAGE).run()
+    _widget(at.multiselect, "Patients").set_value(["P00005", "P00010"])
+    _widget(at.text_input, "Reason (kept in the audit trail)").input("eva on leave")
+    _widget(at.selectbox, "Move to therapist").set_value("therapist.david")
+    _widget(at.button, "Move patients").click().run()
+    assert not at.error, [e.value for e in at.error]
+    engine, session = _db(clinic)
+    with session:
+        owners = dict(session.execute(select(Patient.code, Account.name).join(Patient.therapist)
+                                      .where(Patient.code.in_(["P00005", "P00010"]))).all())
+    engine.dispose()
+    assert owners == {"P00005": "therapist.david", "P00010": "therapist.david"}
+    event = _last_event(clinic, "assign")
+    assert (event["actor"], event["old"], event["new"]) == ("admin", "therapist.eva", "therapist.david")

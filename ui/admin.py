@@ -1,0 +1,105 @@
+"""Streamlit glue for the admin page: uncached reads and audited changes of accounts.
+
+Nothing here is cached: account lists and the audit trail must show the very latest state, and
+they are small. Every change runs one ``db.accounts`` (or ``db.writes``) function in its own
+transaction; a refusal comes back as the sentence to show, and nothing is half-written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from db import accounts, audit
+from db.access import Actor
+from db.engine import session_factory, transaction
+from db.queries import list_patients
+from db.writes import PermissionDenied, create_account
+from ui.session import get_engine
+
+_FLASH = "admin_flash"
+
+
+def account_table(actor: Actor) -> pd.DataFrame:
+    """Every account (admins only; see ``db.accounts.account_table``)."""
+    with session_factory(get_engine())() as session:
+        return accounts.account_table(session, actor=actor)
+
+
+def patient_table(actor: Actor) -> pd.DataFrame:
+    """The patients the admin may see (all), with their therapist."""
+    with session_factory(get_engine())() as session:
+        return list_patients(session, actor=actor)
+
+
+def change(actor: Actor, action: Callable[..., Any], done: str, **kwargs: Any) -> str | None:
+    """Run ``action(session, actor=actor, **kwargs)`` in a transaction.
+
+    Returns ``None`` on success (and keeps ``done`` to show after the rerun), else the error
+    sentence; on an error nothing is written.
+    """
+    try:
+        with transaction(get_engine()) as session:
+            action(session, actor=actor, **kwargs)
+    except (ValueError, PermissionDenied) as exc:
+        return str(exc)
+    st.session_state[_FLASH] = done
+    return None
+
+
+def finish(error: str | None) -> None:
+    """Show ``error``, or rerun so that the page shows the change (and its success message)."""
+    if error:
+        st.error(error)
+    else:
+        st.rerun()
+
+
+def add_account(actor: Actor, **kwargs: Any) -> str | None:
+    """Create an account (``db.writes.create_account``); see :func:`change`."""
+    return change(actor, create_account, f"Added the account {kwargs.get('name')}.", **kwargs)
+
+
+def flash() -> str | None:
+    """The success message of the last change, once."""
+    return st.session_state.pop(_FLASH, None)
+
+
+def audit_actions(actor: Actor) -> list[str]:
+    """The distinct actions in the audit trail (admins only)."""
+    with session_factory(get_engine())() as session:
+        return accounts.audit_actions(session, actor=actor)
+
+
+def trail(actor: Actor, **filters: Any) -> pd.DataFrame:
+    """The filtered audit trail; the viewing itself is audited once per session and filter
+    combination."""
+    with session_factory(get_engine())() as session:
+        frame = accounts.audit_trail(session, actor=actor, **filters)
+    key = repr(sorted(filters.items()))
+    seen: set[str] = st.session_state.setdefault("audited_trail_views", set())
+    if key not in seen:
+        with transaction(get_engine()) as session:
+            audit.record(session, actor=actor, action="view_audit",
+                         **{f"filter_{k}": v for k, v in filters.items() if v not in (None, "")})
+        seen.add(key)
+    return frame
+
+
+def verify(actor: Actor) -> tuple[bool, str]:
+    """Check the audit trail's hash chain (admins only; the check is audited)."""
+    if actor.role != "admin":
+        raise PermissionDenied("Only an admin may do this; ask your clinic's admin.")
+    with session_factory(get_engine())() as session:
+        ok, message = audit.verify_chain(session)
+    with transaction(get_engine()) as session:
+        audit.record(session, actor=actor, action="verify_audit", ok=ok)
+    return ok, message
+
+
+def today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
