@@ -129,7 +129,7 @@ def _import(file: Path, *, db: str | None, dry_run: bool, replace: bool, source:
     """Read, validate, plan and write one file, all or nothing (import-scores, import-fhir)."""
     from db.access import SYSTEM
     from db.engine import transaction
-    from db.writes import apply_import, is_fhir, plan_import, read_upload
+    from db.writes import ConcurrentWrite, import_retrying, is_fhir, plan_import, read_upload
 
     if not file.is_file():
         fail(f"{file}: no such file; check the path.", 2)
@@ -159,8 +159,18 @@ def _import(file: Path, *, db: str | None, dry_run: bool, replace: bool, source:
             typer.echo(f"Dry run of {file.name}: would write {summary}; nothing was written.")
             session.rollback()
             return
-        apply_import(session, actor=SYSTEM, plan=plan, replace=replace, filename=file.name,
-                     source="fhir" if fhir else source)
+    try:  # plan again and write in one transaction, retried if a concurrent writer got there first
+        plan = import_retrying(engine, actor=SYSTEM, scores=result.scores, replace=replace, filename=file.name,
+                               source="fhir" if fhir else source, first_row=1 if fhir else 2, unit=unit)
+    except ConcurrentWrite as exc:
+        fail(f"{file.name}: {exc}", 1)
+    if plan.conflicts and not replace:
+        for err in plan.errors:
+            typer.echo(f"{file.name}: {err}", err=True)
+        typer.echo(f"{file.name}: {plan.conflicts} {unit}s conflict with stored scores; nothing was written "
+                   f"(use --replace to overwrite them).", err=True)
+        raise typer.Exit(2)
+    summary = f"{plan.new} new, {plan.unchanged} unchanged, {plan.conflicts} replaced"
     typer.echo(f"Imported {file.name}: {summary}.")
 
 

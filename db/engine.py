@@ -93,24 +93,31 @@ def is_current(engine: Engine) -> bool:
 WATCHED_TABLES = frozenset({"scores", "patients", "flag_notes", "accounts"})
 
 
-def _bump_revision(session: Session) -> None:
+def bump_revision(session: Session) -> None:
+    """Move the ``data_revision`` counter on (in the session's transaction).
+
+    Called by the session events below; a write that goes around the ORM (a raw ``COPY`` or a
+    driver-level ``executemany``) must call it itself.
+    """
     from db.models import DataRevision
 
     session.connection().execute(update(DataRevision).where(DataRevision.id == 1)
                                  .values(n=DataRevision.n + 1))
 
 
-def _after_flush(session: Session, _context: object) -> None:
+def _before_flush(session: Session, _context: object, _instances: object) -> None:
+    # Before the flush, so that every write path locks the counter row *first* (a fixed lock
+    # order: no deadlock between an ORM insert and a bulk statement on PostgreSQL).
     changed = chain(session.new, session.dirty, session.deleted)
     if any(getattr(obj, "__tablename__", None) in WATCHED_TABLES for obj in changed):
-        _bump_revision(session)
+        bump_revision(session)
 
 
 def _do_orm_execute(state: ORMExecuteState) -> None:
     if state.is_insert or state.is_update or state.is_delete:
         table = getattr(state.statement, "table", None)
         if getattr(table, "name", None) in WATCHED_TABLES:
-            _bump_revision(state.session)
+            bump_revision(state.session)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -121,7 +128,7 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
     ``db.queries.data_version`` reads.
     """
     factory = sessionmaker(engine, expire_on_commit=False)
-    event.listen(factory, "after_flush", _after_flush)
+    event.listen(factory, "before_flush", _before_flush)
     event.listen(factory, "do_orm_execute", _do_orm_execute)
     return factory
 

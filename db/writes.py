@@ -10,19 +10,22 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import random
 import sys
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Text, cast, insert, select, update
+from sqlalchemy import Engine, Text, cast, insert, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, aliased
 
 from core.validation import RowError, ValidationResult
 from db import audit
 from db.access import Actor, visible_patients
 from db.auth import hash_password
+from db.engine import bump_revision, transaction
 from db.models import ROLES, Account, Patient, Score, Setting, utcnow
 
 
@@ -178,6 +181,7 @@ def _pause_after_first_batch(done: int) -> None:
 def _insert_new(session: Session, new: pd.DataFrame, patient_ids: dict[str, int], *, source: str,
                 entered_by: int | None, now: dt.datetime) -> None:
     """Insert new scores in batches (PostgreSQL: ``COPY``), all in the caller's transaction."""
+    bump_revision(session)  # COPY and the driver's executemany go around the session events
     pid = new["patient_id"].map(patient_ids).astype("int64").to_numpy()
     weeks = new["week"].astype("int64").to_numpy()
     totals = new["score"].astype("float64").to_numpy()
@@ -374,3 +378,57 @@ def set_setting(session: Session, *, actor: Actor, key: str, value: str) -> None
         row.value = value
     audit.record(session, actor=actor, action="setting", key=key, value=value)
 
+
+
+class ConcurrentWrite(Exception):
+    """Another writer kept changing the same scores; nothing of this import was written."""
+
+
+def _race_errors() -> tuple[type[BaseException], ...]:
+    """Errors that mean "a concurrent writer got there first": SQLAlchemy's, and the drivers' own
+    (the fast insert paths, COPY and executemany on the raw cursor, raise those unwrapped)."""
+    import sqlite3
+
+    errors: list[type[BaseException]] = [IntegrityError, OperationalError, sqlite3.IntegrityError,
+                                         sqlite3.OperationalError]
+    try:
+        import psycopg
+
+        errors += [psycopg.IntegrityError, psycopg.OperationalError]
+    except ImportError:  # pragma: no cover - psycopg is a pinned dependency
+        pass
+    return tuple(errors)
+
+
+def import_retrying(engine: Engine, *, actor: Actor, scores: pd.DataFrame, replace: bool = False,
+                    filename: str | None = None, source: str = "import", first_row: int = 2,
+                    unit: str = "row", attempts: int = 4) -> ImportPlan:
+    """Plan and write an import in one transaction, retried when a concurrent writer got there first.
+
+    Two imports (or an import and a weekly entry) of the same new scores can both plan them as
+    new; the database's unique rule lets one commit and makes the other fail with a unique
+    violation (or, on PostgreSQL, a deadlock/serialisation error). The import is all or
+    nothing, so retrying is safe: the new plan sees the other writer's rows as unchanged or as
+    conflicts. Returns the plan that was applied, or, when it has conflicts and ``replace`` is
+    off, the plan with nothing written (the caller reports ``plan.errors``).
+
+    Raises
+    ------
+    ConcurrentWrite
+        When every attempt lost a race; nothing was written.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            with transaction(engine) as session:
+                plan = plan_import(session, scores=scores, first_row=first_row, unit=unit)
+                if plan.conflicts and not replace:
+                    return plan
+                apply_import(session, actor=actor, plan=plan, replace=replace, filename=filename, source=source)
+                return plan
+        except _race_errors() as exc:
+            if attempt == attempts:
+                raise ConcurrentWrite(
+                    f"Other imports or entries kept changing the same scores at the same moment ({attempts} "
+                    f"attempts); nothing of {filename or 'this import'} was written. Run it again.") from exc
+            time.sleep(random.uniform(0.05, 0.2) * attempt)
+    raise ConcurrentWrite("No attempt was made; give attempts of 1 or more.")

@@ -44,3 +44,21 @@ def test_every_write_path_moves_the_data_version(engine) -> None:  # type: ignor
     with session_factory(engine)() as session:  # reads do not move it
         data_version(session)
     assert version() == moved
+
+
+def test_a_bulk_import_for_known_patients_moves_the_data_version(engine) -> None:  # type: ignore[no-untyped-def]
+    """The fast path (COPY / executemany) goes around the ORM events and bumps it itself."""
+    from db.access import SYSTEM
+    from db.engine import session_factory, transaction
+    from db.queries import data_version
+    from db.writes import apply_import, plan_import
+    from tests.db.helpers import build_clinic, scores_frame
+
+    build_clinic(engine)
+    with session_factory(engine)() as session:
+        before = data_version(session)
+    with transaction(engine) as session:  # patients and therapist exist: only scores are written
+        apply_import(session, actor=SYSTEM, plan=plan_import(session, scores=scores_frame(
+            [("PA1", "ther.a", 4, "WAI-SR", 44)])))
+    with session_factory(engine)() as session:
+        assert data_version(session) > before
