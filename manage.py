@@ -25,16 +25,16 @@ SAMPLE_DIR = Path(__file__).resolve().parent / "sample_data"
 DEMO_PASSWORD = "demo-password-2026"
 
 
-class Fmt(str, enum.Enum):
+class Fmt(enum.StrEnum):
     csv = "csv"
     json = "json"
 
 
-class CsvOnly(str, enum.Enum):
+class CsvOnly(enum.StrEnum):
     csv = "csv"
 
 
-class Role(str, enum.Enum):
+class Role(enum.StrEnum):
     therapist = "therapist"
     supervisor = "supervisor"
     admin = "admin"
@@ -56,7 +56,7 @@ def _engine(db: str | None, *, migrate: bool = True):  # type: ignore[no-untyped
         return engine
     except ValueError as exc:
         fail(str(exc), 2)
-    except Exception as exc:  # noqa: BLE001 - any connection failure is reported in one line
+    except Exception as exc:
         fail(f"Cannot open the database ({type(exc).__name__}: {str(exc).splitlines()[0]}); check --db or "
              f"ALLIANCE_DB_URL and that the server is running.")
 
@@ -197,7 +197,7 @@ def import_fhir(file: Annotated[Path, typer.Argument(help="FHIR R4 JSON: a Quest
 
 @app.command("export")
 def export(patient: Annotated[str | None, typer.Option("--patient", help="Only this patient's scores.")] = None,
-           format: Annotated[CsvOnly, typer.Option("--format")] = CsvOnly.csv,  # noqa: A002
+           format: Annotated[CsvOnly, typer.Option("--format")] = CsvOnly.csv,
            db: DbOption = None) -> None:
     """Scores as CSV to stdout, formula-escaped; the export is audited."""
     from core.exporting import scores_for_export, to_csv_bytes
@@ -283,7 +283,7 @@ def assign(patient: Annotated[str, typer.Argument(help="Patient code.")],
 @app.command("flags")
 def flags(as_of_week: Annotated[int | None, typer.Option("--as-of-week", min=1,
                                                          help="Answer as if only weeks <= N were stored.")] = None,
-          format: Annotated[Fmt, typer.Option("--format")] = Fmt.csv,  # noqa: A002
+          format: Annotated[Fmt, typer.Option("--format")] = Fmt.csv,
           today: Annotated[str | None, typer.Option("--today", help="Date to count treatment weeks "
                                                     "from (YYYY-MM-DD; default: today).")] = None,
           db: DbOption = None) -> None:
@@ -312,7 +312,7 @@ def flags(as_of_week: Annotated[int | None, typer.Option("--as-of-week", min=1,
 @app.command("analyze")
 def analyze(symptom: Annotated[str, typer.Option("--symptom")] = "SPIN",
             alliance: Annotated[str, typer.Option("--alliance")] = "WAI-SR",
-            format: Annotated[Fmt, typer.Option("--format")] = Fmt.csv,  # noqa: A002
+            format: Annotated[Fmt, typer.Option("--format")] = Fmt.csv,
             db: DbOption = None) -> None:
     """The three multilevel models (total, within, between) on all stored data."""
     from core import instruments
@@ -344,7 +344,7 @@ def analyze(symptom: Annotated[str, typer.Option("--symptom")] = "SPIN",
 
 @app.command("audit")
 def audit_cmd(since: Annotated[str | None, typer.Option("--since", help="YYYY-MM-DD (UTC).")] = None,
-              format: Annotated[CsvOnly, typer.Option("--format")] = CsvOnly.csv,  # noqa: A002
+              format: Annotated[CsvOnly, typer.Option("--format")] = CsvOnly.csv,
               verify: Annotated[bool, typer.Option("--verify", help="Check the hash chain.")] = False,
               db: DbOption = None) -> None:
     """The audit trail (who viewed, changed, imported or exported what, when, in UTC)."""

@@ -15,12 +15,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import pandas as pd  # noqa: E402
-from sqlalchemy import Engine, func, insert, select  # noqa: E402
+import pandas as pd
+from sqlalchemy import Engine, func, insert, select
 
-from db.engine import make_engine, transaction, upgrade  # noqa: E402
-from db.models import Account, Patient, Score, Setting, utcnow  # noqa: E402
-from sample_data.generate import generate_clinic  # noqa: E402
+from db.engine import make_engine, transaction, upgrade
+from db.models import Account, Patient, Score, Setting, utcnow
+from sample_data.generate import generate_clinic
 
 BATCH = 50_000
 #: Every bench therapist's password (synthetic accounts on a throw-away database).

@@ -23,7 +23,7 @@ from pathlib import Path
 from common import BENCH_PASSWORD, clinic_database, machine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, start_server  # noqa: E402
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, start_server
 
 TIMEOUT_MS = 60_000
 
@@ -53,7 +53,7 @@ async def clinician(browser, base: str, name: str, rounds: int, timings: list, e
             await page.get_by_role("link", name="My patients").click()
             await page.locator("[data-testid='stDataFrame']").first.wait_for()
             timings.append(("my patients (again)", time.perf_counter() - began))
-    except Exception as exc:  # noqa: BLE001 - every failure is counted and reported
+    except Exception as exc:
         errors.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0]}")
     finally:
         await context.close()

@@ -69,7 +69,7 @@ __all__ = [
 ]
 
 #: Machine names of every rule; each has a section in docs/flags.md.
-RULES = ("reliable_drop", "below_own_level", "sudden_loss", "repair", "low_alliance",
+RULES = ("reliable_drop", "below_own_level", "rupture_episodes", "sudden_loss", "repair", "low_alliance",
          "deterioration", "improvement", "caseness", "risk_item", "missed")
 #: Kinds of flag.
 KINDS = ("rupture", "low_alliance", "deterioration", "improvement", "caseness", "risk_item", "missed")
