@@ -40,15 +40,16 @@ shown = filter_alerts(table, therapists=therapists, kinds=kinds, severities=seve
 first = int(shown["urgent_first"].sum())
 st.caption(f"{len(shown)} of {len(table)} alerts in {scope}, for {shown['patient_id'].nunique()} patients. "
            f"{first} stand first: unrepaired ruptures and alerts not addressed within {OVERDUE_DAYS} days. "
-           "Click a patient to open their page.")
-st.dataframe(
+           "Select a row, or choose a patient below, to open their page.")
+picked = st.dataframe(
     shown, hide_index=True, width="stretch", height=min(36 * (len(shown) + 1) + 4, 640), key="caseload_table",
-    column_order=["urgent_first", "link", "therapist_id", "kind", "rule", "severity", "week", "age_days", "status",
+    on_select="rerun", selection_mode="single-row",
+    column_order=["urgent_first", "patient_id", "therapist_id", "kind", "rule", "severity", "week", "age_days", "status",
                   "note", "explanation"],
     column_config={
         "urgent_first": st.column_config.CheckboxColumn("First", help="Unrepaired rupture, or not addressed "
                                                         f"within {OVERDUE_DAYS} days", width="small"),
-        "link": st.column_config.LinkColumn("Patient", display_text=r"patient=(.*)$"),
+        "patient_id": st.column_config.TextColumn("Patient", pinned=True),
         "therapist_id": "Therapist", "kind": "Kind", "rule": "Rule", "severity": "Severity",
         "week": st.column_config.NumberColumn("Week", format="%d"),
         "age_days": st.column_config.NumberColumn("Age (days)", format="%d"),
@@ -57,6 +58,14 @@ st.dataframe(
         "explanation": st.column_config.TextColumn("Why", width="large"),
     },
 )
+# Open the patient in this tab (a link to a new tab would be a new session, asking to log in again).
+if picked.selection.rows:
+    st.switch_page("pages/patient.py", query_params={"patient": shown["patient_id"].iloc[picked.selection.rows[0]]})
+left, right = st.columns([3, 1], vertical_alignment="bottom")
+opened = left.selectbox("Open a patient", shown["patient_id"].unique().tolist(), index=None,
+                        placeholder="Choose a patient of the table…", key="caseload_open_patient")
+if right.button("Open patient", disabled=opened is None, key="caseload_open_button"):
+    st.switch_page("pages/patient.py", query_params={"patient": opened})
 st.download_button("Download this table (CSV)", data=csv_download(actor, shown, what="caseload"),
                    file_name=f"caseload-{dt.date.today():%Y-%m-%d}.csv", mime="text/csv", on_click="ignore",
                    icon=":material/download:")

@@ -89,3 +89,13 @@ def test_the_view_is_audited(app_as, demo_db: str, role: str) -> None:  # type: 
         events = audit.read_events(session)
     engine.dispose()
     assert ((events["action"] == "view_caseload") & (events["actor"] == role)).any()
+
+
+def test_open_patient_opens_the_patient_page_in_the_same_session(app_as) -> None:  # type: ignore[no-untyped-def]
+    at = app_as("supervisor.sara")
+    at.switch_page("pages/caseload.py")
+    at.run()
+    at.selectbox(key="caseload_open_patient").select("P00027").run()
+    at.button(key="caseload_open_button").click().run()
+    assert not at.exception
+    assert "Patient P00027" in main_text(at)

@@ -42,11 +42,14 @@ def test_supervisor_scans_the_caseload_then_the_clinic_meeting(server: str, page
         page.locator(".js-plotly-plot").first.wait_for()
         page.screenshot(path=str(Path(SHOTS) / "caseload.png"), full_page=True)
 
-    # open a patient: the table's links open /patient?patient=CODE in a new tab (a new session, which
-    # asks to log in first); the first row of Ben's alerts is his unrepaired rupture P00027 (CATALOG.md)
-    page.goto(f"{server}/patient?patient=P00027")
-    log_in(page, "supervisor.sara")
+    # open a patient in the same tab (the session, and so the login, carries on): Ben's unrepaired
+    # rupture P00027 (sample_data/CATALOG.md)
+    page.locator("[data-testid='stSelectbox']").filter(has_text="Open a patient").click()
+    page.keyboard.type("P00027")
+    page.keyboard.press("Enter")
+    page.get_by_role("button", name="Open patient").click()
     page.get_by_role("heading", name="Patient P00027").wait_for()
+    assert page.get_by_role("button", name="Log in").count() == 0
 
     # the clinic meeting in meeting mode: no patient code anywhere
     page.get_by_role("link", name="Clinic meeting").click()
