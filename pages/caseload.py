@@ -44,8 +44,8 @@ st.caption(f"{len(shown)} of {len(table)} alerts in {scope}, for {shown['patient
 picked = st.dataframe(
     shown, hide_index=True, width="stretch", height=min(36 * (len(shown) + 1) + 4, 640), key="caseload_table",
     on_select="rerun", selection_mode="single-row",
-    column_order=["urgent_first", "patient_id", "therapist_id", "kind", "rule", "severity", "week", "age_days", "status",
-                  "note", "explanation"],
+    column_order=["urgent_first", "patient_id", "therapist_id", "kind", "rule", "severity", "week", "age_days",
+                  "status", "note", "explanation"],
     column_config={
         "urgent_first": st.column_config.CheckboxColumn("First", help="Unrepaired rupture, or not addressed "
                                                         f"within {OVERDUE_DAYS} days", width="small"),
