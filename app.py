@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+import ui.loaders  # noqa: F401 - warms the heavy imports (scipy, plotly) while the login page shows
 from ui.session import current_actor, get_engine
 
 st.set_page_config(page_title="Alliance Monitor", page_icon=":material/monitor_heart:", layout="wide")

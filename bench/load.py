@@ -43,15 +43,13 @@ async def clinician(browser, base: str, name: str, rounds: int, timings: list, e
         timings.append(("my patients (login + first paint)", time.perf_counter() - began))
         for _ in range(rounds):
             began = time.perf_counter()
-            await page.get_by_role("link", name="Patient", exact=True).click()
-            await page.get_by_role("combobox").first.click()
-            await page.keyboard.press("ArrowDown")
-            await page.keyboard.press("Enter")
+            await page.get_by_role("button", name="Open patient").click()  # the most urgent patient
             await page.locator(".js-plotly-plot .main-svg").first.wait_for()
             timings.append(("patient page", time.perf_counter() - began))
             began = time.perf_counter()
             await page.get_by_role("link", name="My patients").click()
-            await page.locator("[data-testid='stDataFrame']").first.wait_for()
+            await page.locator(".js-plotly-plot").first.wait_for(state="detached")
+            await page.locator("[data-testid='glide-cell-0-0']").first.wait_for(state="attached")
             timings.append(("my patients (again)", time.perf_counter() - began))
     except Exception as exc:
         errors.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0]}")

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Callable
 
 from argon2 import PasswordHasher
@@ -33,6 +34,10 @@ LOGIN_FAILED_MESSAGE = (
 )
 
 _hasher = PasswordHasher()
+#: At most this many argon2 computations at once in the process. Each takes 64 MiB and four lanes
+#: (argon2-cffi's RFC 9106 profile), so ten people logging in at once would otherwise need ~640 MB
+#: and starve every page on a 2-core server; queued logins wait a fraction of a second instead.
+HASH_SLOTS = threading.BoundedSemaphore(2)
 # A fixed hash to verify against when the name is unknown, so both paths take the same time.
 _DUMMY_HASH = _hasher.hash("alliance-monitor-timing-equaliser")
 
@@ -49,7 +54,8 @@ def check_password_policy(password: str) -> None:
 def hash_password(password: str) -> str:
     """An argon2id hash of ``password`` (after checking the length policy)."""
     check_password_policy(password)
-    return _hasher.hash(password)
+    with HASH_SLOTS:
+        return _hasher.hash(password)
 
 
 def _locked(session: Session, name: str, now: dt.datetime) -> bool:
@@ -93,7 +99,8 @@ def authenticate(session: Session, *, name: str, password: str,
     account = session.scalar(select(Account).where(Account.name == name))
     stored = account.password_hash if account is not None and account.password_hash else _DUMMY_HASH
     try:
-        _hasher.verify(stored, password)
+        with HASH_SLOTS:
+            _hasher.verify(stored, password)
         ok = account is not None and account.active and account.password_hash is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         ok = False
@@ -104,7 +111,8 @@ def authenticate(session: Session, *, name: str, password: str,
                          minutes=int(LOCKOUT.total_seconds() // 60))
         return None
     if _hasher.check_needs_rehash(account.password_hash or ""):
-        account.password_hash = _hasher.hash(password)
+        with HASH_SLOTS:
+            account.password_hash = _hasher.hash(password)
     audit.record(session, actor=name, action="login", at=now)
     return Actor.from_account(account)
 
