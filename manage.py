@@ -147,31 +147,33 @@ def _import(file: Path, *, db: str | None, dry_run: bool, replace: bool, source:
             raise typer.Exit(2)
         fhir = is_fhir(data, file.name)
         unit = "resource" if fhir else "row"
-        plan = plan_import(session, scores=result.scores, first_row=1 if fhir else 2, unit=unit)
-        if plan.conflicts and not replace:
-            for err in plan.errors:
-                typer.echo(f"{file.name}: {err}", err=True)
-            typer.echo(f"{file.name}: {plan.conflicts} {unit}s conflict with stored scores; nothing was written "
-                       f"(use --replace to overwrite them).", err=True)
-            raise typer.Exit(2)
-        summary = f"{plan.new} new, {plan.unchanged} unchanged, {plan.conflicts} replaced"
         if dry_run:
-            typer.echo(f"Dry run of {file.name}: would write {summary}; nothing was written.")
+            plan = plan_import(session, scores=result.scores, first_row=1 if fhir else 2, unit=unit)
+            _refuse_conflicts(file.name, plan, unit, replace=replace)
+            typer.echo(f"Dry run of {file.name}: would write {_summary(plan)}; nothing was written.")
             session.rollback()
             return
-    try:  # plan again and write in one transaction, retried if a concurrent writer got there first
+    try:  # plan and write in one transaction, retried if a concurrent writer got there first
         plan = import_retrying(engine, actor=SYSTEM, scores=result.scores, replace=replace, filename=file.name,
                                source="fhir" if fhir else source, first_row=1 if fhir else 2, unit=unit)
     except ConcurrentWrite as exc:
         fail(f"{file.name}: {exc}", 1)
+    _refuse_conflicts(file.name, plan, unit, replace=replace)
+    typer.echo(f"Imported {file.name}: {_summary(plan)}.")
+
+
+def _summary(plan) -> str:  # type: ignore[no-untyped-def]
+    return f"{plan.new} new, {plan.unchanged} unchanged, {plan.conflicts} replaced"
+
+
+def _refuse_conflicts(name: str, plan, unit: str, *, replace: bool) -> None:  # type: ignore[no-untyped-def]
+    """Exit 2 naming every conflicting row when the plan has conflicts and --replace is off."""
     if plan.conflicts and not replace:
         for err in plan.errors:
-            typer.echo(f"{file.name}: {err}", err=True)
-        typer.echo(f"{file.name}: {plan.conflicts} {unit}s conflict with stored scores; nothing was written "
+            typer.echo(f"{name}: {err}", err=True)
+        typer.echo(f"{name}: {plan.conflicts} {unit}s conflict with stored scores; nothing was written "
                    f"(use --replace to overwrite them).", err=True)
         raise typer.Exit(2)
-    summary = f"{plan.new} new, {plan.unchanged} unchanged, {plan.conflicts} replaced"
-    typer.echo(f"Imported {file.name}: {summary}.")
 
 
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Check and report; write nothing.")]

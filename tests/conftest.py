@@ -108,18 +108,25 @@ def demo_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         return
     if not request.getfixturevalue("pg_available"):
         pytest.skip(f"PostgreSQL is not reachable at {PG_URL}; start it (see README) or set ALLIANCE_TEST_PG_URL.")
-    name = f"am_demo_{uuid.uuid4().hex[:12]}"
+    with fresh_pg_demo(PG_URL, "am_demo") as url:
+        yield url
+
+
+@contextmanager
+def fresh_pg_demo(base_url: str, prefix: str) -> Iterator[str]:
+    """A brand-new PostgreSQL database holding the demo clinic, dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = _pg_admin_engine()
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    url = make_url(base_url).set(database=name).render_as_string(hide_password=False)
     try:
         _seed_demo(url)
         yield url
     finally:
-        from db.engine import make_engine as _make
+        import streamlit as st
 
-        _make(url).dispose()
+        st.cache_resource.clear()  # the app's cached engines hold pooled connections to it
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
@@ -139,21 +146,8 @@ def writable_copy(demo_db: str, folder: Path) -> Iterator[str]:
         source.close()
         yield f"sqlite:///{target}"
         return
-    name = f"am_copy_{uuid.uuid4().hex[:12]}"
-    admin = _pg_admin_engine()
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(demo_db).set(database=name).render_as_string(hide_password=False)
-    try:
-        _seed_demo(url)
+    with fresh_pg_demo(demo_db, "am_copy") as url:
         yield url
-    finally:
-        import streamlit as st
-
-        st.cache_resource.clear()  # the app's cached engine holds pooled connections to it
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture

@@ -55,35 +55,23 @@ def start_server(db_url: str, log: Path, env_extra: dict[str, str] | None = None
 @pytest.fixture(scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Base URL of a server over a fresh copy of the demo clinic, on SQLite and on PostgreSQL."""
-    from tests.conftest import PG_URL, _pg_admin_engine, _seed_demo
+    from contextlib import ExitStack
+
+    from tests.conftest import PG_URL, _seed_demo, fresh_pg_demo
 
     folder = tmp_path_factory.mktemp("e2e")
-    drop = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{folder / 'demo.db'}"
-    else:
-        if not request.getfixturevalue("pg_available"):
-            pytest.skip(f"PostgreSQL is not reachable at {PG_URL}; start it or set ALLIANCE_TEST_PG_URL.")
-        import uuid
-
-        from sqlalchemy import text
-        from sqlalchemy.engine import make_url
-
-        name = f"am_e2e_{uuid.uuid4().hex[:12]}"
-        with _pg_admin_engine().connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-        drop = name
-    _seed_demo(url)
-    proc, base = start_server(url, folder / "streamlit.log")
-    yield base
-    proc.terminate()
-    proc.wait(timeout=20)
-    if drop:
-        from sqlalchemy import text
-
-        with _pg_admin_engine().connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{drop}" WITH (FORCE)'))
+    with ExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite:///{folder / 'demo.db'}"
+            _seed_demo(url)
+        else:
+            if not request.getfixturevalue("pg_available"):
+                pytest.skip(f"PostgreSQL is not reachable at {PG_URL}; start it or set ALLIANCE_TEST_PG_URL.")
+            url = stack.enter_context(fresh_pg_demo(PG_URL, "am_e2e"))
+        proc, base = start_server(url, folder / "streamlit.log")
+        yield base
+        proc.terminate()
+        proc.wait(timeout=20)
 
 
 @pytest.fixture(scope="session")
