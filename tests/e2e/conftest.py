@@ -100,3 +100,21 @@ def log_in(page, name: str, password: str = DEMO_PASSWORD) -> None:  # type: ign
     page.get_by_role("textbox", name="Password").fill(password)
     page.get_by_role("button", name="Log in").click()
     page.get_by_role("button", name="Log in").wait_for(state="detached")
+
+
+SETTLED_JS = """() => !document.querySelector("[data-testid='stStatusWidget']")
+    && !document.querySelector("[data-stale='true']")"""
+
+
+def settled_text(page, selector: str = "[data-testid='stMain']") -> str:  # type: ignore[no-untyped-def]
+    """The text of ``selector`` once Streamlit has finished the run: no script running, no stale
+    elements, and the same text twice in a row half a second apart."""
+    previous = None
+    for _ in range(40):
+        page.wait_for_function(SETTLED_JS)
+        text = page.locator(selector).inner_text()
+        if text == previous:
+            return text
+        previous = text
+        page.wait_for_timeout(500)
+    return previous or ""

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.e2e.conftest import log_in
+from tests.e2e.conftest import log_in, settled_text
 
 pytestmark = pytest.mark.browser
 
@@ -42,7 +42,7 @@ def test_forbidden_patient_answers_like_a_missing_one(server: str, page) -> None
         log_in(page, "therapist.anna")
         page.get_by_text("No such patient").wait_for()
         page.get_by_role("button", name="Log in").wait_for(state="detached")
-        page.wait_for_load_state("networkidle")
-        answers.append(page.locator("[data-testid='stMain']").inner_text())
+        page.get_by_text("Patient", exact=True).first.wait_for()
+        answers.append(settled_text(page))
         assert page.locator(".js-plotly-plot").count() == 0
     assert answers[0] == answers[1]
