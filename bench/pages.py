@@ -55,6 +55,24 @@ def time_my_patients(page) -> float:  # type: ignore[no-untyped-def]
     return time.perf_counter() - began
 
 
+def time_caseload(page) -> tuple[float, float]:
+    """Caseload (supervisors and admins): from the menu until the alert table is there, then a
+    filter rerun (the first severity offered) until the table is back."""
+    began = time.perf_counter()
+    page.get_by_role("link", name="Caseload").click()
+    page.get_by_role("heading", name="Caseload").wait_for()
+    page.locator("[data-testid='glide-cell-0-0']").first.wait_for(state="attached")
+    page.wait_for_function(IDLE_JS)
+    first = time.perf_counter() - began
+    began = time.perf_counter()
+    page.locator("[data-testid='stMultiSelect']").filter(has_text="Severity").locator("input").click()
+    page.get_by_role("option").first.click()
+    page.keyboard.press("Escape")
+    page.wait_for_function(IDLE_JS)
+    page.locator("[data-testid='glide-cell-0-0']").first.wait_for(state="attached")
+    return first, time.perf_counter() - began
+
+
 def time_filter_reruns(page) -> tuple[float, float]:  # type: ignore[no-untyped-def]
     """Choosing a filter, then clearing it again: two reruns."""
     box = page.get_by_role("combobox", name="Show only patients with")
@@ -125,6 +143,12 @@ def main() -> None:
                     add(f"Patient page, {label}: rerun (average switch)", time_toggle_rerun(page, to_full=True))
                     add(f"Patient page, {label}: rerun (average switch)", time_toggle_rerun(page, to_full=False))
                     add(f"My patients, {label}: first paint (from the sidebar)", time_my_patients(page))
+                if who == "bench.admin":  # the caseload of the whole clinic: the worst case
+                    for _ in range(args.repeat):
+                        shown, rerun = time_caseload(page)
+                        add("Caseload, admin (10,000; every alert): first paint", shown)
+                        add("Caseload, admin (10,000; every alert): rerun (filter)", rerun)
+                        time_my_patients(page)
                 context.close()
             browser.close()
     finally:
