@@ -1,9 +1,9 @@
 """The one-page patient report (PDF) for the record or supervision, and its HTML fallback.
 
 The chart is the patient page's figure (:func:`core.figures.build_patient_figure`), drawn to
-PNG by plotly's static export (kaleido, which drives the system's Chromium; it finds
-``/usr/bin/chromium`` itself). Where no browser is available the PDF still comes out, with a
-sentence in place of the chart, and :func:`build_report_html` gives the interactive chart as
+PNG by :mod:`core.static_export` (kaleido driving the system's Chromium, bounded in time).
+Where no browser is available, or it fails, the PDF still comes out with a sentence in place
+of the chart, and :func:`build_report_html` gives the interactive chart as
 a self-contained HTML file.
 
 The PDF is A4 portrait and always exactly one page: the text is cut to fit, with a line
@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-import os
 import re
-import shutil
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,18 +25,10 @@ from fpdf import FPDF
 from core.caseload import NOT_ALERTS
 from core.figures import build_patient_figure, instrument_order
 from core.repair import describe_card, rupture_cards
+from core.static_export import ChartUnavailable, render_png
 
-#: Browsers kaleido can drive, looked for in this order (``BROWSER_PATH`` first).
-BROWSER_CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
-NO_BROWSER_MESSAGE = ("The chart could not be drawn into the PDF because no Chromium browser was found on this "
-                      "server. Download the HTML version for the chart, or ask your admin to install Chromium "
-                      "(apt-get install chromium).")
 _LATIN1 = str.maketrans({"–": "-", "—": "-", "…": "...", "≥": ">=", "≤": "<=", "’": "'", "‘": "'",
                          "“": '"', "”": '"', "−": "-", "·": "-", "→": "->"})
-
-
-class ChartUnavailable(RuntimeError):
-    """The chart could not be rendered to an image (no browser, or the browser failed)."""
 
 
 @dataclass(frozen=True)
@@ -51,60 +40,6 @@ class ReportHeader:
     status: str
     made_by: str
     made_at: dt.datetime
-
-
-def find_browser() -> str | None:
-    """Path of a Chromium-family browser for the static export, or ``None``."""
-    env = os.environ.get("BROWSER_PATH")
-    if env and os.path.exists(env):
-        return env
-    for name in BROWSER_CANDIDATES:
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
-def chart_available() -> bool:
-    """True when a browser for the static chart export is present."""
-    return find_browser() is not None
-
-
-_server_started = False
-
-
-def _start_server() -> None:
-    """Keep one headless browser for the static export (a first image takes seconds, later ones
-    a fraction of a second); stopped when the process exits."""
-    global _server_started
-    if _server_started:
-        return
-    import atexit
-
-    import kaleido
-
-    kaleido.start_sync_server(silence_warnings=True)
-    atexit.register(kaleido.stop_sync_server, silence_warnings=True)
-    _server_started = True
-
-
-def render_png(fig: go.Figure, *, width: int = 1000, height: int | None = None, scale: float = 2.0,
-               persistent: bool = False) -> bytes:
-    """The figure as PNG bytes through kaleido; :class:`ChartUnavailable` without a browser.
-
-    ``persistent=True`` (the web app) keeps one browser running for later reports.
-    """
-    if not chart_available():
-        raise ChartUnavailable(NO_BROWSER_MESSAGE)
-    try:
-        if persistent:
-            _start_server()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "kopts ignored when using a server"
-            return fig.to_image(format="png", width=width, height=height or int(fig.layout.height or 600),
-                                scale=scale)
-    except Exception as exc:
-        raise ChartUnavailable(f"{NO_BROWSER_MESSAGE} (Details: {type(exc).__name__}.)") from exc
 
 
 def report_figure(scores: pd.DataFrame, flags: pd.DataFrame) -> go.Figure:

@@ -29,6 +29,7 @@ from core.meeting import (
     therapist_counts,
 )
 from core.models import PUBLISHED
+from core.static_export import NO_BROWSER_MESSAGE, chart_available
 from ui.meeting_loaders import (
     audit_once,
     current_version,
@@ -147,11 +148,14 @@ else:
 
 # ---------------------------------------------------------------- downloads
 st.header("Download the figures")
-with st.container(horizontal=True):
-    st.download_button("Alerts per week (PNG)", data=png_download(actor, alerts_fig, what="clinic_alerts_per_week"),
-                       file_name="alerts-per-week.png", mime="image/png", on_click="ignore")
-    st.download_button("Average courses (PNG)", data=png_download(actor, courses_fig, what="clinic_courses"),
-                       file_name="average-courses.png", mime="image/png", on_click="ignore")
-    if not isinstance(result, str):
-        st.download_button("Forest plot (PNG)", data=png_download(actor, forest_fig, what="clinic_forest"),
-                           file_name="forest-plot.png", mime="image/png", on_click="ignore")
+if not chart_available():
+    st.warning(NO_BROWSER_MESSAGE)
+else:
+    with st.container(horizontal=True):
+        st.download_button("Alerts per week (PNG)", data=png_download(actor, alerts_fig, what="clinic_alerts_per_week"),
+                           file_name="alerts-per-week.png", mime="image/png", on_click="ignore")
+        st.download_button("Average courses (PNG)", data=png_download(actor, courses_fig, what="clinic_courses"),
+                           file_name="average-courses.png", mime="image/png", on_click="ignore")
+        if not isinstance(result, str):
+            st.download_button("Forest plot (PNG)", data=png_download(actor, forest_fig, what="clinic_forest"),
+                               file_name="forest-plot.png", mime="image/png", on_click="ignore")

@@ -10,7 +10,8 @@ import streamlit as st
 
 from core.figures import build_patient_figure, build_subscale_figure
 from core.repair import REFERENCES, addressable_flags, describe_card, risk_alerts, rupture_cards
-from core.reports import NO_BROWSER_MESSAGE, chart_available, week_by_week
+from core.reports import week_by_week
+from core.static_export import NO_BROWSER_MESSAGE, chart_available
 from ui.loaders import audit_view, current_version, load_patient, load_patients, mark_flags, report_download
 from ui.session import require
 

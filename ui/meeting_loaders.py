@@ -21,6 +21,7 @@ import streamlit as st
 
 from core.exporting import to_csv_bytes
 from core.models import AnalysisResult, Progress, fit_within_between, too_little_data
+from core.static_export import render_png
 from db import audit
 from db.access import Actor
 from db.caseload import list_teams, read_alerts, read_scope
@@ -131,12 +132,15 @@ def csv_download(actor: Actor, frame: pd.DataFrame, *, what: str) -> Callable[[]
 
 
 def png_download(actor: Actor, figure: go.Figure, *, what: str) -> Callable[[], bytes]:
-    """A ``st.download_button`` data callable: the figure as PNG (plotly + kaleido), audited."""
+    """A ``st.download_button`` data callable: the figure as PNG (:mod:`core.static_export`, the
+    app's kept browser, bounded in time), audited once it is made. When the browser fails the
+    download fails (Streamlit says the file could not be made) and nothing is audited."""
     engine = get_engine()
 
     def make() -> bytes:
+        png = render_png(figure, width=1200, height=int(figure.layout.height or 500), scale=2, persistent=True)
         with transaction(engine) as session:
             audit.record(session, actor=actor, action="export", what=what, format="png")
-        return figure.to_image(format="png", width=1200, height=int(figure.layout.height or 500), scale=2)
+        return png
 
     return make

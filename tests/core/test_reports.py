@@ -9,16 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import reports
+from core import static_export
 from core.reports import (
-    NO_BROWSER_MESSAGE,
-    ChartUnavailable,
     ReportHeader,
     build_patient_report,
     build_report_html,
     count_pdf_pages,
     week_by_week,
 )
+from core.static_export import NO_BROWSER_MESSAGE, ChartUnavailable
 from tests.core.test_figures import COURSE, scores
 from tests.core.test_repair import flag, frame
 
@@ -68,10 +67,10 @@ def test_without_a_browser_the_pdf_says_so_and_the_html_has_the_chart(monkeypatc
 
     data = build_patient_report(scores(COURSE), flags_frame(), header=HEADER, render=no_browser)
     assert count_pdf_pages(data) == 1
-    monkeypatch.setattr(reports, "find_browser", lambda: None)
-    assert not reports.chart_available()
+    monkeypatch.setattr(static_export, "find_browser", lambda: None)
+    assert not static_export.chart_available()
     with pytest.raises(ChartUnavailable, match="no Chromium browser was found"):
-        reports.render_png(build_patient_report.__globals__["report_figure"](scores(COURSE), flags_frame()))
+        static_export.render_png(build_patient_report.__globals__["report_figure"](scores(COURSE), flags_frame()))
     html = build_report_html(scores(COURSE), flags_frame(), header=HEADER).decode()
     assert "<h1>Alliance Monitor: patient P00001</h1>" in html and "plotly" in html.lower()
     assert "What fell: Alliance with the therapist (WAI-SR) in week 6" in html

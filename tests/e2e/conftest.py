@@ -22,6 +22,8 @@ CHROMIUM = os.environ.get("ALLIANCE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
 DEMO_PASSWORD = "demo-password-2026"
+#: Each running server's log, by base URL: a failed test shows the tail of its server's log.
+SERVER_LOGS: dict[str, Path] = {}
 
 
 def free_port() -> int:
@@ -45,11 +47,22 @@ def start_server(db_url: str, log: Path, env_extra: dict[str, str] | None = None
         try:
             with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
                 if r.status == 200:
+                    SERVER_LOGS[base] = log
                     return proc, base
         except OSError:
             time.sleep(0.3)
     proc.kill()
     raise RuntimeError(f"streamlit did not answer within 60 s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed browser test carries the tail of its server's log (what the server said, in CI too)."""
+    outcome = yield
+    report = outcome.get_result()
+    base = getattr(item, "funcargs", {}).get("server")
+    if report.failed and isinstance(base, str) and base in SERVER_LOGS:
+        report.sections.append(("streamlit server log (tail)", SERVER_LOGS[base].read_text(errors="replace")[-6000:]))
 
 
 @pytest.fixture(scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import log_in
+from tests.e2e.conftest import log_in, settled_text
 
 pytestmark = pytest.mark.browser
 SHOTS = os.environ.get("ALLIANCE_SCREENSHOTS")
@@ -66,3 +66,11 @@ def test_supervisor_scans_the_caseload_then_the_clinic_meeting(server: str, page
     assert "≤10" in text
     if SHOTS:
         page.screenshot(path=str(Path(SHOTS) / "clinic.png"), full_page=True)
+
+    # the meeting's figures download as PNG, drawn by the server's chart browser
+    settled_text(page)
+    with page.expect_download(timeout=150_000) as info:
+        page.get_by_role("button", name="Forest plot (PNG)").click()
+    assert info.value.suggested_filename == "forest-plot.png"
+    png = Path(info.value.path()).read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from core.reports import count_pdf_pages
-from tests.e2e.conftest import log_in
+from tests.e2e.conftest import log_in, settled_text
 
 pytestmark = pytest.mark.browser
 
@@ -42,7 +42,11 @@ def test_therapist_reads_the_rupture_card_marks_it_addressed_and_downloads_the_r
                                      "feedback").wait_for()
     assert page.get_by_text("Addressed in feedback by therapist.anna").count() == 1
 
-    with page.expect_download(timeout=90_000) as info:
+    # click only once the rerun after "addressed" is over: a click during a rerun may reach a
+    # download id the rerun has just replaced, and Streamlit then makes no file.
+    # The first report starts the server's chart browser (seconds); its limits are 60 s + 30 s.
+    settled_text(page)
+    with page.expect_download(timeout=150_000) as info:
         page.get_by_role("button", name="Download the one-page report (PDF)").click()
     download = info.value
     assert download.suggested_filename == "P00001-report.pdf"
@@ -51,3 +55,4 @@ def test_therapist_reads_the_rupture_card_marks_it_addressed_and_downloads_the_r
     data = target.read_bytes()
     assert data.startswith(b"%PDF-")
     assert count_pdf_pages(data) == 1
+    assert b"/Subtype /Image" in data, "the PDF came without its chart: the server's log (below) says why"
