@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from core.flags import DEFAULT_CONFIG, FlagConfig
 from db.access import Actor
-from db.flags import read_flags
+from db.flags import flags_of
 from db.queries import list_patients, read_scores
 
 _KEY = ["patient_id", "instrument", "week"]
@@ -51,9 +51,9 @@ def read_alerts(session: Session, *, actor: Actor | None, today: dt.date | None 
     :func:`core.meeting.caseload_table`'s job.
     """
     today = today or dt.date.today()
-    flags = read_flags(session, actor=actor, today=today, config=config)
     patients = list_patients(session, actor=actor)
-    scores = read_scores(session, actor=actor)
+    scores = read_scores(session, actor=actor, with_items=True)
+    flags = flags_of(session, actor=actor, scores=scores, patients=patients, today=today, config=config)
     out = flag_dates(flags, scores=scores, patients=patients, today=today)
     info = patients[["patient_id", "therapist_name", "team", "start_date"]]
     return out.merge(info, on="patient_id", how="left")

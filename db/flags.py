@@ -28,6 +28,16 @@ def read_flags(session: Session, *, actor: Actor | None, patient_code: str | Non
     scores = read_scores(session, actor=actor, patient_code=patient_code, with_items=with_items,
                          as_of_week=as_of_week)
     patients = list_patients(session, actor=actor)
+    return flags_of(session, actor=actor, scores=scores, patients=patients, patient_code=patient_code,
+                    as_of_week=as_of_week, today=today, config=config)
+
+
+def flags_of(session: Session, *, actor: Actor | None, scores: pd.DataFrame, patients: pd.DataFrame,
+             patient_code: str | None = None, as_of_week: int | None = None, today: dt.date | None = None,
+             config: FlagConfig = DEFAULT_CONFIG) -> pd.DataFrame:
+    """:func:`read_flags` over scores and patients the caller has already read with ``actor``'s
+    rights (``db.queries.read_scores``, with items for the subscale rules, and
+    ``db.queries.list_patients``), so a page that needs them too reads them once."""
     if patient_code is not None:
         patients = patients[patients["patient_id"] == patient_code]
     weeks = current_weeks(patients, today=today or dt.date.today(), as_of_week=as_of_week)
