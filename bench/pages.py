@@ -15,6 +15,8 @@ Measured (PRODUCT.md targets: first paint < 1.5 s, rerun < 0.3 s):
 * **Patient page, first paint**: from ``page.goto("/patient?patient=CODE")`` until the chart is drawn.
 * **Patient page, rerun**: flipping "Compare with the whole course's average" until the chart
   shows the new average.
+* **Caseload** (admin, every alert of 10,000 patients): from the menu until the alert table is
+  there and the page is idle (its chart of flagged patients included); a severity filter rerun.
 
 Each is timed ``--repeat`` times for a therapist (50 patients); My patients also for the admin
 (all 10,000 patients). Prints medians. Not part of the pass/fail suite.
