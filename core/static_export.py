@@ -119,12 +119,11 @@ class BrowserRenderer:
             if self._kaleido is None:
                 self._kaleido = self._run(self._open(), self.start_timeout, "starting the browser")
             data = self._run(self._kaleido.calc_fig(spec, opts=opts), self.render_timeout, "drawing the chart")
+            if not isinstance(data, bytes | bytearray) or not bytes(data).startswith(b"\x89PNG"):
+                raise ChartUnavailable(BROWSER_FAILED_MESSAGE.format(detail="it returned no image"))
         except ChartUnavailable:
             self._shutdown(kill=True)
             raise
-        if not isinstance(data, bytes | bytearray) or not bytes(data).startswith(b"\x89PNG"):
-            self._shutdown(kill=True)
-            raise ChartUnavailable(BROWSER_FAILED_MESSAGE.format(detail="it returned no image"))
         return bytes(data)
 
     async def _open(self) -> Any:

@@ -27,7 +27,7 @@ def read_flags(session: Session, *, actor: Actor | None, patient_code: str | Non
     """
     scores = read_scores(session, actor=actor, patient_code=patient_code, with_items=with_items,
                          as_of_week=as_of_week)
-    patients = list_patients(session, actor=actor)
+    patients = list_patients(session, actor=actor, patient_code=patient_code)
     return flags_of(session, actor=actor, scores=scores, patients=patients, patient_code=patient_code,
                     as_of_week=as_of_week, today=today, config=config)
 

@@ -77,8 +77,9 @@ def read_scores(session: Session, *, actor: Actor | None, patient_code: str | No
     return frame.sort_values(["patient_id", "instrument", "week"], ignore_index=True)
 
 
-def list_patients(session: Session, *, actor: Actor | None) -> pd.DataFrame:
-    """The patients the actor may see: code, therapist, status, start, weeks stored, last week."""
+def list_patients(session: Session, *, actor: Actor | None, patient_code: str | None = None) -> pd.DataFrame:
+    """The patients the actor may see (only ``patient_code`` when given): code, therapist, status,
+    start, weeks stored, last week."""
     therapist = aliased(Account)
     # One grouped join from the visible patients: the scores join uses the
     # (patient_id, instrument, week) index instead of aggregating the whole table.
@@ -91,6 +92,8 @@ def list_patients(session: Session, *, actor: Actor | None) -> pd.DataFrame:
             .group_by(Patient.id, Patient.code, therapist.name, therapist.display_name, therapist.team,
                       Patient.status, Patient.start_date, Patient.planned_weeks)
             .order_by(Patient.code))
+    if patient_code is not None:
+        stmt = stmt.where(Patient.code == patient_code)
     cols = ["patient_id", "therapist_id", "therapist_name", "team", "status", "start_date",
             "planned_weeks", "last_week", "weeks_stored"]
     return frame_of(session.execute(stmt).all(), cols)

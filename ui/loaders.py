@@ -21,7 +21,7 @@ from core.reports import ReportHeader, build_patient_report, build_report_html, 
 from db import audit
 from db.access import Actor
 from db.engine import session_factory, transaction
-from db.flags import read_flags
+from db.flags import flags_of, read_flags
 from db.notes import mark_flag
 from db.queries import PatientInfo, data_version, list_patients, patient_info, read_scores
 from ui.session import get_engine
@@ -49,12 +49,10 @@ def load_patient(actor: Actor, code: str, version: tuple[int, ...]) -> tuple[Pat
                                                                               pd.DataFrame, pd.DataFrame]:
     """Patient, scores (with items) and flags; (None, empty, empty) alike for unknown and forbidden."""
     with session_factory(get_engine())() as session:
-        info = patient_info(session, actor=actor, code=code)
-        if info is None:
+        try:
+            return _patient_data(session, actor, code)
+        except LookupError:
             return None, pd.DataFrame(), pd.DataFrame()
-        scores = read_scores(session, actor=actor, patient_code=code, with_items=True)
-        flags = read_flags(session, actor=actor, patient_code=code)
-    return info, scores, flags
 
 
 def audit_view(actor: Actor, code: str) -> None:
@@ -105,8 +103,10 @@ def _patient_data(session: Session, actor: Actor, code: str) -> tuple[PatientInf
     info = patient_info(session, actor=actor, code=code)
     if info is None:
         raise LookupError("No such patient")
+    # the flags are computed from the scores just read (one read of the patient's scores)
     scores = read_scores(session, actor=actor, patient_code=code, with_items=True)
-    flags = read_flags(session, actor=actor, patient_code=code)
+    patients = list_patients(session, actor=actor, patient_code=code)
+    flags = flags_of(session, actor=actor, scores=scores, patients=patients, patient_code=code)
     return info, scores, flags
 
 

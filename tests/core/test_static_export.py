@@ -36,6 +36,16 @@ def render(renderer: BrowserRenderer) -> bytes:
     return renderer.render(FIGURE, width=400, height=300, scale=1)
 
 
+def gives_up(renderer: BrowserRenderer, *, match: str, within: float) -> None:
+    """``render`` raises ChartUnavailable matching ``match`` within ``within`` seconds, and no
+    browser is left open."""
+    started = time.monotonic()
+    with pytest.raises(ChartUnavailable, match=match):
+        render(renderer)
+    assert time.monotonic() - started < within
+    assert not renderer.running
+
+
 def test_without_a_browser_the_message_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(static_export, "find_browser", lambda: None)
     with pytest.raises(ChartUnavailable, match=r"no Chromium browser was found.*apt-get install chromium"):
@@ -45,24 +55,16 @@ def test_without_a_browser_the_message_says_what_to_install(monkeypatch: pytest.
 def test_a_browser_that_exits_at_once_gives_a_sentence_not_a_hang(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BROWSER_PATH", fake_browser(tmp_path, "exit 1"))
-    renderer = BrowserRenderer(start_timeout=20, render_timeout=5)
-    started = time.monotonic()
-    with pytest.raises(ChartUnavailable, match="starting the browser failed.*download the HTML version"):
-        render(renderer)
-    assert time.monotonic() - started < 20
-    assert not renderer.running
+    gives_up(BrowserRenderer(start_timeout=20, render_timeout=5),
+             match="starting the browser failed.*download the HTML version", within=20)
 
 
 def test_a_browser_that_never_answers_is_given_up_on_and_its_process_ended(tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     marker = tmp_path / "pid"
     monkeypatch.setenv("BROWSER_PATH", fake_browser(tmp_path, f"echo $$ > {marker}\nexec sleep 600"))
-    renderer = BrowserRenderer(start_timeout=3, render_timeout=3)
-    started = time.monotonic()
-    with pytest.raises(ChartUnavailable, match="starting the browser took longer than 3 seconds"):
-        render(renderer)
-    assert time.monotonic() - started < 25
-    assert not renderer.running
+    gives_up(BrowserRenderer(start_timeout=3, render_timeout=3),
+             match="starting the browser took longer than 3 seconds", within=25)
     pid = int(marker.read_text())
     with pytest.raises(ProcessLookupError):  # the hung "browser" was killed, not left behind
         os.kill(pid, 0)
