@@ -48,11 +48,15 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 def _engine(db: str | None, *, migrate: bool = True):  # type: ignore[no-untyped-def]
     from db.engine import is_current, make_engine, upgrade
+    from db.flagstore import ensure_current
 
     try:
         engine = make_engine(db)
-        if migrate and not is_current(engine):
-            upgrade(engine)
+        if migrate:
+            if not is_current(engine):
+                upgrade(engine)
+            if ensure_current(engine):  # first start after the upgrade to stored flags
+                typer.echo("Computed and stored every flag once (first start under this rule set).", err=True)
         return engine
     except ValueError as exc:
         fail(str(exc), 2)
@@ -96,7 +100,9 @@ def seed_demo(force: Annotated[bool, typer.Option("--force", help="Load even int
 
     from db.access import SYSTEM
     from db.engine import transaction
+    from db.flagstore import refresh_all
     from db.models import Account, Patient
+    from db.parameters import freeze_own_sd
     from db.writes import apply_import, create_account, plan_import, set_patient_details, set_setting
 
     engine = _engine(db)
@@ -121,8 +127,13 @@ def seed_demo(force: Annotated[bool, typer.Option("--force", help="Load even int
         set_patient_details(session, actor=SYSTEM,
                             details=pd.read_csv(SAMPLE_DIR / "demo_patients.csv", dtype=str))
         set_setting(session, actor=SYSTEM, key="demo", value="1")
+        # The demo clinic freezes its own SPIN week-1 SD (no SD is published for SPIN).
+        frozen = freeze_own_sd(session, actor=SYSTEM)
+        refresh_all(session)
     typer.echo(f"Loaded the demo clinic: {len(accounts)} accounts, {scores['patient_id'].nunique()} patients, "
                f"{counts['new']} new scores. Demo password for every account: {DEMO_PASSWORD}")
+    typer.echo(f"Rule set {frozen.version}: " + "; ".join(f"{c} {p['source']}" for c, p in sorted(
+        frozen.instruments.items()) if p["source"].startswith("this clinic")))
 
 
 def _import(file: Path, *, db: str | None, dry_run: bool, replace: bool, source: str) -> None:
@@ -288,13 +299,16 @@ def flags(as_of_week: Annotated[int | None, typer.Option("--as-of-week", min=1,
           format: Annotated[Fmt, typer.Option("--format")] = Fmt.csv,
           today: Annotated[str | None, typer.Option("--today", help="Date to count treatment weeks "
                                                     "from (YYYY-MM-DD; default: today).")] = None,
+          user: Annotated[str | None, typer.Option("--user", help="Exactly the flags this account sees in "
+                                                   "the app.")] = None,
           db: DbOption = None) -> None:
-    """Every alert the monitor raises, one row each, to stdout."""
+    """Every alert the monitor raises (the clinic's stored flags), one row each, to stdout."""
     from core.exporting import escape_formulas
     from core.flags import CONTRACT_COLUMNS
-    from db.access import SYSTEM
+    from db.access import SYSTEM, Actor
     from db.engine import transaction
     from db.flags import read_flags
+    from db.models import Account
 
     try:
         day = dt.date.fromisoformat(today) if today else None
@@ -302,13 +316,90 @@ def flags(as_of_week: Annotated[int | None, typer.Option("--as-of-week", min=1,
         fail(f"--today {today!r} is not a date; write it YYYY-MM-DD.", 2)
     engine = _engine(db)
     with transaction(engine) as session:
-        table = read_flags(session, actor=SYSTEM, as_of_week=as_of_week, today=day)
-    extra = [c for c in table.columns if c not in CONTRACT_COLUMNS]
-    table = table[list(CONTRACT_COLUMNS) + extra]
+        actor = SYSTEM
+        if user is not None:
+            from sqlalchemy import select
+
+            account = session.scalar(select(Account).where(Account.name == user))
+            if account is None:
+                fail(f"There is no account {user}; check the name (manage.py create-user adds one).", 2)
+            actor = Actor.from_account(account)
+        table = read_flags(session, actor=actor, as_of_week=as_of_week, today=day)
+    stored = [c for c in ("administered_on", "rules_version", "raised_at") if c in table.columns]
+    extra = [c for c in table.columns if c not in CONTRACT_COLUMNS and c not in stored]
+    table = table[list(CONTRACT_COLUMNS) + extra + stored]  # new columns last: old readers keep working
+    if "raised_at" in table.columns:
+        table["raised_at"] = pd.to_datetime(table["raised_at"], utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
     if format is Fmt.json:
         typer.echo(table.to_json(orient="records", date_format="iso", force_ascii=False))
     else:
         sys.stdout.write(escape_formulas(table).to_csv(index=False, lineterminator="\n"))
+
+
+@app.command("refresh-flags")
+def refresh_flags(check: Annotated[bool, typer.Option("--check", help="Write nothing; exit 1 naming the first "
+                                                      "patient whose stored flags differ from a fresh "
+                                                      "computation.")] = False,
+                  db: DbOption = None) -> None:
+    """Recompute every stored flag under the current rule set (or check them)."""
+    from db import flagstore
+    from db.engine import transaction
+
+    engine = _engine(db)
+    with transaction(engine) as session:
+        if check:
+            first = flagstore.check(session)
+            n = flagstore.stored_count(session)
+            session.rollback()
+            if first is not None:
+                fail(f"The stored flags of patient {first} differ from a fresh computation; run "
+                     f"manage.py refresh-flags to recompute them.", 1)
+            typer.echo(f"All {n} stored flags agree with a fresh computation.")
+            return
+        n = flagstore.refresh_all(session)
+    typer.echo(f"Recomputed and stored {n} flags.")
+
+
+@app.command("freeze-parameters")
+def freeze_parameters(
+        instrument: Annotated[list[str] | None, typer.Option("--instrument", help="Freeze this instrument's SD "
+                                                             "(repeatable; default: every instrument without "
+                                                             "a published SD, e.g. SPIN).")] = None,
+        min_patients: Annotated[int, typer.Option("--min-patients", min=2, help="Fewest week-1 scores "
+                                                  "needed.")] = 30,
+        db: DbOption = None) -> None:
+    """Freeze the clinic's own week-1 SD as a new rule set and recompute every flag once."""
+    from db.access import SYSTEM
+    from db.engine import transaction
+    from db.flagstore import refresh_all
+    from db.parameters import freeze_own_sd
+
+    engine = _engine(db)
+    try:
+        with transaction(engine) as session:
+            info = freeze_own_sd(session, actor=SYSTEM, instruments=instrument or None, min_patients=min_patients)
+            n = refresh_all(session)
+    except ValueError as exc:
+        fail(str(exc), 2)
+    for code, p in sorted(info.instruments.items()):
+        typer.echo(f"{code}: SD {p['sd'] if p['sd'] is not None else '-'}, r {p['r']}; {p['source']}")
+    typer.echo(f"Rule set {info.version} is in force; {n} flags recomputed and stored.")
+
+
+@app.command("parameters")
+def parameters(db: DbOption = None) -> None:
+    """The rule sets in force and before, with the provenance of every number."""
+    from db.engine import transaction
+    from db.parameters import rule_sets
+
+    engine = _engine(db)
+    with transaction(engine) as session:
+        sets = rule_sets(session)
+    for info in sets:
+        typer.echo(f"Rule set {info.version} ({info.created_at:%Y-%m-%d %H:%M} UTC, {info.created_by}): {info.note}")
+        for code, p in sorted(info.instruments.items()):
+            typer.echo(f"  {code}: SD {p['sd'] if p['sd'] is not None else '-'}, r {p['r']}, "
+                       f"reliable change {p['rc'] if p['rc'] is not None else 'from SD and r'}; {p['source']}")
 
 
 @app.command("analyze")
@@ -388,13 +479,19 @@ def backup(file: Annotated[Path, typer.Argument(help="Where to write the copy.")
 def restore(file: Annotated[Path, typer.Argument(help="A copy made by backup.")], db: DbOption = None) -> None:
     """Replace the database with a copy made by ``backup`` (a damaged copy is refused)."""
     from db.backup import restore_database
+    from db.engine import is_current, transaction, upgrade
+    from db.flagstore import refresh_all
 
     engine = _engine(db, migrate=False)
     try:
         message = restore_database(engine, file)
     except ValueError as exc:
         fail(str(exc), 2)
-    typer.echo(message)
+    if not is_current(engine):
+        upgrade(engine)
+    with transaction(engine) as session:  # the restored scores' flags, under the restored rule set
+        n = refresh_all(session)
+    typer.echo(f"{message} Recomputed its {n} stored flags.")
 
 
 if __name__ == "__main__":

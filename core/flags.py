@@ -9,9 +9,23 @@ The guarantee
 A flag for week t is computed from weeks <= t only: adding week t+1 never adds, removes or
 changes a flag row for week <= t. Only ``status``, ``confirmed``, ``repaired_week`` and
 ``symptom_change_next_week`` move on as later weeks arrive (``tests/core/test_flags_guarantee.py``
-checks this with hypothesis). One caveat by design: the reliable change of an instrument
-without an SD (SPIN) uses the SD of the clinic's week-1 scores, which changes when a new
-patient's first week arrives; ``as_of_week`` answers are unaffected.
+checks this with hypothesis).
+
+One caveat by design, and the setting that removes it. With ``FlagConfig.rc_params = None``
+(the default, kept for simulations and research) the reliable change of an instrument without
+an SD in its definition (SPIN) uses the SD of the week-1 scores *in the frame*: it changes when
+a new patient's first week arrives and depends on which patients are in the frame (later weeks
+of existing patients never move it, so ``as_of_week`` answers are unaffected). A clinic sets
+``rc_params`` to its frozen SD and r per instrument (CLINICAL.md "Reliable change"); then no SD
+is ever taken from the frame, and a patient's flags are the same whoever views them and
+whoever else is stored (``tests/core/test_flags_rc_params.py`` checks this).
+
+The pipeline
+------------
+``compute_flags`` = ``_prepare`` (check, cut at ``as_of_week``, sort into series) ->
+``_series_arrays`` (the per-row arrays every rule reads) -> one step per kind
+(``_rupture_flags``, ``_low_alliance_flags``, ``_symptom_change_flags``, ``_caseness_flags``,
+``_risk_parts``, ``_missed_part``) -> ``_assemble`` (symptom context, sort, dtypes).
 
 Kinds, rules and severities
 ---------------------------
@@ -33,7 +47,9 @@ missed         ``missed``                             low
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -122,6 +138,15 @@ class FlagConfig:
         Order in which a patient's symptom instrument is chosen for ``symptom_instrument``
         (the first one the patient has a score for by the flag's week; other symptom
         instruments follow in alphabetical order).
+    rc_params : tuple of (str, float or None, float or None), or None
+        The clinic's frozen reliable-change parameters (CLINICAL.md "Reliable change"): one
+        ``(instrument code, sd, r)`` triple per instrument, ``None`` in ``sd`` or ``r`` = the
+        instrument registry's value (``Instrument.sd``, ``Instrument.reliability``). An
+        explicit ``reliable_change`` in a definition still wins (PHQ-9, GAD-7). When set, no
+        SD is ever taken from the scores being flagged: an instrument with an SD neither here
+        nor in its definition has no reliable change (its RC criteria answer ``<NA>``).
+        ``None`` (default): an instrument without an SD uses the SD of the frame's week-1
+        scores (simulations, research). Example: ``(("SPIN", 11.0, None),)``.
     """
 
     reliable_drop: ReliableDropRule | None = field(default_factory=ReliableDropRule)
@@ -137,6 +162,7 @@ class FlagConfig:
     missed: MissedRule | None = field(default_factory=MissedRule)
     rupture_episodes: bool = True
     symptom_preference: tuple[str, ...] = ("SPIN", "PHQ-9", "GAD-7")
+    rc_params: tuple[tuple[str, float | None, float | None], ...] | None = None
 
     def check(self) -> None:
         """Raise ``ValueError`` when a setting cannot work."""
@@ -148,6 +174,7 @@ class FlagConfig:
                     sudden_loss=self.sudden_loss, low_alliance=self.low_alliance, repair=self.repair)
         check_symptom_rules(deterioration=self.deterioration, improvement=self.improvement,
                             caseness=self.caseness, risk_item=self.risk_item, missed=self.missed)
+        _check_rc_params(self.rc_params)
 
     def describe(self) -> dict:
         """The settings as a plain dict (for reports and the docs page)."""
@@ -156,7 +183,41 @@ class FlagConfig:
             v = getattr(self, f.name)
             out[f.name] = None if v is None else ({g.name: getattr(v, g.name) for g in fields(v)}
                                                   if hasattr(v, "__dataclass_fields__") else v)
+        if self.rc_params is not None:
+            out["rc_params"] = {code: {"sd": sd, "r": r} for code, sd, r in self.rc_params}
         return out
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+
+def _check_rc_params(rc_params) -> None:
+    """Raise ``ValueError`` unless ``rc_params`` is ``None`` or a tuple of valid (code, sd, r) triples."""
+    if rc_params is None:
+        return
+    how = ("give rc_params as a tuple of (instrument code, SD, r) triples, None meaning the registry's value, "
+           "e.g. ((\"SPIN\", 11.0, None),)")
+    if not isinstance(rc_params, tuple):
+        raise ValueError(f"rc_params is a {type(rc_params).__name__}, not a tuple; {how}.")
+    known = reg.registry()
+    seen: set[str] = set()
+    for entry in rc_params:
+        if not (isinstance(entry, tuple) and len(entry) == 3 and isinstance(entry[0], str)):
+            raise ValueError(f"rc_params entry {entry!r} is not an (instrument code, SD, r) triple; {how}.")
+        code, sd, r = entry
+        if code not in known:
+            raise ValueError(f"rc_params names instrument {code!r}, which has no definition; known instruments "
+                             f"are {', '.join(sorted(known))}. Fix the code or add a definition.")
+        if code in seen:
+            raise ValueError(f"rc_params gives instrument {code} twice; give one triple per instrument.")
+        seen.add(code)
+        if sd is not None and not (_is_number(sd) and math.isfinite(sd) and sd > 0):
+            raise ValueError(f"rc_params gives {code} the SD {sd!r}; an SD must be a number above 0 (e.g. the "
+                             f"SD of the clinic's first-week scores, measured once), or None for the registry's.")
+        if r is not None and not (_is_number(r) and 0 <= r < 1):
+            raise ValueError(f"rc_params gives {code} the reliability {r!r}; r must be from 0 up to (not "
+                             f"including) 1, or None for the registry's.")
 
 
 DEFAULT_CONFIG = FlagConfig()
@@ -200,13 +261,17 @@ def _now_per_patient(pids: pd.Index, last_week: np.ndarray, *, as_of_week, curre
 
 
 def _instrument_table(codes: pd.Index, frame_w1: pd.DataFrame, config: FlagConfig) -> pd.DataFrame:
-    """Per-instrument settings used by the rules (one row per instrument code present)."""
-    sds = baseline_sds(frame_w1) if len(frame_w1) else pd.Series(dtype="float64")
+    """Per-instrument settings used by the rules (one row per instrument code present).
+
+    ``frame_w1`` (the frame's week-1 rows) is read only when ``config.rc_params`` is ``None``,
+    for the SD of an instrument whose definition has none (see :func:`_rc_cutoff`).
+    """
+    frozen = None if config.rc_params is None else {code: (sd, r) for code, sd, r in config.rc_params}
+    sds = baseline_sds(frame_w1) if frozen is None and len(frame_w1) else pd.Series(dtype="float64")
     rows = []
     for code in codes:
         inst = reg.get(str(code))
-        bsd = sds.get(code, np.nan)
-        rc = inst.rc_cutoff(baseline_sd=None if pd.isna(bsd) else float(bsd))
+        rc = _rc_cutoff(inst, frozen, sds.get(code, np.nan))
         low = config.low_alliance.cutoff if config.low_alliance and config.low_alliance.cutoff is not None \
             else inst.low_cutoff
         case = config.caseness.cutoff if config.caseness and config.caseness.cutoff is not None else inst.caseness
@@ -214,12 +279,32 @@ def _instrument_table(codes: pd.Index, frame_w1: pd.DataFrame, config: FlagConfi
         if config.sudden_loss is not None and config.sudden_loss.scale_floor is not None:
             floor = config.sudden_loss.scale_floor
         rows.append({
-            "code": str(code), "alliance": inst.kind == "alliance", "rc": np.nan if rc is None else rc,
+            "code": str(code), "alliance": inst.kind == "alliance", "rc": rc,
             "low": np.nan if low is None else float(low), "case": np.nan if case is None else float(case),
             "floor": float(floor), "worse_sign": -1.0 if inst.higher_is_better else 1.0,
             "label": _LABELS.get(inst.code, inst.code), "inst": inst,
         })
     return pd.DataFrame(rows)
+
+
+def _rc_cutoff(inst: reg.Instrument, frozen: dict | None, week1_sd: float) -> float:
+    """Reliable-change cut-off of one instrument in points (NaN when it cannot be known).
+
+    ``RC = 1.96 * sqrt(2) * SD * sqrt(1 - r)`` (Jacobson & Truax, 1991, doi:10.1037/0022-006X.59.1.12;
+    :func:`core.instruments.reliable_change_cutoff`). An explicit ``reliable_change`` in the
+    definition wins. ``frozen`` (``rc_params`` as code -> (sd, r)) ``None``: the definition's
+    SD, else ``week1_sd`` (the SD of the frame's week-1 scores). ``frozen`` given: its sd and r
+    where not ``None``, else the definition's; ``week1_sd`` is never used.
+    """
+    if frozen is None or inst.reliable_change is not None:
+        rc = inst.rc_cutoff(baseline_sd=None if pd.isna(week1_sd) else float(week1_sd))
+        return np.nan if rc is None else rc
+    sd, r = frozen.get(inst.code, (None, None))
+    sd = inst.sd if sd is None else sd
+    r = inst.reliability if r is None else r
+    if sd is None or r is None or not np.isfinite(sd) or sd <= 0:
+        return np.nan
+    return reg.reliable_change_cutoff(float(sd), float(r))
 
 
 def _prepare(scores: pd.DataFrame, as_of_week: int | None) -> pd.DataFrame:
@@ -286,9 +371,11 @@ def compute_flags(
 
     Notes
     -----
-    Vectorised over all patients: one sort, grouped cumulative sums and exact-week lookups
-    (sorted keys + ``searchsorted``); loops run over instruments and rule windows only.
-    Formulas, defaults and references for each rule: docs/flags.md.
+    A pipeline of named steps (module docstring, "The pipeline"); each step is tested on
+    its own in ``tests/core/test_flags_pipeline.py``. Vectorised over all patients: one sort,
+    grouped cumulative sums and exact-week lookups (sorted keys + ``searchsorted``); loops run
+    over instruments and rule windows only. Formulas, defaults and references for each rule:
+    docs/flags.md.
     """
     if not isinstance(config, FlagConfig):
         raise ValueError("config must be a FlagConfig (see core.flags.DEFAULT_CONFIG).")
@@ -296,7 +383,53 @@ def compute_flags(
     frame = _prepare(scores, as_of_week)
     if frame.empty:
         return empty_flags()
+    s = _series_arrays(frame, config, as_of_week=as_of_week, current_week=current_week)
+    parts = [
+        _rupture_flags(frame, s, config),
+        _low_alliance_flags(s, config),
+        *_symptom_change_flags(s, config),
+        _caseness_flags(s, config),
+        *_risk_parts(frame, s, config),
+        _missed_part(frame, s, config),
+    ]
+    return _assemble(parts, frame, s, config)
 
+
+@dataclass(frozen=True, eq=False)
+class _SeriesArrays:
+    """What every rule reads, one entry per row of the prepared frame (series order).
+
+    A series is one patient's scores on one instrument. Per-row arrays unless noted.
+    """
+
+    gid: np.ndarray          # series number
+    week: np.ndarray         # treatment week (int64)
+    x: np.ndarray            # score (NaN = not answered)
+    present: np.ndarray      # ~isnan(x)
+    pcode: np.ndarray        # patient number: pids[pcode] is the row's patient_id
+    pids: pd.Index           # patient ids, sorted (string)
+    icode: np.ndarray        # instrument number: icodes[icode] / itab.iloc[icode]
+    icodes: pd.Index         # instrument codes present, sorted
+    itab: pd.DataFrame       # per-instrument settings (_instrument_table)
+    now_p: np.ndarray        # week each patient is at now (indexed like pids)
+    now: np.ndarray          # now_p of the row's patient
+    cnt: np.ndarray          # earlier stored scores of the series (running_arrays)
+    rmean: np.ndarray        # their mean
+    rsd: np.ndarray          # their SD
+    lookup: WeekLookup       # exact-week lookup of stored scores by (gid, week)
+    prev: np.ndarray         # score of exactly the week before (NaN if not stored)
+    prev_stored: np.ndarray  # score of the previous stored week, any gap (NaN if none)
+    first: np.ndarray        # first score of the series (the symptom baseline)
+    rc: np.ndarray           # reliable-change cut-off of the row's instrument (NaN = unknown)
+    is_alliance: np.ndarray  # the row's instrument is an alliance instrument
+    worse_sign: np.ndarray   # +1 when a higher score is worse, -1 when it is better
+    labels: np.ndarray       # per instrument: the name used in sentences (index with icode)
+    base: pd.DataFrame       # patient_id, therapist_id, week, instrument of each row
+
+
+def _series_arrays(frame: pd.DataFrame, config: FlagConfig, *, as_of_week: int | None,
+                   current_week: pd.Series | int | None) -> _SeriesArrays:
+    """Arrays of a prepared frame (``_prepare``): codes, running stats, lookups, settings per row."""
     gid = frame["_gid"].to_numpy()
     week = frame["week"].to_numpy()
     x = frame["score"].to_numpy()
@@ -305,123 +438,141 @@ def compute_flags(
     pids = pd.Index(pids, dtype="string")
     icode, icodes = pd.factorize(frame["instrument"], sort=True)
     itab = _instrument_table(pd.Index(icodes), frame[frame["week"] == 1], config)
-
-    # last stored week per patient and "now"
     last_week = pd.Series(week).groupby(pcode).max().to_numpy()
     now_p = _now_per_patient(pids, last_week, as_of_week=as_of_week, current_week=current_week)
-    now = now_p[pcode]
-
     cnt, rmean, rsd, _ = running_arrays(gid, x)
     lookup = WeekLookup(gid[present], week[present], x[present])
-    prev = lookup.at(gid, week, -1)
-    # previous *stored* score of the series (any earlier week), for "entering a state"
-    prev_stored = _prev_stored(gid, x)
-    first = pd.Series(x).groupby(gid, sort=False).transform("first").to_numpy()
+    base = pd.DataFrame({c: frame[c] for c in ("patient_id", "therapist_id", "week", "instrument")})
+    return _SeriesArrays(
+        gid=gid, week=week, x=x, present=present, pcode=pcode, pids=pids, icode=icode, icodes=icodes,
+        itab=itab, now_p=now_p, now=now_p[pcode], cnt=cnt, rmean=rmean, rsd=rsd, lookup=lookup,
+        prev=lookup.at(gid, week, -1), prev_stored=_prev_stored(gid, x),
+        first=pd.Series(x).groupby(gid, sort=False).transform("first").to_numpy(),
+        rc=itab["rc"].to_numpy()[icode], is_alliance=itab["alliance"].to_numpy()[icode],
+        worse_sign=itab["worse_sign"].to_numpy()[icode], labels=itab["label"].to_numpy(dtype=object),
+        base=base,
+    )
 
-    rc = itab["rc"].to_numpy()[icode]
-    is_alliance = itab["alliance"].to_numpy()[icode]
-    worse_sign = itab["worse_sign"].to_numpy()[icode]
-    labels = itab["label"].to_numpy(dtype=object)
 
-    parts: list[pd.DataFrame] = []
-    base_cols = {"patient_id": frame["patient_id"], "therapist_id": frame["therapist_id"],
-                 "week": frame["week"], "instrument": frame["instrument"]}
-    base = pd.DataFrame(base_cols)
+def _rupture_flags(frame: pd.DataFrame, s: _SeriesArrays, config: FlagConfig) -> pd.DataFrame | None:
+    """Rupture rows: ``reliable_drop`` / ``below_own_level`` (any or all), one per episode.
 
-    # ---------------------------------------------------------------- ruptures
+    ``None`` when both rules are off, there is no alliance score or nothing fired.
+    """
     rupt_rules = [r for r in ("reliable_drop", "below_own_level") if getattr(config, r) is not None]
-    if rupt_rules and is_alliance.any():
-        rd = reliable_drop_criteria(prev, x, rc, rule=config.reliable_drop) if config.reliable_drop else None
-        bol = below_own_level_criteria(x, cnt, rmean, rsd, rule=config.below_own_level, rc=rc) \
-            if config.below_own_level else None
-        fired = {}
-        if rd is not None:
-            fired["reliable_drop"] = np.asarray(rd["reliable_drop"].fillna(False), dtype=bool)
-        if bol is not None:
-            fired["below_own_level"] = np.asarray(bol["below_own_level"].fillna(False), dtype=bool)
-        stack = np.column_stack([fired[r] for r in rupt_rules])
-        hit = (stack.any(axis=1) if config.rupture_requires == "any" else stack.all(axis=1)) & is_alliance & present
-        if config.rupture_episodes:
-            # the previous stored week of the series already met the rupture rule: same episode
-            prev_hit = _prev_stored(gid, np.where(present, hit.astype("float64"), np.nan)) == 1.0
-            hit &= ~prev_hit
-        if hit.any():
-            parts.append(_rupture_part(frame, base, hit, fired, rupt_rules, prev=prev, rmean=rmean, rsd=rsd,
-                                       bol=bol, rc=rc, itab=itab, icode=icode, gid=gid, lookup=lookup,
-                                       now=now, config=config, pcode=pcode, labels=labels))
+    if not rupt_rules or not s.is_alliance.any():
+        return None
+    fired = {}
+    if config.reliable_drop is not None:
+        rd = reliable_drop_criteria(s.prev, s.x, s.rc, rule=config.reliable_drop)
+        fired["reliable_drop"] = np.asarray(rd["reliable_drop"].fillna(False), dtype=bool)
+    bol: dict[str, Any] | None = None  # below_own_level_criteria's arrays
+    if config.below_own_level is not None:
+        bol = below_own_level_criteria(s.x, s.cnt, s.rmean, s.rsd, rule=config.below_own_level, rc=s.rc)
+        bol_hit = cast(pd.arrays.BooleanArray, bol["below_own_level"])
+        fired["below_own_level"] = np.asarray(bol_hit.fillna(False), dtype=bool)
+    stack = np.column_stack([fired[r] for r in rupt_rules])
+    hit = (stack.any(axis=1) if config.rupture_requires == "any" else stack.all(axis=1)) & s.is_alliance & s.present
+    if config.rupture_episodes:
+        # the previous stored week of the series already met the rupture rule: same episode
+        prev_hit = _prev_stored(s.gid, np.where(s.present, hit.astype("float64"), np.nan)) == 1.0
+        hit &= ~prev_hit
+    if not hit.any():
+        return None
+    return _rupture_part(frame, s, hit, fired, rupt_rules, bol, config)
 
-    # ---------------------------------------------------------------- low alliance
-    if config.low_alliance is not None:
-        low_cut = itab["low"].to_numpy()[icode]
-        low = is_alliance & present & (x < low_cut)
-        if not config.low_alliance.every_week:
-            low &= ~(prev_stored < low_cut)
-        if low.any():
-            idx = np.flatnonzero(low)
-            lab = labels[icode[idx]]
-            sc, cut = x[idx], low_cut[idx]
-            expl = (pd.Series(lab, dtype="string") + " is " + _fmt(sc) + ", below the low-alliance line of "
-                    + _fmt(cut) + " (mean item answer below " + _fmt(cut / 12) + ").")
-            parts.append(_part(base, idx, kind="low_alliance", rule="low_alliance", severity="medium",
-                               score=sc, baseline=cut, explanation=expl))
 
-    # ---------------------------------------------------------------- symptom signals
-    is_symptom = ~is_alliance & present
+def _low_alliance_flags(s: _SeriesArrays, config: FlagConfig) -> pd.DataFrame | None:
+    """Low-alliance rows: an alliance score below the line (entering it, unless ``every_week``)."""
+    if config.low_alliance is None:
+        return None
+    low_cut = s.itab["low"].to_numpy()[s.icode]
+    low = s.is_alliance & s.present & (s.x < low_cut)
+    if not config.low_alliance.every_week:
+        low &= ~(s.prev_stored < low_cut)
+    if not low.any():
+        return None
+    idx = np.flatnonzero(low)
+    lab = s.labels[s.icode[idx]]
+    sc, cut = s.x[idx], low_cut[idx]
+    expl = (pd.Series(lab, dtype="string") + " is " + _fmt(sc) + ", below the low-alliance line of "
+            + _fmt(cut) + " (mean item answer below " + _fmt(cut / 12) + ").")
+    return _part(s.base, idx, kind="low_alliance", rule="low_alliance", severity="medium",
+                 score=sc, baseline=cut, explanation=expl)
+
+
+def _symptom_change_flags(s: _SeriesArrays, config: FlagConfig) -> list[pd.DataFrame]:
+    """Deterioration and improvement rows (reliable change from the first week), in that order."""
+    is_symptom = ~s.is_alliance & s.present
+    parts = []
     for kind, rule, severity in (("deterioration", config.deterioration, "high"),
                                  ("improvement", config.improvement, "low")):
         if rule is None or not is_symptom.any():
             continue
-        now_c = reliable_change_criteria(first, x, rc, worse_sign=worse_sign, rule=rule, direction=kind)
-        hit = np.asarray(now_c.fillna(False), dtype=bool) & is_symptom
-        if not rule.every_week:
-            before = reliable_change_criteria(first, prev_stored, rc, worse_sign=worse_sign, rule=rule,
-                                              direction=kind)
-            hit &= ~np.asarray(before.fillna(False), dtype=bool)
-        if hit.any():
-            idx = np.flatnonzero(hit)
-            codes = pd.Series(icodes[icode[idx]], dtype="string")
-            verb, adj = ("rose", "worse") if kind == "deterioration" else ("fell", "better")
-            verb_arr = np.where(worse_sign[idx] > 0, verb, "fell" if verb == "rose" else "rose")
-            expl = (codes + " " + pd.Series(verb_arr, dtype="string") + " from " + _fmt(first[idx])
-                    + " in the first week to " + _fmt(x[idx]) + ": " + _fmt(np.abs(x[idx] - first[idx]))
-                    + f" points {adj}, more than the " + _fmt(rc[idx] * (rule.rc_multiple or 0))
-                    + " points that count as a real change.")
-            if rule.rc_multiple is None:
-                expl = (codes + " " + pd.Series(verb_arr, dtype="string") + " from " + _fmt(first[idx])
-                        + " in the first week to " + _fmt(x[idx]) + f" ({adj}).")
-            parts.append(_part(base, idx, kind=kind, rule=kind, severity=severity, score=x[idx],
-                               baseline=first[idx], explanation=expl))
-
-    if config.caseness is not None and is_symptom.any():
-        case = itab["case"].to_numpy()[icode]
-        in_case = np.where(worse_sign > 0, x >= case, x <= case)
-        was_case = np.where(worse_sign > 0, prev_stored >= case, prev_stored <= case)
-        hit = is_symptom & ~np.isnan(case) & in_case & ~np.isnan(prev_stored) & ~was_case
-        if config.caseness.new_only:
-            hit &= np.where(worse_sign > 0, first < case, first > case)
-        if config.caseness.once:
-            hit &= _group_exclusive_cumsum(hit.astype("int64"), gid) == 0
-        if hit.any():
-            idx = np.flatnonzero(hit)
-            codes = pd.Series(icodes[icode[idx]], dtype="string")
-            expl = (codes + " is " + _fmt(x[idx]) + ", at or past the clinical cut-off of " + _fmt(case[idx])
-                    + " (it was " + _fmt(prev_stored[idx]) + " at the last questionnaire).")
-            parts.append(_part(base, idx, kind="caseness", rule="caseness", severity="medium", score=x[idx],
-                               baseline=case[idx], explanation=expl))
-
-    if config.risk_item is not None:
-        parts.extend(_risk_parts(frame, base, itab, icode, icodes, config.risk_item.threshold))
-
-    if config.missed is not None:
-        part = _missed_part(frame, pcode, pids, now_p, present, config.missed.weeks)
+        part = _reliable_change_part(s, is_symptom, kind=kind, rule=rule, severity=severity)
         if part is not None:
             parts.append(part)
+    return parts
 
-    parts = [p for p in parts if len(p)]
+
+def _reliable_change_part(s: _SeriesArrays, is_symptom: np.ndarray, *, kind: str, rule: ReliableChangeRule,
+                          severity: str) -> pd.DataFrame | None:
+    """One symptom kind's rows: the week a reliable change is first met (every week if asked)."""
+    now_c = reliable_change_criteria(s.first, s.x, s.rc, worse_sign=s.worse_sign, rule=rule, direction=kind)
+    hit = np.asarray(now_c.fillna(False), dtype=bool) & is_symptom
+    if not rule.every_week:
+        before = reliable_change_criteria(s.first, s.prev_stored, s.rc, worse_sign=s.worse_sign, rule=rule,
+                                          direction=kind)
+        hit &= ~np.asarray(before.fillna(False), dtype=bool)
+    if not hit.any():
+        return None
+    idx = np.flatnonzero(hit)
+    x, first = s.x[idx], s.first[idx]
+    codes = pd.Series(s.icodes[s.icode[idx]], dtype="string")
+    verb, adj = ("rose", "worse") if kind == "deterioration" else ("fell", "better")
+    verb_arr = pd.Series(np.where(s.worse_sign[idx] > 0, verb, "fell" if verb == "rose" else "rose"),
+                         dtype="string")
+    head = codes + " " + verb_arr + " from " + _fmt(first) + " in the first week to " + _fmt(x)
+    if rule.rc_multiple is None:
+        expl = head + f" ({adj})."
+    else:
+        expl = (head + ": " + _fmt(np.abs(x - first)) + f" points {adj}, more than the "
+                + _fmt(s.rc[idx] * rule.rc_multiple) + " points that count as a real change.")
+    return _part(s.base, idx, kind=kind, rule=kind, severity=severity, score=x, baseline=first, explanation=expl)
+
+
+def _caseness_flags(s: _SeriesArrays, config: FlagConfig) -> pd.DataFrame | None:
+    """Caseness rows: a symptom score crossing the clinical cut-off since the last questionnaire."""
+    is_symptom = ~s.is_alliance & s.present
+    if config.caseness is None or not is_symptom.any():
+        return None
+    x, prev_stored, worse = s.x, s.prev_stored, s.worse_sign > 0
+    case = s.itab["case"].to_numpy()[s.icode]
+    in_case = np.where(worse, x >= case, x <= case)
+    was_case = np.where(worse, prev_stored >= case, prev_stored <= case)
+    hit = is_symptom & ~np.isnan(case) & in_case & ~np.isnan(prev_stored) & ~was_case
+    if config.caseness.new_only:
+        hit &= np.where(worse, s.first < case, s.first > case)
+    if config.caseness.once:
+        hit &= _group_exclusive_cumsum(hit.astype("int64"), s.gid) == 0
+    if not hit.any():
+        return None
+    idx = np.flatnonzero(hit)
+    codes = pd.Series(s.icodes[s.icode[idx]], dtype="string")
+    expl = (codes + " is " + _fmt(x[idx]) + ", at or past the clinical cut-off of " + _fmt(case[idx])
+            + " (it was " + _fmt(prev_stored[idx]) + " at the last questionnaire).")
+    return _part(s.base, idx, kind="caseness", rule="caseness", severity="medium", score=x[idx],
+                 baseline=case[idx], explanation=expl)
+
+
+def _assemble(parts: list[pd.DataFrame | None], frame: pd.DataFrame, s: _SeriesArrays,
+              config: FlagConfig) -> pd.DataFrame:
+    """The flags frame: the steps' rows with symptom context, sorted, every column and dtype."""
+    parts = [p for p in parts if p is not None and len(p)]
     if not parts:
         return empty_flags()
     out = pd.concat(parts, ignore_index=True)
-    out = _add_symptom_context(out, frame, pcode, pids, icodes, itab, config)
+    out = _add_symptom_context(out, frame, s, config)
     out = out.sort_values(_SORT, kind="stable", na_position="last").reset_index(drop=True)
     for c, d in FLAG_COLUMNS.items():
         if c not in out.columns:
@@ -454,54 +605,56 @@ def _part(base: pd.DataFrame, idx: np.ndarray, *, kind: str, rule, severity, sco
     return part
 
 
-def _rupture_part(frame, base, hit, fired, rupt_rules, *, prev, rmean, rsd, bol, rc, itab, icode, gid,
-                  lookup, now, config, pcode, labels) -> pd.DataFrame:
+def _rupture_part(frame: pd.DataFrame, s: _SeriesArrays, hit: np.ndarray, fired: dict[str, np.ndarray],
+                  rupt_rules: list[str], bol: dict[str, Any] | None, config: FlagConfig) -> pd.DataFrame:
+    """The rupture rows at ``hit``: rule, severity, baseline, repair status, confirmation, sentence."""
     idx = np.flatnonzero(hit)
-    m = len(idx)
-    x = frame["score"].to_numpy()[idx]
-    week = frame["week"].to_numpy()[idx]
-    names = np.array(rupt_rules)
+    x = s.x[idx]
+    week = s.week[idx]
     which = np.column_stack([fired[r][idx] for r in rupt_rules])
-    rule = _join_rules(which, names)
+    rule = _join_rules(which, np.array(rupt_rules))
     used_rd = fired.get("reliable_drop", np.zeros(len(hit), bool))[idx]
-    baseline = np.where(used_rd, prev[idx], rmean[idx])
-    sd_used = bol["sd_used"][idx] if bol is not None else rsd[idx]
+    baseline = np.where(used_rd, s.prev[idx], s.rmean[idx])
+    sd_used = bol["sd_used"][idx] if bol is not None else s.rsd[idx]
     with np.errstate(invalid="ignore", divide="ignore"):
-        drop_sd = np.where(sd_used > 0, (rmean[idx] - x) / sd_used, np.nan)
+        drop_sd = np.where(sd_used > 0, (s.rmean[idx] - x) / sd_used, np.nan)
     severity = np.where(which.all(axis=1) & (which.shape[1] > 1), "high", "medium")
+    status, rep_week = repair_status(s.gid[idx], week, baseline, s.rc[idx], s.now[idx], s.lookup,
+                                     rule=config.repair)
+    confirmed = _sudden_loss_confirmed(s, idx, config)
+    sub_name, sub_drop = _subscale_fall(frame, s, idx, used_rd)
+    expl = _rupture_explanation(s, idx, drop_sd, sub_name)
+    return _part(s.base, idx, kind="rupture", rule=rule, severity=pd.Series(severity, dtype="string"),
+                 score=x, baseline=baseline, explanation=expl, drop_sd=drop_sd, subscale=sub_name,
+                 subscale_drop=sub_drop, confirmed=confirmed).pipe(_set_status, status, rep_week)
 
-    # repair
-    rcs = rc[idx]
-    status, rep_week = repair_status(gid[idx], week, baseline, rcs, now[idx], lookup, rule=config.repair)
 
-    # sudden-loss confirmation (later weeks; never raises a flag)
-    if config.sudden_loss is not None:
-        sl = config.sudden_loss
-        cut = rcs * sl.rc_multiple if sl.rc_multiple is not None else None
-        res = sudden_loss_at(lookup, gid[idx], week, cutoff=cut, pct=sl.pct,
-                             floor=itab["floor"].to_numpy()[icode[idx]], alpha=sl.alpha, window=sl.window,
-                             min_per_side=sl.min_per_side)
-        confirmed = res["sudden_loss"].array
-    else:
-        confirmed = pd.array([pd.NA] * m, dtype="boolean")
+def _sudden_loss_confirmed(s: _SeriesArrays, idx: np.ndarray, config: FlagConfig) -> pd.arrays.BooleanArray:
+    """``confirmed`` of the rupture rows ``idx``: a sudden loss (later weeks; never raises a flag)."""
+    if config.sudden_loss is None:
+        return pd.array([pd.NA] * len(idx), dtype="boolean")
+    sl = config.sudden_loss
+    cut = s.rc[idx] * sl.rc_multiple if sl.rc_multiple is not None else None
+    res = sudden_loss_at(s.lookup, s.gid[idx], s.week[idx], cutoff=cut, pct=sl.pct,
+                         floor=s.itab["floor"].to_numpy()[s.icode[idx]], alpha=sl.alpha, window=sl.window,
+                         min_per_side=sl.min_per_side)
+    return res["sudden_loss"].array
 
-    # subscale that fell most
-    sub_name, sub_drop = _subscale_fall(frame, idx, used_rd, itab, icode, gid)
 
-    lab = pd.Series(labels[icode[idx]], dtype="string")
-    has_prev = ~np.isnan(prev[idx])
-    fell = lab + " fell from " + _fmt(prev[idx]) + " to " + _fmt(x) + " (" + _fmt(prev[idx] - x) + " points"
+def _rupture_explanation(s: _SeriesArrays, idx: np.ndarray, drop_sd: np.ndarray, sub_name: pd.Series) -> pd.Series:
+    """The sentence of each rupture row ``idx``."""
+    x, prev = s.x[idx], s.prev[idx]
+    lab = pd.Series(s.labels[s.icode[idx]], dtype="string")
+    has_prev = ~np.isnan(prev)
+    fell = lab + " fell from " + _fmt(prev) + " to " + _fmt(x) + " (" + _fmt(prev - x) + " points"
     was = lab + " was " + _fmt(x) + " ("
     head = fell.where(has_prev, was)
     own = pd.Series(np.where(has_prev, ", ", ""), dtype="string") + _fmt(drop_sd) + \
-        " of this patient's own SDs below their running average of " + _fmt(rmean[idx]) + ")"
+        " of this patient's own SDs below their running average of " + _fmt(s.rmean[idx]) + ")"
     no_sd = pd.Series(np.where(has_prev, ")", "no earlier weeks to compare)"), dtype="string")
     body = head + own.where(~np.isnan(drop_sd), no_sd)
     tail = ("; " + sub_name + " fell most.").fillna(".")
-    expl = body + tail
-    return _part(base, idx, kind="rupture", rule=rule, severity=pd.Series(severity, dtype="string"),
-                 score=x, baseline=baseline, explanation=expl, drop_sd=drop_sd, subscale=sub_name,
-                 subscale_drop=sub_drop, confirmed=confirmed).pipe(_set_status, status, rep_week)
+    return body + tail
 
 
 def _set_status(part: pd.DataFrame, status: np.ndarray, rep_week: np.ndarray) -> pd.DataFrame:
@@ -521,24 +674,25 @@ def _join_rules(which: np.ndarray, names: np.ndarray) -> pd.Series:
     return out
 
 
-def _subscale_fall(frame, idx, used_prev, itab, icode, gid) -> tuple[pd.Series, np.ndarray]:
+def _subscale_fall(frame: pd.DataFrame, s: _SeriesArrays, idx: np.ndarray,
+                   used_prev: np.ndarray) -> tuple[pd.Series, np.ndarray]:
     """Name and size (points) of the subscale that fell most at each rupture row."""
     m = len(idx)
     best_name = pd.Series(pd.NA, index=range(m), dtype="string")
     best_drop = np.full(m, np.nan)
-    for code_i, row in itab.iterrows():  # loop over instruments (a handful), not rows
+    for code_i, row in s.itab.iterrows():  # loop over instruments (a handful), not rows
         inst = row["inst"]
         if not inst.subscales:
             continue
         rows_of = np.flatnonzero(frame["instrument"].to_numpy() == inst.code)
-        sel = np.flatnonzero(icode[idx] == code_i)
+        sel = np.flatnonzero(s.icode[idx] == code_i)
         if not len(sel):
             continue
         subs = reg.subscale_scores(frame.iloc[rows_of], instrument=inst.code)
         if subs.isna().all().all():
             continue
-        g_all = gid[rows_of]
-        wk_all = frame["week"].to_numpy()[rows_of]
+        g_all = s.gid[rows_of]
+        wk_all = s.week[rows_of]
         target_rows = idx[sel]
         pos = np.searchsorted(rows_of, target_rows)  # rows_of is sorted; targets are among them
         drops = []
@@ -560,14 +714,18 @@ def _subscale_fall(frame, idx, used_prev, itab, icode, gid) -> tuple[pd.Series, 
     return best_name, best_drop
 
 
-def _risk_parts(frame, base, itab, icode, icodes, threshold) -> list[pd.DataFrame]:
+def _risk_parts(frame: pd.DataFrame, s: _SeriesArrays, config: FlagConfig) -> list[pd.DataFrame]:
+    """Risk-item rows, one part per instrument with risk items: an item answered above the threshold."""
+    if config.risk_item is None:
+        return []
+    threshold = config.risk_item.threshold
     parts = []
-    for code_i, row in itab.iterrows():
+    for code_i, row in s.itab.iterrows():  # loop over instruments
         inst = row["inst"]
         cols = [f"item_{i}" for i in inst.risk_items if f"item_{i}" in frame.columns]
         if not cols:
             continue
-        rows = icode == code_i
+        rows = s.icode == code_i
         vals = frame[cols].to_numpy(dtype="float64", na_value=np.nan)
         above = np.where(np.isnan(vals), False, vals > threshold) & rows[:, None]
         hit = above.any(axis=1)
@@ -585,20 +743,23 @@ def _risk_parts(frame, base, itab, icode, icodes, threshold) -> list[pd.DataFram
             desc = desc.where(~above[idx, j], desc + sep + add)
         expl = (f"{inst.code} " + desc + f" (above {threshold:g}): ask about risk and follow the clinic's "
                 "risk procedure today.")
-        parts.append(_part(base, idx, kind="risk_item", rule="risk_item", severity="urgent",
-                           score=frame["score"].to_numpy()[idx], baseline=np.full(len(idx), np.nan),
-                           explanation=expl))
+        parts.append(_part(s.base, idx, kind="risk_item", rule="risk_item", severity="urgent",
+                           score=s.x[idx], baseline=np.full(len(idx), np.nan), explanation=expl))
     return parts
 
 
-def _missed_part(frame, pcode, pids, now_p, present, weeks) -> pd.DataFrame | None:
+def _missed_part(frame: pd.DataFrame, s: _SeriesArrays, config: FlagConfig) -> pd.DataFrame | None:
+    """Missed rows (patient level, ``instrument`` <NA>): a run of weeks without any questionnaire."""
+    if config.missed is None:
+        return None
+    weeks = config.missed.weeks
+    present = s.present
     # one row per patient and stored week with any score
-    pw = pd.DataFrame({"p": pcode[present], "w": frame["week"].to_numpy()[present],
-                       "t": frame["therapist_id"].array[present]})
+    pw = pd.DataFrame({"p": s.pcode[present], "w": s.week[present], "t": frame["therapist_id"].array[present]})
     if pw.empty:
         return None
     pw = pw.drop_duplicates(["p", "w"], keep="last")
-    runs = missed_runs(pw["p"].to_numpy(), pw["w"].to_numpy(), now_p, weeks=weeks)
+    runs = missed_runs(pw["p"].to_numpy(), pw["w"].to_numpy(), s.now_p, weeks=weeks)
     if runs.empty:
         return None
     # therapist of the last stored week before the run
@@ -606,7 +767,7 @@ def _missed_part(frame, pcode, pids, now_p, present, weeks) -> pd.DataFrame | No
     ther = key.reindex(pd.MultiIndex.from_arrays([runs["pcode"], runs["last_seen"]])).array
     m = len(runs)
     part = pd.DataFrame({
-        "patient_id": pd.Series(pids[runs["pcode"].to_numpy()], dtype="string"),
+        "patient_id": pd.Series(s.pids[runs["pcode"].to_numpy()], dtype="string"),
         "therapist_id": pd.Series(ther, dtype="string"),
         "week": runs["week"].to_numpy(),
         "instrument": pd.Series([pd.NA] * m, dtype="string"),
@@ -620,7 +781,8 @@ def _missed_part(frame, pcode, pids, now_p, present, weeks) -> pd.DataFrame | No
                  score=np.full(m, np.nan), baseline=np.full(m, np.nan), explanation=expl)
 
 
-def _add_symptom_context(out, frame, pcode, pids, icodes, itab, config) -> pd.DataFrame:
+def _add_symptom_context(out: pd.DataFrame, frame: pd.DataFrame, s: _SeriesArrays,
+                         config: FlagConfig) -> pd.DataFrame:
     """``symptom_instrument`` and ``symptom_change_next_week`` for rupture and low-alliance rows.
 
     The symptom instrument is the first of ``config.symptom_preference`` (then the other
@@ -630,16 +792,16 @@ def _add_symptom_context(out, frame, pcode, pids, icodes, itab, config) -> pd.Da
     out["symptom_instrument"] = pd.Series(pd.NA, index=out.index, dtype="string")
     out["symptom_change_next_week"] = np.nan
     alli = out["kind"].isin(["rupture", "low_alliance"]).to_numpy()
+    itab = s.itab
     sym = [c for c in itab["code"] if not itab.set_index("code").loc[c, "alliance"]]
     if not alli.any() or not sym:
         return out
     pref = config.symptom_preference
     order = [c for c in pref if c in sym] + sorted(c for c in sym if c not in pref)
     rows = np.flatnonzero(alli)
-    p_of = pids.get_indexer(out["patient_id"].iloc[rows].astype("string"))
+    p_of = s.pids.get_indexer(out["patient_id"].iloc[rows].astype("string"))
     wk = out["week"].to_numpy()[rows]
-    x = frame["score"].to_numpy()
-    present = ~np.isnan(x)
+    x, present, pcode = s.x, s.present, s.pcode
     inst_arr = frame["instrument"].to_numpy()
     chosen = np.full(len(rows), -1, dtype="int64")
     change = np.full(len(rows), np.nan)
@@ -647,12 +809,12 @@ def _add_symptom_context(out, frame, pcode, pids, icodes, itab, config) -> pd.Da
         sel = present & (inst_arr == code)
         if not sel.any():
             continue
-        firstw = pd.Series(frame["week"].to_numpy()[sel]).groupby(pcode[sel]).min()
+        firstw = pd.Series(s.week[sel]).groupby(pcode[sel]).min()
         fw = firstw.reindex(p_of).to_numpy(dtype="float64", na_value=np.nan)
         take = (chosen < 0) & ~np.isnan(fw) & (fw <= wk)
         if not take.any():
             continue
-        lk = WeekLookup(pcode[sel], frame["week"].to_numpy()[sel], x[sel])
+        lk = WeekLookup(pcode[sel], s.week[sel], x[sel])
         nxt = lk.at(p_of, wk, 1) - lk.at(p_of, wk, 0)
         chosen[take] = j
         change[take] = nxt[take]

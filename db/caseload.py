@@ -12,49 +12,43 @@ import datetime as dt
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from core.flags import DEFAULT_CONFIG, FlagConfig
 from db.access import Actor
-from db.flags import flags_of
+from db.flags import read_flags
 from db.queries import list_patients, read_scores
 
-_KEY = ["patient_id", "instrument", "week"]
 
-
-def flag_dates(flags: pd.DataFrame, *, scores: pd.DataFrame, patients: pd.DataFrame,
-               today: dt.date) -> pd.DataFrame:
+def flag_dates(flags: pd.DataFrame, *, patients: pd.DataFrame, today: dt.date) -> pd.DataFrame:
     """``flags`` with ``flag_date`` and ``age_days`` added (a copy).
 
-    ``flag_date`` is the date the flag's week was administered: ``administered_on`` of the
-    score of that patient, instrument and week when stored, else the patient's
-    ``start_date + 7·(week − 1)`` days (e.g. a missed week has no score); ``<NA>`` when
+    ``flag_date`` is the date the flag's week was administered: the stored flag's
+    ``administered_on`` (the score of that patient, instrument and week) when known, else the
+    patient's ``start_date + 7·(week − 1)`` days (e.g. a missed week has no score); ``<NA>`` when
     neither is known. ``age_days`` = ``today − flag_date`` in days (Int64).
     """
-    dates = scores[_KEY + ["administered_on"]].drop_duplicates(_KEY)
-    out = flags.merge(dates, on=_KEY, how="left")
+    out = flags.copy()
     starts = patients.set_index("patient_id")["start_date"]
     start = pd.to_datetime(out["patient_id"].map(starts), errors="coerce")
     planned = start + pd.to_timedelta(7 * (out["week"].astype("int64") - 1), unit="D")
-    stamp = pd.to_datetime(out.pop("administered_on"), errors="coerce").fillna(planned)
+    given = out["administered_on"] if "administered_on" in out.columns else pd.Series(None, index=out.index)
+    stamp = pd.to_datetime(given, errors="coerce").fillna(planned)
     out["flag_date"] = stamp.dt.date.where(stamp.notna(), None)
     out["age_days"] = pd.array((pd.Timestamp(today) - stamp).dt.days, dtype="Int64")
     return out
 
 
-def read_alerts(session: Session, *, actor: Actor | None, today: dt.date | None = None,
-                config: FlagConfig = DEFAULT_CONFIG) -> pd.DataFrame:
+def read_alerts(session: Session, *, actor: Actor | None, today: dt.date | None = None) -> pd.DataFrame:
     """Every flag of the patients the actor may see, with its age and the therapist's team.
 
-    The ``core.flags.compute_flags`` columns with the therapists' notes laid over them (see
-    :func:`db.flags.read_flags`: ``status`` "addressed", ``note``, ``note_by``, ``note_at``),
-    plus ``therapist_name`` (display name), ``team``, ``start_date``, ``flag_date`` and
-    ``age_days`` (see :func:`flag_dates`). Filtering to open alerts is
+    The stored flags as :func:`db.flags.read_flags` gives them (``status`` "addressed",
+    ``note``, ``note_by``, ``note_at`` from the therapists' actions; ``raised_at``), plus
+    ``therapist_name`` (display name), ``team``, ``start_date``, ``flag_date`` and ``age_days``
+    (see :func:`flag_dates`). No scores are read. Filtering to open alerts is
     :func:`core.meeting.caseload_table`'s job.
     """
     today = today or dt.date.today()
     patients = list_patients(session, actor=actor)
-    scores = read_scores(session, actor=actor, with_items=True)
-    flags = flags_of(session, actor=actor, scores=scores, patients=patients, today=today, config=config)
-    out = flag_dates(flags, scores=scores, patients=patients, today=today)
+    flags = read_flags(session, actor=actor, today=today)
+    out = flag_dates(flags, patients=patients, today=today)
     info = patients[["patient_id", "therapist_name", "team", "start_date"]]
     return out.merge(info, on="patient_id", how="left")
 

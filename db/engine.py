@@ -72,9 +72,77 @@ def alembic_config(engine: Engine | None = None) -> Config:
     return cfg
 
 
+#: The PostgreSQL advisory-lock key that serialises migrations (any fixed 64-bit number; this one
+#: spells "AllMigra" in ASCII). Every process that upgrades the same database takes this lock.
+MIGRATION_LOCK_KEY = 0x416C6C4D69677261
+
+
+def migration_lock_path(engine: Engine) -> Path | None:
+    """The lock file of a SQLite database (``<database file>.migrate.lock`` beside it), or ``None``
+    for another backend or an in-memory database."""
+    url = engine.url
+    if url.get_backend_name() != "sqlite":
+        return None
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:") or url.query.get("mode") == "memory":
+        return None
+    return Path(database).with_name(Path(database).name + ".migrate.lock")
+
+
+@contextmanager
+def migration_lock(engine: Engine) -> Iterator[None]:
+    """Hold the database's migration lock (blocking until it is free) for the ``with`` block.
+
+    PostgreSQL: a session-level ``pg_advisory_lock(MIGRATION_LOCK_KEY)`` on a connection of its
+    own, kept open (in autocommit, so it is never idle in a transaction) while the block runs.
+    SQLite: an exclusive ``flock`` on :func:`migration_lock_path`. Either is released when the
+    block ends, and by the operating system or the server if the process dies holding it.
+    Other backends: no lock.
+    """
+    backend = engine.url.get_backend_name()
+    if backend == "postgresql":
+        with engine.connect() as conn:
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            conn.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})")
+            try:
+                yield
+            finally:
+                try:
+                    conn.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})")
+                except Exception:
+                    conn.invalidate()  # never hand a connection that may hold the lock back to the pool
+                    raise
+        return
+    path = migration_lock_path(engine)
+    if path is None:
+        yield
+        return
+    import fcntl  # POSIX; the app is deployed on Linux
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Create or upgrade the schema to ``revision`` (default: the newest migration)."""
-    command.upgrade(alembic_config(engine), revision)
+    """Create or upgrade the schema to ``revision`` (default: the newest migration).
+
+    Runs under :func:`migration_lock`, so app servers and ``manage.py`` commands starting together
+    on one database migrate it once: whoever gets the lock first migrates; the others wait, find
+    the database current and do nothing. (Alembic itself would also find nothing left to do, but
+    only after the lock; without it two processes would both create the same tables.)
+    """
+    with migration_lock(engine):
+        if revision in ("head", "heads") and is_current(engine):
+            return
+        command.upgrade(alembic_config(engine), revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
@@ -90,7 +158,7 @@ def is_current(engine: Engine) -> bool:
 
 
 #: Tables whose changes alter what a page shows; a write to any of them bumps ``data_revision``.
-WATCHED_TABLES = frozenset({"scores", "patients", "flag_notes", "accounts"})
+WATCHED_TABLES = frozenset({"scores", "patients", "flag_notes", "accounts", "flags", "rule_sets"})
 
 
 def bump_revision(session: Session) -> None:

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from core import instruments
 from core.validation import validate_scores
-from db import audit
+from db import audit, flagstore
 from db.access import Actor, may_see_patient
 from db.models import Account, Patient, Score, utcnow
 
@@ -138,6 +138,7 @@ def save_entry(session: Session, *, actor: Actor, code: str, instrument: str, we
             raise StaleEntry(f"Someone else saved the {instrument} of week {week} for patient {code} while you "
                              f"were entering it; reload the page to see their values, then edit them if "
                              f"needed.") from exc
+        flagstore.refresh_patients(session, [pid])  # the patient's flags, in the same transaction
         audit.record(session, actor=actor, action="enter_score", patient_code=code, instrument=instrument,
                      week=week, source="entry")
         return "new", 1
@@ -161,6 +162,7 @@ def save_entry(session: Session, *, actor: Actor, code: str, instrument: str, we
     if done.rowcount != 1:
         fresh = read_entry(session, actor=actor, code=code, instrument=instrument, week=week)
         raise StaleEntry(_stale(code, instrument, week, fresh))
+    flagstore.refresh_patients(session, [pid])  # the patient's flags, in the same transaction
     audit.record(session, actor=actor, action="change_score", patient_code=code, instrument=instrument, week=week,
                  old=stored.total, new=new_total, old_items=stored.items, new_items=new_items,
                  old_version=stored.version, reason=reason.strip())

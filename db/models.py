@@ -85,6 +85,10 @@ class Patient(Base):
     status: Mapped[str] = mapped_column(String(16), default="active")
     planned_weeks: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    #: Stored per-patient facts, kept by ``db.flagstore`` in the same transaction as the scores:
+    #: the last treatment week with any score and how many weeks have one (``None``: no scores).
+    last_week: Mapped[int | None] = mapped_column(Integer)
+    weeks_stored: Mapped[int | None] = mapped_column(Integer)
 
     therapist: Mapped[Account | None] = relationship(back_populates="patients")
 
@@ -131,6 +135,75 @@ class FlagNote(Base):
     action: Mapped[str] = mapped_column(String(16))
     note: Mapped[str] = mapped_column(Text, default="")
     by_account: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class RuleSet(Base):
+    """One version of the clinic's frozen rule parameters (``db.parameters``).
+
+    ``params`` is JSON: ``{"instruments": {CODE: {"sd", "r", "source"}}}``, the reliable-change
+    SD and r of each instrument with where each number comes from. A new version is written
+    whenever a parameter changes (e.g. the admin freezes the clinic's own week-1 SD); every
+    stored flag names the version that raised it. Rows are never changed.
+    """
+
+    __tablename__ = "rule_sets"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(64))
+    params: Mapped[str] = mapped_column(Text)
+    note: Mapped[str] = mapped_column(Text, default="")
+
+
+class StoredFlag(Base):
+    """One flag of the clinic's one stored record (``db.flagstore``).
+
+    The columns of ``core.flags.FLAG_COLUMNS`` except ``therapist_id`` (read from the patient,
+    so a reassignment needs no recompute), plus the week's ``administered_on``, the
+    ``rules_version`` that raised it and ``raised_at`` (when the data that raised it arrived).
+    Only data-dependent facts are stored; the time-dependent parts (a rupture whose repair
+    window passed by the calendar, the trailing run of missed questionnaires) are derived at
+    read time (``core.flag_time``). Patient-level flags have ``instrument`` = "".
+    """
+
+    __tablename__ = "flags"
+    __table_args__ = (
+        UniqueConstraint("patient_id", "week", "instrument", "kind"),
+        Index("ix_flags_raised_at", "raised_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"))
+    week: Mapped[int] = mapped_column(Integer)
+    instrument: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(32))
+    rule: Mapped[str] = mapped_column(String(64))
+    severity: Mapped[str] = mapped_column(String(16))
+    score: Mapped[float | None] = mapped_column(Float)
+    baseline: Mapped[float | None] = mapped_column(Float)
+    drop: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16))
+    drop_sd: Mapped[float | None] = mapped_column(Float)
+    subscale: Mapped[str | None] = mapped_column(String(32))
+    subscale_drop: Mapped[float | None] = mapped_column(Float)
+    symptom_instrument: Mapped[str | None] = mapped_column(String(32))
+    symptom_change_next_week: Mapped[float | None] = mapped_column(Float)
+    confirmed: Mapped[bool | None] = mapped_column(Boolean)
+    repaired_week: Mapped[int | None] = mapped_column(Integer)
+    explanation: Mapped[str] = mapped_column(Text)
+    administered_on: Mapped[dt.date | None] = mapped_column(Date)
+    rules_version: Mapped[int] = mapped_column(ForeignKey("rule_sets.version"))
+    raised_at: Mapped[dt.datetime] = mapped_column()
+
+
+class PageVisit(Base):
+    """When an account last opened a page (for "new since your last visit")."""
+
+    __tablename__ = "page_visits"
+
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    page: Mapped[str] = mapped_column(String(32), primary_key=True)
     at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 

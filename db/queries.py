@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import Text, cast, select
 from sqlalchemy.orm import Session, aliased
 
 from db.access import Actor, may_see_patient, visible_patients
@@ -25,6 +25,49 @@ def frame_of(rows: Sequence[Sequence[object]], columns: list[str]) -> pd.DataFra
     """A DataFrame from result rows, built column by column (pandas is slow on Row objects)."""
     data = list(zip(*rows, strict=True)) if rows else [[] for _ in columns]
     return pd.DataFrame(dict(zip(columns, data, strict=True)), columns=columns)
+
+
+def fetch_rows(session: Session, stmt) -> list[tuple]:  # type: ignore[no-untyped-def]
+    """All rows of ``stmt`` as plain driver tuples (no per-row ``Row`` objects; values as the
+    driver gives them: on SQLite, dates and timestamps are ISO text)."""
+    result = session.connection().execute(stmt)
+    cursor = getattr(result, "cursor", None)
+    rows = cursor.fetchall() if cursor is not None else result.all()
+    result.close()
+    return rows
+
+
+def decode_items(texts: pd.Series) -> np.ndarray:
+    """Item lists stored as JSON text (``"[1, 2, 3]"``) as a float matrix (NaN where absent).
+
+    Vectorised by list length: the rows of one length are joined into one string and parsed
+    with a single ``numpy`` conversion, instead of ``json.loads`` row by row.
+    """
+    s = pd.Series(texts, dtype=object).reset_index(drop=True)
+    given = s.notna().to_numpy() & ~s.isin(["null", "[]"]).to_numpy()
+    if not given.any():
+        return np.full((len(s), 0), np.nan)
+    sub = s[given].astype(str).str.strip().str.slice(1, -1)
+    lengths = sub.str.count(",").to_numpy() + 1
+    matrix = np.full((len(s), int(lengths.max())), np.nan)
+    rows_given = np.flatnonzero(given)
+    for n in np.unique(lengths):
+        sel = lengths == n
+        joined = ",".join(sub[sel].tolist())
+        values = np.array(joined.split(","), dtype="float64").reshape(-1, n)
+        matrix[rows_given[sel], :n] = values
+    return matrix
+
+
+def utc_times(values: pd.Series) -> pd.Series:
+    return pd.to_datetime(values, utc=True, format="ISO8601") if len(values) else \
+        pd.Series(pd.DatetimeIndex([], tz="UTC"))
+
+
+def date_objects(values: pd.Series) -> pd.Series:
+    """Dates (ISO text on SQLite, ``date`` on PostgreSQL) as ``datetime.date`` objects or None."""
+    stamp = pd.to_datetime(values, errors="coerce", format="ISO8601")
+    return pd.Series(np.where(stamp.notna(), stamp.dt.date, None), index=values.index, dtype=object)
 
 
 @dataclass(frozen=True)
@@ -50,7 +93,7 @@ def read_scores(session: Session, *, actor: Actor | None, patient_code: str | No
     therapist = aliased(Account)
     cols = [Patient.code, therapist.name, Score.instrument, Score.week, Score.total, Score.administered_on]
     if with_items:
-        cols.append(Score.items)
+        cols.append(cast(Score.items, Text))  # decoded in one vectorised pass, not json.loads per row
     stmt = (select(*cols).join(Patient, Score.patient_id == Patient.id)
             .outerjoin(therapist, Patient.therapist_id == therapist.id)
             .where(Score.patient_id.in_(visible_patients(actor))))
@@ -60,20 +103,16 @@ def read_scores(session: Session, *, actor: Actor | None, patient_code: str | No
         stmt = stmt.where(Score.instrument.in_(instruments))
     if as_of_week is not None:
         stmt = stmt.where(Score.week <= as_of_week)
-    # Core execution on the session's connection (same transaction): no ORM row loading.
-    rows = session.connection().execute(stmt).all()
-    frame = frame_of(rows, SCORE_COLUMNS + (["items"] if with_items else []))
+    # Driver tuples on the session's connection (same transaction): no Row objects.
+    names = SCORE_COLUMNS + (["items"] if with_items else [])
+    frame = pd.DataFrame.from_records(fetch_rows(session, stmt), columns=names)
     frame["week"] = frame["week"].astype("int64")
     frame["score"] = frame["score"].astype("float64")
+    frame["administered_on"] = date_objects(frame["administered_on"])
     if with_items:
-        lists = frame.pop("items")
-        width = int(lists.map(lambda v: len(v) if v else 0).max()) if len(lists) else 0
-        matrix = np.full((len(frame), width), np.nan)
-        for i, values in enumerate(lists):
-            if values:
-                matrix[i, : len(values)] = values
-        for n in range(width):
-            frame[f"item_{n + 1}"] = matrix[:, n]
+        matrix = decode_items(frame.pop("items"))
+        items = pd.DataFrame(matrix, columns=[f"item_{n + 1}" for n in range(matrix.shape[1])], index=frame.index)
+        frame = pd.concat([frame, items], axis=1)
     return frame.sort_values(["patient_id", "instrument", "week"], ignore_index=True)
 
 
@@ -81,16 +120,11 @@ def list_patients(session: Session, *, actor: Actor | None, patient_code: str | 
     """The patients the actor may see (only ``patient_code`` when given): code, therapist, status,
     start, weeks stored, last week."""
     therapist = aliased(Account)
-    # One grouped join from the visible patients: the scores join uses the
-    # (patient_id, instrument, week) index instead of aggregating the whole table.
+    # last_week and weeks_stored are stored facts, kept by db.flagstore with every write.
     stmt = (select(Patient.code, therapist.name, therapist.display_name, therapist.team, Patient.status,
-                   Patient.start_date, Patient.planned_weeks, func.max(Score.week),
-                   func.count(func.distinct(Score.week)))
+                   Patient.start_date, Patient.planned_weeks, Patient.last_week, Patient.weeks_stored)
             .outerjoin(therapist, Patient.therapist_id == therapist.id)
-            .outerjoin(Score, Score.patient_id == Patient.id)
             .where(Patient.id.in_(visible_patients(actor)))
-            .group_by(Patient.id, Patient.code, therapist.name, therapist.display_name, therapist.team,
-                      Patient.status, Patient.start_date, Patient.planned_weeks)
             .order_by(Patient.code))
     if patient_code is not None:
         stmt = stmt.where(Patient.code == patient_code)

@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, aliased
 
 from core.validation import RowError, ValidationResult
-from db import audit
+from db import audit, flagstore
 from db.access import Actor, visible_patients
 from db.auth import hash_password
 from db.engine import bump_revision, transaction
@@ -271,6 +271,8 @@ def apply_import(session: Session, *, actor: Actor, plan: ImportPlan, replace: b
                      instrument=r.instrument, week=int(r.week), old=r.stored_total, new=float(r.score),
                      old_items=r.stored_items, new_items=r.items_list, reason="import --replace")
     counts["replaced"] = len(conflicts)
+    # the flags of the patients this import touched, in the same transaction (db.flagstore)
+    flagstore.refresh_patients(session, [patient_ids[c] for c in pairs["patient_id"]])
     audit.record(session, actor=actor, action="import", file=filename, patients=len(pairs), **counts)
     return counts
 

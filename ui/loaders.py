@@ -21,7 +21,7 @@ from core.reports import ReportHeader, build_patient_report, build_report_html, 
 from db import audit
 from db.access import Actor
 from db.engine import session_factory, transaction
-from db.flags import flags_of, read_flags
+from db.flags import read_flags
 from db.notes import mark_flag
 from db.queries import PatientInfo, data_version, list_patients, patient_info, read_scores
 from ui.session import get_engine
@@ -38,7 +38,7 @@ def load_patients(actor: Actor, version: tuple[int, ...]) -> pd.DataFrame:
         return list_patients(session, actor=actor)
 
 
-@st.cache_data(show_spinner="Checking every patient's course…", max_entries=64)
+@st.cache_data(show_spinner=False, max_entries=64)
 def load_flags(actor: Actor, version: tuple[int, ...]) -> pd.DataFrame:
     with session_factory(get_engine())() as session:
         return read_flags(session, actor=actor)
@@ -71,7 +71,7 @@ def audit_view(actor: Actor, code: str) -> None:
 CASELOAD_INSTRUMENTS = ["WAI-SR", "WAI-P", "SPIN", "PHQ-9", "GAD-7"]
 
 
-@st.cache_data(show_spinner="Checking every patient's course…", max_entries=64)
+@st.cache_data(show_spinner=False, max_entries=64)
 def load_caseload(actor: Actor, version: tuple[int, ...]) -> tuple[pd.DataFrame, pd.Series]:
     """The attention table with latest scores and sparklines, and the open count by reason."""
     patients = load_patients(actor, version)
@@ -103,10 +103,8 @@ def _patient_data(session: Session, actor: Actor, code: str) -> tuple[PatientInf
     info = patient_info(session, actor=actor, code=code)
     if info is None:
         raise LookupError("No such patient")
-    # the flags are computed from the scores just read (one read of the patient's scores)
     scores = read_scores(session, actor=actor, patient_code=code, with_items=True)
-    patients = list_patients(session, actor=actor, patient_code=code)
-    flags = flags_of(session, actor=actor, scores=scores, patients=patients, patient_code=code)
+    flags = read_flags(session, actor=actor, patient_code=code)  # the clinic's stored flags
     return info, scores, flags
 
 

@@ -29,6 +29,7 @@ from db import audit
 from db.access import Actor, refresh_actor
 from db.auth import LOGIN_FAILED_MESSAGE, SSO_NO_ACCOUNT_MESSAGE, authenticate, authenticate_sso
 from db.engine import database_url, is_current, make_engine, session_factory, transaction, upgrade
+from db.flagstore import ensure_current as ensure_flags
 from db.queries import demo_accounts
 
 IDLE_TIMEOUT = dt.timedelta(minutes=float(os.environ.get("ALLIANCE_IDLE_MINUTES", "30")))
@@ -45,6 +46,7 @@ def _engine_for(url: str) -> Engine:
     engine = make_engine(url)
     if not is_current(engine):
         upgrade(engine)
+    ensure_flags(engine)  # the first start under a new rule set computes every flag once
     return engine
 
 

@@ -103,4 +103,4 @@ def test_flags_on_a_clinic_without_any_flag_prints_the_header_only(db_url: str, 
     assert result.stdout.splitlines() == [
         "patient_id,therapist_id,week,instrument,kind,rule,severity,score,baseline,drop,status,drop_sd,subscale,"
         "subscale_drop,symptom_instrument,symptom_change_next_week,confirmed,repaired_week,explanation,note,"
-        "note_by,note_at"]
+        "note_by,note_at,administered_on,rules_version,raised_at"]
