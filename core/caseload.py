@@ -164,6 +164,9 @@ def attention_table(patients: pd.DataFrame, flags: pd.DataFrame, *, scores: pd.D
         lists = out["patient_id"].map(reason_lists)
         out["reasons"] = lists.where(lists.notna(), pd.Series([[] for _ in range(len(out))], index=out.index))
         out = out.drop(columns="reason")
+        if "raised_at" in live.columns:
+            newest = pd.to_datetime(live["raised_at"], utc=True).groupby(live["patient_id"]).max()
+            out["newest_raised_at"] = out["patient_id"].map(newest)
         matching = live.loc[live["reason"].isin(list(reasons or [])), "patient_id"]
     out["link"] = "/patient?patient=" + out["patient_id"]
     if scores is not None:
@@ -174,8 +177,32 @@ def attention_table(patients: pd.DataFrame, flags: pd.DataFrame, *, scores: pd.D
                            ignore_index=True)
 
 
-def filter_attention(table: pd.DataFrame, reasons: list[str] | tuple[str, ...] | None) -> pd.DataFrame:
-    """Rows of :func:`attention_table` with an open flag for any of ``reasons`` (all rows when empty)."""
+def new_since(raised_at: pd.Series, since: dt.datetime | None) -> pd.Series:
+    """True where a flag was raised after ``since`` (the user's previous visit).
+
+    ``since=None`` (a first visit) marks nothing: without a previous visit nothing is "new".
+    ``raised_at`` is when the data that raised the flag arrived (``db.flagstore``).
+    """
+    stamps = pd.to_datetime(raised_at, utc=True, errors="coerce")
+    if since is None:
+        return pd.Series(False, index=raised_at.index)
+    ref = pd.Timestamp(since)
+    ref = ref.tz_localize("UTC") if ref.tzinfo is None else ref.tz_convert("UTC")
+    return stamps.gt(ref).fillna(False).astype(bool)
+
+
+def mark_new(table: pd.DataFrame, since: dt.datetime | None) -> pd.DataFrame:
+    """:func:`attention_table` rows with ``new``: an open flag raised since the previous visit (a copy)."""
+    raised = table["newest_raised_at"] if "newest_raised_at" in table.columns else pd.Series(pd.NaT, index=table.index)
+    return table.assign(new=new_since(raised, since))
+
+
+def filter_attention(table: pd.DataFrame, reasons: list[str] | tuple[str, ...] | None, *,
+                     new_only: bool = False) -> pd.DataFrame:
+    """Rows of :func:`attention_table` with an open flag for any of ``reasons`` (all rows when empty);
+    with ``new_only``, only rows marked ``new`` by :func:`mark_new`."""
+    if new_only and "new" in table.columns:
+        table = table[table["new"].to_numpy(dtype=bool)]
     if not reasons:
         return table
     hit = table["reasons"].explode().isin(list(reasons)).groupby(level=0).any()

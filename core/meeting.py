@@ -62,7 +62,8 @@ SUPPRESS_RANGE = (1, 10)
 SUPPRESSED = "≤10"
 
 _CASELOAD_COLUMNS = ["therapist_id", "therapist_name", "team", "patient_id", "kind", "rule", "severity",
-                     "instrument", "week", "flag_date", "age_days", "status", "note", "note_by", "explanation"]
+                     "instrument", "week", "flag_date", "age_days", "status", "note", "note_by", "explanation",
+                     "raised_at"]
 
 
 # --------------------------------------------------------------------------- caseload scan
@@ -115,9 +116,11 @@ def caseload_table(alerts: pd.DataFrame, *, overdue_days: int = OVERDUE_DAYS) ->
 def filter_alerts(table: pd.DataFrame, *, therapists: Iterable[str] | None = None,
                   kinds: Iterable[str] | None = None, severities: Iterable[str] | None = None,
                   statuses: Iterable[str] | None = None, min_age: int | None = None,
-                  max_age: int | None = None) -> pd.DataFrame:
+                  max_age: int | None = None, new_only: bool = False) -> pd.DataFrame:
     """The rows of :func:`caseload_table` that pass every filter given (``None`` = no filter).
 
+    ``new_only`` keeps the rows whose ``new`` column (raised since the user's last visit,
+    ``core.caseload.new_since``) is true.
     An empty selection (``[]``) of therapists, kinds, severities or statuses is read as "no
     filter", as an empty multiselect means "all" to a user. ``min_age``/``max_age`` are
     inclusive bounds on ``age_days``; a row without an age passes only when neither is set.
@@ -133,6 +136,8 @@ def filter_alerts(table: pd.DataFrame, *, therapists: Iterable[str] | None = Non
         mask &= age.ge(min_age).fillna(False).astype(bool)
     if max_age is not None:
         mask &= age.le(max_age).fillna(False).astype(bool)
+    if new_only and "new" in table.columns:
+        mask &= table["new"].fillna(False).astype(bool)
     return table.loc[mask].reset_index(drop=True)
 
 

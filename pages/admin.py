@@ -17,7 +17,8 @@ message = admin.flash()
 if message:
     st.success(message)
 
-tab_accounts, tab_caseloads, tab_audit = st.tabs(["Accounts", "Move patients", "Audit trail"])
+tab_accounts, tab_caseloads, tab_rules, tab_audit = st.tabs(["Accounts", "Move patients", "Rule parameters",
+                                                            "Audit trail"])
 
 with tab_accounts:
     table = admin.account_table(actor)
@@ -107,6 +108,32 @@ with tab_caseloads:
                  column_config={"patient_id": "Patient", "therapist_id": "Therapist", "team": "Team",
                                 "status": "Status", "last_week": st.column_config.NumberColumn("Last week",
                                                                                                format="%d")})
+
+with tab_rules:
+    version, params, history = admin.parameter_table(actor)
+    st.markdown(f"**Rule set {version} is in force.** Every stored flag names the rule set that raised it. "
+                "No number a rule uses is taken from whichever patients are being looked at: each is a "
+                "frozen setting with its source, so a flag is the same for every viewer and does not change "
+                "when another patient arrives.")
+    st.dataframe(params, hide_index=True, width="stretch", column_config={
+        "instrument": "Instrument", "sd": st.column_config.NumberColumn("SD", format="%.2f"),
+        "r": st.column_config.NumberColumn("r", format="%.2f"),
+        "rc": st.column_config.NumberColumn("Published reliable change", format="%g"),
+        "source": st.column_config.TextColumn("Source", width="large"),
+        "week1_n": st.column_config.NumberColumn("Week-1 scores stored", format="%d"),
+        "week1_sd": st.column_config.NumberColumn("Their SD now", format="%.2f")})
+    freezable = params.loc[params["rc"].isna(), "instrument"].tolist() if len(params) else []
+    with st.form("freeze_parameters"):
+        st.markdown("**Freeze the clinic's own week-1 SD** (needs at least 30 week-1 scores). This writes a new "
+                    "rule set and recomputes every flag once.")
+        chosen = st.multiselect("Instruments", freezable, default=[c for c in freezable if c == "SPIN"])
+        if st.form_submit_button("Freeze and recompute"):
+            admin.finish(admin.freeze(actor, chosen))
+    st.caption("Earlier rule sets")
+    st.dataframe(history, hide_index=True, width="stretch", column_config={
+        "version": st.column_config.NumberColumn("Version", format="%d"),
+        "created_at": st.column_config.DatetimeColumn("Written (UTC)", format="YYYY-MM-DD HH:mm"),
+        "created_by": "By", "note": "What changed"})
 
 with tab_audit:
     st.caption("Every login, failed login, lockout, view of a patient, change, import, export and account change. "

@@ -8,8 +8,10 @@ import datetime as dt
 
 import streamlit as st
 
+from core.caseload import new_since
 from core.clinic_figures import build_small_multiples
 from core.meeting import OVERDUE_DAYS, SEVERITY_ORDER, caseload_table, filter_alerts, flagged_courses, therapist_counts
+from ui.loaders import previous_visit
 from ui.meeting_loaders import audit_once, csv_download, current_version, load_alerts, load_alliance_scores
 from ui.session import require
 
@@ -18,6 +20,8 @@ version = current_version()
 st.title("Caseload")
 scope = f"team {actor.team}" if actor.role == "supervisor" else "every team"
 table = caseload_table(load_alerts(actor, version, dt.date.today()))
+since = previous_visit(actor, "caseload")
+table = table.assign(new=new_since(table["raised_at"], since))
 audit_once(actor, "view_caseload", alerts=len(table))
 if table.empty:
     st.info(f"No open alerts in {scope}. New alerts appear here as questionnaires arrive.")
@@ -31,24 +35,32 @@ with st.container(horizontal=True):
     severities = st.multiselect("Severity", [s for s in SEVERITY_ORDER if s in set(table["severity"])],
                                 placeholder="All severities")
     statuses = st.multiselect("Status", sorted(table["status"].dropna().unique()), placeholder="All statuses")
+    only_new = st.toggle("Only new since my last visit",
+                         help="Alerts raised since you last opened the caseload (the date is above the table).")
 oldest = int(table["age_days"].max()) if table["age_days"].notna().any() else 0
 min_age, max_age = st.slider("Age in days (since the flagged week was administered)", 0, max(oldest, 1),
                              (0, max(oldest, 1)))
 shown = filter_alerts(table, therapists=therapists, kinds=kinds, severities=severities, statuses=statuses,
-                      min_age=min_age if min_age > 0 else None, max_age=max_age if max_age < oldest else None)
+                      min_age=min_age if min_age > 0 else None, max_age=max_age if max_age < oldest else None,
+                      new_only=only_new)
 
 first = int(shown["urgent_first"].sum())
+n_new = int(table["new"].sum())
+new_words = (f"{n_new} new since your last visit ({since:%Y-%m-%d %H:%M} UTC). " if since is not None else
+             "From your next visit on, alerts raised since your last visit are marked New. ")
 st.caption(f"{len(shown)} of {len(table)} alerts in {scope}, for {shown['patient_id'].nunique()} patients. "
+           + new_words +
            f"{first} stand first: unrepaired ruptures and alerts not addressed within {OVERDUE_DAYS} days. "
            "Select a row, or choose a patient below, to open their page.")
 picked = st.dataframe(
     shown, hide_index=True, width="stretch", height=min(36 * (len(shown) + 1) + 4, 640), key="caseload_table",
     on_select="rerun", selection_mode="single-row",
-    column_order=["urgent_first", "patient_id", "therapist_id", "kind", "rule", "severity", "week", "age_days",
+    column_order=["urgent_first", "new", "patient_id", "therapist_id", "kind", "rule", "severity", "week", "age_days",
                   "status", "note", "explanation"],
     column_config={
         "urgent_first": st.column_config.CheckboxColumn("First", help="Unrepaired rupture, or not addressed "
                                                         f"within {OVERDUE_DAYS} days", width="small"),
+        "new": st.column_config.CheckboxColumn("New", width="small", help="Raised since your last visit"),
         "patient_id": st.column_config.TextColumn("Patient", pinned=True),
         "therapist_id": "Therapist", "kind": "Kind", "rule": "Rule", "severity": "Severity",
         "week": st.column_config.NumberColumn("Week", format="%d"),

@@ -3,9 +3,9 @@
 import streamlit as st
 
 from core import instruments
-from core.caseload import ATTENTION_LABELS, common_instrument, filter_attention, open_reasons
+from core.caseload import ATTENTION_LABELS, common_instrument, filter_attention, mark_new, open_reasons
 from core.figures import OKABE_ITO
-from ui.loaders import current_version, load_caseload
+from ui.loaders import current_version, load_caseload, previous_visit
 from ui.session import require
 
 actor = require()
@@ -13,6 +13,8 @@ version = current_version()
 title = "My patients" if actor.role == "therapist" else "Patients"
 st.title(title)
 table, counts = load_caseload(actor, version)
+since = previous_visit(actor, "my_patients")
+table = mark_new(table, since)
 if table.empty:
     st.info("No patients are on your caseload yet. An admin assigns patients to therapists; scores "
             "arrive through the weekly entry or an import.")
@@ -21,25 +23,34 @@ if table.empty:
 needing = int((table["priority"] < 99).sum())
 summary = ", ".join(f"{n} {label}" for label, n in counts.items())
 st.markdown(f"**{needing} of {len(table)} patients have open flags**" + (f" ({summary})." if summary else "."))
+n_new = int(table["new"].sum())
+if since is None:
+    st.caption("From your next visit on, flags raised since your last visit are marked **New**.")
+else:
+    st.caption(f"**{n_new} {'patient has' if n_new == 1 else 'patients have'} flags new since your last visit** "
+               f"({since:%Y-%m-%d %H:%M} UTC): marked New below.")
 st.caption("Sorted by what needs attention first: risk item, new rupture, unrepaired rupture, reliable "
            "deterioration, missed questionnaires, then the rest. Open a patient by clicking their code.")
 
 @st.fragment
 def caseload_table() -> None:
     """Filter, table and "Open a patient"; changing the filter reruns only this part of the page."""
-    chosen = st.multiselect("Show only patients with", open_reasons(table),
-                            format_func=lambda r: ATTENTION_LABELS.get(r, r), placeholder="All patients",
-                            key="attention_filter",
-                            help="Keep only patients with an open flag of these kinds.")
-    shown = filter_attention(table, chosen)
-    if chosen:
+    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    chosen = left.multiselect("Show only patients with", open_reasons(table),
+                              format_func=lambda r: ATTENTION_LABELS.get(r, r), placeholder="All patients",
+                              key="attention_filter",
+                              help="Keep only patients with an open flag of these kinds.")
+    only_new = right.toggle("Only new since my last visit", key="only_new",
+                            help="Patients with an open flag raised since you last opened this page.")
+    shown = filter_attention(table, chosen, new_only=only_new)
+    if chosen or only_new:
         st.caption(f"{len(shown)} of {len(table)} patients shown.")
 
     symptom = common_instrument(table["main_symptom"])
     symptom_range = ({"y_min": instruments.get(symptom).total_min, "y_max": instruments.get(symptom).total_max}
                      if symptom else {})
     wai = instruments.get("WAI-SR")
-    columns = ["link", "attention", "open_in_words", "latest_alliance", "alliance_trend", "latest_program",
+    columns = ["link", "new", "attention", "open_in_words", "latest_alliance", "alliance_trend", "latest_program",
                "latest_symptom", "symptom_trend", "last_questionnaire", "status"]
     if actor.role != "therapist":
         columns.insert(3, "therapist_id")
@@ -48,6 +59,8 @@ def caseload_table() -> None:
         column_order=columns, key="caseload_table",
         column_config={
             "link": st.column_config.LinkColumn("Patient", display_text=r"patient=(.*)$", pinned=True),
+            "new": st.column_config.CheckboxColumn("New", width="small",
+                                                   help="An open flag raised since your last visit."),
             "attention": st.column_config.TextColumn("Needs attention", help="The most urgent open flag."),
             "open_in_words": st.column_config.TextColumn(
                 "Open flags", width="medium",

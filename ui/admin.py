@@ -103,3 +103,47 @@ def verify(actor: Actor) -> tuple[bool, str]:
 
 def today() -> dt.date:
     return dt.datetime.now(dt.UTC).date()
+
+
+# --- Rule parameters: the clinic's frozen, versioned numbers ----------------------------------
+
+def parameter_table(actor: Actor) -> tuple[int | None, pd.DataFrame, pd.DataFrame]:
+    """The rule set in force (version, one row per instrument with its provenance) and the
+    week-1 scores the clinic has per instrument (to judge whether its own SD can be frozen)."""
+    from db.parameters import rule_sets, week1_sds
+
+    if actor.role != "admin" or not actor.active:
+        return None, pd.DataFrame(), pd.DataFrame()
+    with session_factory(get_engine())() as session:
+        sets = rule_sets(session)
+        own = week1_sds(session)
+    if not sets:
+        return None, pd.DataFrame(), pd.DataFrame()
+    current = sets[-1]
+    rows = [{"instrument": code, "sd": p.get("sd"), "r": p.get("r"), "rc": p.get("rc"), "source": p["source"]}
+            for code, p in sorted(current.instruments.items())]
+    history = pd.DataFrame([{"version": s.version, "created_at": s.created_at, "created_by": s.created_by,
+                             "note": s.note} for s in reversed(sets)])
+    table = pd.DataFrame(rows)
+    table["week1_n"] = table["instrument"].map({c: n for c, (n, _) in own.items()}).astype("Int64")
+    table["week1_sd"] = table["instrument"].map({c: sd for c, (_, sd) in own.items()})
+    return current.version, table, history
+
+
+def freeze(actor: Actor, instruments: list[str]) -> str | None:
+    """Freeze the clinic's own week-1 SD of ``instruments`` and recompute every flag once, in one
+    transaction; ``None`` on success, else the sentence to show."""
+    from db.flagstore import refresh_all
+    from db.parameters import freeze_own_sd
+
+    if not instruments:
+        return "Choose at least one instrument whose week-1 SD to freeze."
+    try:
+        with transaction(get_engine()) as session:
+            info = freeze_own_sd(session, actor=actor, instruments=instruments)
+            n = refresh_all(session)
+    except (ValueError, PermissionError) as exc:
+        return str(exc)
+    st.session_state[_FLASH] = (f"Rule set {info.version} is in force: froze the clinic's own SD of "
+                                f"{', '.join(instruments)}; {n} flags recomputed and stored.")
+    return None

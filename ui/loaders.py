@@ -24,6 +24,7 @@ from db.engine import session_factory, transaction
 from db.flags import read_flags
 from db.notes import mark_flag
 from db.queries import PatientInfo, data_version, list_patients, patient_info, read_scores
+from db.visits import record_visit
 from ui.session import get_engine
 
 
@@ -53,6 +54,19 @@ def load_patient(actor: Actor, code: str, version: tuple[int, ...]) -> tuple[Pat
             return _patient_data(session, actor, code)
         except LookupError:
             return None, pd.DataFrame(), pd.DataFrame()
+
+
+def previous_visit(actor: Actor, page: str) -> dt.datetime | None:
+    """The actor's previous visit of ``page`` (``None`` the first time), for "new since your last visit".
+
+    Read and replaced by now once per browser session and page (``db.visits``), so the marks
+    stay while the user filters and reruns, and the next session compares with this one.
+    """
+    key = f"previous_visit:{page}"
+    if key not in st.session_state:
+        with transaction(get_engine()) as session:
+            st.session_state[key] = record_visit(session, actor=actor, page=page)
+    return st.session_state[key]
 
 
 def audit_view(actor: Actor, code: str) -> None:

@@ -64,11 +64,11 @@ def _choose(at: AppTest, name: str) -> AppTest:
 def test_admin_page_lists_accounts_and_the_audit_trail(app_for) -> None:  # type: ignore[no-untyped-def]
     at = app_for("admin", script=PAGE).run()
     assert not at.exception, at.exception
-    assert [t.label for t in at.tabs] == ["Accounts", "Move patients", "Audit trail"]
+    assert [t.label for t in at.tabs] == ["Accounts", "Move patients", "Rule parameters", "Audit trail"]
     names = at.dataframe[0].value["name"].tolist()
     assert {"admin", "therapist.anna", "supervisor.sara"} <= set(names)
     assert "password_hash" not in at.dataframe[0].value.columns
-    trail = at.dataframe[2].value
+    trail = at.dataframe[-1].value
     assert {"id", "at", "actor", "action", "patient_code", "detail"} <= set(trail.columns)
     assert "seed-demo" in main_text(at) or len(trail) > 0
 
@@ -86,7 +86,7 @@ def test_audit_filters(app_for, clinic: str) -> None:  # type: ignore[no-untyped
     _widget(at.selectbox, "Action").set_value("view_patient")
     _widget(at.text_input, "Who (username)").input("therapist.anna")
     at.run()
-    trail = at.dataframe[2].value
+    trail = at.dataframe[-1].value
     assert len(trail) >= 1
     assert set(trail["action"]) == {"view_patient"} and set(trail["actor"]) == {"therapist.anna"}
     assert _last_event(clinic, "view_audit")["filter_action"] == "view_patient"
@@ -168,3 +168,19 @@ def test_move_patients_between_caseloads(app_for, clinic: str) -> None:  # type:
     assert owners == {"P00005": "therapist.david", "P00010": "therapist.david"}
     event = _last_event(clinic, "assign")
     assert (event["actor"], event["old"], event["new"]) == ("admin", "therapist.eva", "therapist.david")
+
+
+def test_rule_parameters_tab_shows_each_numbers_source_and_freezes_a_new_rule_set(app_for, clinic: str) -> None:  # type: ignore[no-untyped-def]
+    at = app_for("admin", script=PAGE).run()
+    params = at.dataframe[2].value
+    assert set(params["instrument"]) >= {"WAI-SR", "SPIN", "PHQ-9"}
+    source = params.set_index("instrument")["source"]
+    assert source["WAI-SR"].startswith("literature: SD 10") and "Hatcher & Gillaspy (2006)" in source["WAI-SR"]
+    assert source["SPIN"].startswith("this clinic's week-1 SD, 60 patients")
+    before = next(m.value for m in at.markdown if "is in force" in m.value)
+    _widget(at.button, "Freeze and recompute").click().run()
+    assert not at.exception, at.exception
+    assert any("flags recomputed and stored" in s.value for s in at.success), [s.value for s in at.success]
+    after = next(m.value for m in at.markdown if "is in force" in m.value)
+    assert after != before
+    assert _last_event(clinic, "setting")["key"] == "rule_set"

@@ -113,9 +113,15 @@ _VOLATILE = re.compile(r'(id: "\$\$ID-[0-9a-f]+-[^"]*"|file_id: "[0-9a-f]+"|url:
 LIVE_PAGES = {"pages/admin.py"}
 
 
+#: "New since your last visit" sentences: each run is a new visit, so they differ run to run.
+_VISIT = re.compile(r'(body|value): "[^"\n]*(since your last visit|your next visit)[^"\n]*"')
+
+
 def normalised(at: AppTest, code: str) -> str:
-    """:func:`rendered` with ``code`` replaced and run-specific ids (widget ids, media files) removed."""
-    return _VOLATILE.sub("<ID>", rendered(at).replace(code, "<CODE>"))
+    """:func:`rendered` with ``code`` replaced and run-specific parts (widget ids, media files, the
+    previous-visit sentence and toggle) removed."""
+    text = _VISIT.sub("<VISIT>", rendered(at).replace(code, "<CODE>"))
+    return _VOLATILE.sub("<ID>", text)
 
 
 def codes_shown(at: AppTest, **kwargs: bool) -> set[str]:

@@ -60,10 +60,14 @@ def test_sigkill_mid_import_leaves_the_store_as_before(db_url: str, tmp_path: Pa
         if after == before:
             break
         time.sleep(0.2)
-    assert after == before
+    assert after == before  # the whole store, the flags table and per-patient facts included
+    check = CliRunner().invoke(app, ["refresh-flags", "--check", "--db", db_url])
+    assert check.exit_code == 0, check.output
     # The store is usable afterwards: the same import, unpaused, goes through completely.
     done = CliRunner().invoke(app, ["import-scores", str(big), "--db", db_url])
     assert done.exit_code == 0, done.output
     assert "30000 new" in done.stdout
+    check = CliRunner().invoke(app, ["refresh-flags", "--check", "--db", db_url])
+    assert check.exit_code == 0, check.output
     verify = CliRunner().invoke(app, ["audit", "--verify", "--db", db_url])
     assert verify.exit_code == 0, verify.output
