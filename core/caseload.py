@@ -192,9 +192,16 @@ def new_since(raised_at: pd.Series, since: dt.datetime | None) -> pd.Series:
 
 
 def mark_new(table: pd.DataFrame, since: dt.datetime | None) -> pd.DataFrame:
-    """:func:`attention_table` rows with ``new``: an open flag raised since the previous visit (a copy)."""
-    raised = table["newest_raised_at"] if "newest_raised_at" in table.columns else pd.Series(pd.NaT, index=table.index)
-    return table.assign(new=new_since(raised, since))
+    """Rows with ``new`` (bool) and ``new_mark`` ("New" or ""): raised since the previous visit (a copy).
+
+    For :func:`attention_table` rows (one per patient) the newest open flag counts
+    (``newest_raised_at``); for caseload alert rows (``core.meeting.caseload_table``) each
+    alert's own ``raised_at``.
+    """
+    column = "newest_raised_at" if "newest_raised_at" in table.columns else "raised_at"
+    raised = table[column] if column in table.columns else pd.Series(pd.NaT, index=table.index)
+    new = new_since(raised, since)
+    return table.assign(new=new, new_mark=new.map({True: "New", False: ""}).astype("string"))
 
 
 def filter_attention(table: pd.DataFrame, reasons: list[str] | tuple[str, ...] | None, *,

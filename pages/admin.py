@@ -116,20 +116,18 @@ with tab_rules:
                 "frozen setting with its source, so a flag is the same for every viewer and does not change "
                 "when another patient arrives.")
     st.dataframe(params, hide_index=True, width="stretch", column_config={
-        "instrument": "Instrument", "sd": st.column_config.NumberColumn("SD", format="%.2f"),
-        "r": st.column_config.NumberColumn("r", format="%.2f"),
-        "rc": st.column_config.NumberColumn("Published reliable change", format="%g"),
-        "source": st.column_config.TextColumn("Source", width="large"),
-        "week1_n": st.column_config.NumberColumn("Week-1 scores stored", format="%d"),
-        "week1_sd": st.column_config.NumberColumn("Their SD now", format="%.2f")})
-    freezable = params.loc[params["rc"].isna(), "instrument"].tolist() if len(params) else []
+        "instrument": "Instrument", "sd": "SD", "r": "r", "rc": "Published reliable change",
+        "week1": st.column_config.TextColumn("Week-1 scores stored now", help="How many week-1 scores the clinic "
+                                             "has today, and their SD: what freezing would store."),
+        "source": st.column_config.TextColumn("Source of SD and r", width="large")})
+    freezable = params.loc[params["rc"] == "–", "instrument"].tolist() if len(params) else []
     with st.form("freeze_parameters"):
         st.markdown("**Freeze the clinic's own week-1 SD** (needs at least 30 week-1 scores). This writes a new "
                     "rule set and recomputes every flag once.")
         chosen = st.multiselect("Instruments", freezable, default=[c for c in freezable if c == "SPIN"])
         if st.form_submit_button("Freeze and recompute"):
             admin.finish(admin.freeze(actor, chosen))
-    st.caption("Earlier rule sets")
+    st.caption("Rule-set history, newest first")
     st.dataframe(history, hide_index=True, width="stretch", column_config={
         "version": st.column_config.NumberColumn("Version", format="%d"),
         "created_at": st.column_config.DatetimeColumn("Written (UTC)", format="YYYY-MM-DD HH:mm"),

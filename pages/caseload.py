@@ -8,7 +8,7 @@ import datetime as dt
 
 import streamlit as st
 
-from core.caseload import new_since
+from core.caseload import mark_new
 from core.clinic_figures import build_small_multiples
 from core.meeting import OVERDUE_DAYS, SEVERITY_ORDER, caseload_table, filter_alerts, flagged_courses, therapist_counts
 from ui.loaders import previous_visit
@@ -21,7 +21,7 @@ st.title("Caseload")
 scope = f"team {actor.team}" if actor.role == "supervisor" else "every team"
 table = caseload_table(load_alerts(actor, version, dt.date.today()))
 since = previous_visit(actor, "caseload")
-table = table.assign(new=new_since(table["raised_at"], since))
+table = mark_new(table, since)
 audit_once(actor, "view_caseload", alerts=len(table))
 if table.empty:
     st.info(f"No open alerts in {scope}. New alerts appear here as questionnaires arrive.")
@@ -55,12 +55,12 @@ st.caption(f"{len(shown)} of {len(table)} alerts in {scope}, for {shown['patient
 picked = st.dataframe(
     shown, hide_index=True, width="stretch", height=min(36 * (len(shown) + 1) + 4, 640), key="caseload_table",
     on_select="rerun", selection_mode="single-row",
-    column_order=["urgent_first", "new", "patient_id", "therapist_id", "kind", "rule", "severity", "week", "age_days",
-                  "status", "note", "explanation"],
+    column_order=["urgent_first", "new_mark", "patient_id", "therapist_id", "kind", "rule", "severity", "week",
+                  "age_days", "status", "note", "explanation"],
     column_config={
         "urgent_first": st.column_config.CheckboxColumn("First", help="Unrepaired rupture, or not addressed "
                                                         f"within {OVERDUE_DAYS} days", width="small"),
-        "new": st.column_config.CheckboxColumn("New", width="small", help="Raised since your last visit"),
+        "new_mark": st.column_config.TextColumn("New", width="small", help="Raised since your last visit"),
         "patient_id": st.column_config.TextColumn("Patient", pinned=True),
         "therapist_id": "Therapist", "kind": "Kind", "rule": "Rule", "severity": "Severity",
         "week": st.column_config.NumberColumn("Week", format="%d"),

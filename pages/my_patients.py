@@ -27,8 +27,9 @@ n_new = int(table["new"].sum())
 if since is None:
     st.caption("From your next visit on, flags raised since your last visit are marked **New**.")
 else:
-    st.caption(f"**{n_new} {'patient has' if n_new == 1 else 'patients have'} flags new since your last visit** "
-               f"({since:%Y-%m-%d %H:%M} UTC): marked New below.")
+    st.caption((f"**{n_new} {'patient has' if n_new == 1 else 'patients have'} flags new since your last visit** "
+                if n_new else "**No flags are new since your last visit** ")
+               + f"({since:%Y-%m-%d %H:%M} UTC)" + (": marked New below." if n_new else "."))
 st.caption("Sorted by what needs attention first: risk item, new rupture, unrepaired rupture, reliable "
            "deterioration, missed questionnaires, then the rest. Open a patient by clicking their code.")
 
@@ -50,7 +51,7 @@ def caseload_table() -> None:
     symptom_range = ({"y_min": instruments.get(symptom).total_min, "y_max": instruments.get(symptom).total_max}
                      if symptom else {})
     wai = instruments.get("WAI-SR")
-    columns = ["link", "new", "attention", "open_in_words", "latest_alliance", "alliance_trend", "latest_program",
+    columns = ["link", "new_mark", "attention", "open_in_words", "latest_alliance", "alliance_trend", "latest_program",
                "latest_symptom", "symptom_trend", "last_questionnaire", "status"]
     if actor.role != "therapist":
         columns.insert(3, "therapist_id")
@@ -59,8 +60,8 @@ def caseload_table() -> None:
         column_order=columns, key="caseload_table",
         column_config={
             "link": st.column_config.LinkColumn("Patient", display_text=r"patient=(.*)$", pinned=True),
-            "new": st.column_config.CheckboxColumn("New", width="small",
-                                                   help="An open flag raised since your last visit."),
+            "new_mark": st.column_config.TextColumn("New", width="small",
+                                                    help="An open flag raised since your last visit."),
             "attention": st.column_config.TextColumn("Needs attention", help="The most urgent open flag."),
             "open_in_words": st.column_config.TextColumn(
                 "Open flags", width="medium",

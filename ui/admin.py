@@ -120,14 +120,16 @@ def parameter_table(actor: Actor) -> tuple[int | None, pd.DataFrame, pd.DataFram
     if not sets:
         return None, pd.DataFrame(), pd.DataFrame()
     current = sets[-1]
-    rows = [{"instrument": code, "sd": p.get("sd"), "r": p.get("r"), "rc": p.get("rc"), "source": p["source"]}
-            for code, p in sorted(current.instruments.items())]
+    def num(v: float | None, fmt: str) -> str:
+        return "–" if v is None else format(v, fmt)
+
+    rows = [{"instrument": code, "sd": num(p.get("sd"), ".2f"), "r": num(p.get("r"), ".2f"),
+             "rc": num(p.get("rc"), "g"), "source": p["source"]} for code, p in sorted(current.instruments.items())]
     history = pd.DataFrame([{"version": s.version, "created_at": s.created_at, "created_by": s.created_by,
                              "note": s.note} for s in reversed(sets)])
     table = pd.DataFrame(rows)
-    table["week1_n"] = table["instrument"].map({c: n for c, (n, _) in own.items()}).astype("Int64")
-    table["week1_sd"] = table["instrument"].map({c: sd for c, (_, sd) in own.items()})
-    return current.version, table, history
+    table["week1"] = table["instrument"].map({c: f"{n} (SD {sd:.2f})" for c, (n, sd) in own.items()}).fillna("none")
+    return current.version, table[["instrument", "sd", "r", "rc", "week1", "source"]], history
 
 
 def freeze(actor: Actor, instruments: list[str]) -> str | None:
