@@ -24,7 +24,8 @@ def test_therapist_reads_the_rupture_card_marks_it_addressed_and_downloads_the_r
     first_cell = grid.locator("[data-testid='glide-cell-0-0']")  # the grid's accessible (hidden) table
     first_cell.wait_for(state="attached")
     assert first_cell.text_content().endswith("patient=P00001")
-    assert "unrepaired rupture (week 9)" in grid.locator("[data-testid='glide-cell-2-0']").text_content()
+    # columns: Patient, New, Needs attention, Open flags
+    assert "unrepaired rupture (week 9)" in grid.locator("[data-testid='glide-cell-3-0']").text_content()
 
     page.get_by_role("button", name="Open patient").click()
     page.get_by_role("heading", name="Patient P00001").wait_for()
