@@ -438,7 +438,9 @@ def analyze(symptom: Annotated[str, typer.Option("--symptom")] = "SPIN",
 @app.command("audit")
 def audit_cmd(since: Annotated[str | None, typer.Option("--since", help="YYYY-MM-DD (UTC).")] = None,
               format: Annotated[CsvOnly, typer.Option("--format")] = CsvOnly.csv,
-              verify: Annotated[bool, typer.Option("--verify", help="Check the hash chain.")] = False,
+              verify: Annotated[bool, typer.Option("--verify", help="Check every row's link and keyed hash and "
+                                                   "every signed checkpoint; exit 1 naming the first bad row or "
+                                                   "the missing tail.")] = False,
               db: DbOption = None) -> None:
     """The audit trail (who viewed, changed, imported or exported what, when, in UTC)."""
     from core.exporting import to_csv_bytes
@@ -451,11 +453,11 @@ def audit_cmd(since: Annotated[str | None, typer.Option("--since", help="YYYY-MM
         fail(f"--since {since!r} is not a date; write it YYYY-MM-DD.", 2)
     engine = _engine(db)
     with transaction(engine) as session:
-        if verify:
-            ok, message = audit.verify_chain(session)
-            if not ok:
-                fail(message, 1)
-            typer.echo(message)
+        if verify:  # an intact trail gets a signed checkpoint of what was verified
+            report = audit.verify_and_checkpoint(session)
+            if not report.ok:
+                fail(report.message, 1)
+            typer.echo(report.message)
             return
         events = audit.read_events(session, since=start)
     events["at"] = events["at"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")

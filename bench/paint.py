@@ -81,13 +81,29 @@ def want(title: str, *, caption: str | None = None, absent: bool = False, fewer:
     return {"title": title, "caption": caption, "absent": absent, "fewer": fewer, "all": all_rows}
 
 
+STATE_JS = r"""
+() => JSON.stringify({am: window.__am, now: performance.now(),
+  state: document.querySelector('[data-testid="stApp"]')?.getAttribute('data-test-script-state'),
+  titles: [...document.querySelectorAll('[data-testid="stMain"] h1')].map((h) => h.textContent),
+  captions: [...document.querySelectorAll('[data-testid="stMain"] [data-testid="stCaptionContainer"]')]
+    .map((c) => c.textContent.slice(0, 60)),
+  grids: document.querySelectorAll('[data-testid="stMain"] [data-testid="stDataFrame"]').length})
+"""
+
+
 def painted_ms(page, what: dict, timeout_ms: float) -> float:  # type: ignore[no-untyped-def]
     """Milliseconds from the armed action to painted (sync Playwright)."""
-    handle = page.wait_for_function(PAINTED_JS, arg=what, polling="raf", timeout=timeout_ms)
+    try:
+        handle = page.wait_for_function(PAINTED_JS, arg=what, polling="raf", timeout=timeout_ms)
+    except Exception as exc:
+        raise RuntimeError(f"not painted ({what}): {page.evaluate(STATE_JS)}") from exc
     return float(handle.json_value())
 
 
 async def painted_ms_async(page, what: dict, timeout_ms: float) -> float:  # type: ignore[no-untyped-def]
     """Milliseconds from the armed action to painted (async Playwright)."""
-    handle = await page.wait_for_function(PAINTED_JS, arg=what, polling="raf", timeout=timeout_ms)
+    try:
+        handle = await page.wait_for_function(PAINTED_JS, arg=what, polling="raf", timeout=timeout_ms)
+    except Exception as exc:
+        raise RuntimeError(f"not painted ({what}): {await page.evaluate(STATE_JS)}") from exc
     return float(await handle.json_value())

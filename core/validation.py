@@ -7,9 +7,11 @@ a health value beyond the patient code. Checks, in order:
 * required columns present (``patient_id, therapist_id, week, instrument, score``; ``score``
   may be left empty on rows whose items are all given);
 * ``patient_id`` and ``therapist_id`` non-empty, printable, at most 32/64 characters;
-* ``week`` a whole number from 1 to ``MAX_WEEK``;
+* ``week`` a whole number from 1 to ``MAX_WEEK``, written with digits only (``2.0`` and ``1e1``
+  are refused: a week is counted, never measured);
 * ``instrument`` a code of the registry;
-* ``score`` a number within the instrument's total range;
+* ``score`` a number within the instrument's total range, and a whole number for instruments
+  whose total is a sum of whole item responses (every instrument of the registry);
 * ``item_N`` whole numbers within the item range, only for items the instrument has, all or
   none of an instrument's items; when items are given the score is their sum and a given
   ``score`` must agree;
@@ -18,7 +20,12 @@ a health value beyond the patient code. Checks, in order:
   checked by the database layer, which knows them).
 
 Rows are numbered as a spreadsheet shows them: the header is row 1, the first data row is
-row 2.
+row 2. Every problem is counted, but at most ``MAX_REPORTED_ERRORS`` are kept (the first ones
+by row), so a file with millions of bad cells costs no more than a file with a hundred.
+
+Reading is bounded too: a file of at most ``MAX_BYTES``; a workbook whose parts would inflate
+beyond ``MAX_INFLATED_BYTES`` (or compress suspiciously well) is refused before it is opened;
+at most ``MAX_ROWS`` rows and ``MAX_COLUMNS`` columns (Excel's own sheet limits).
 """
 
 from __future__ import annotations
@@ -38,8 +45,22 @@ _CODE_RE = r"^[A-Za-z0-9][A-Za-z0-9._@-]*$"
 FIRST_DATA_ROW = 2
 #: The largest treatment week accepted (project choice: ten years of weekly questionnaires).
 MAX_WEEK = 520
-#: Default size limit of an uploaded or imported file.
-MAX_BYTES = 50 * 1024 * 1024
+#: One megabyte as Streamlit counts ``server.maxUploadSize`` (and as every size message here does).
+MB = 1024 * 1024
+#: Default size limit of an uploaded or imported file: 50 MB (docs/data-formats.md).
+MAX_BYTES = 50 * MB
+#: An Excel workbook is a zip archive: the most its parts may unpack to, in total. A year of a
+#: large clinic (900,000 rows) unpacks to about 190 MB.
+MAX_INFLATED_BYTES = 200 * MB
+#: The highest compression ratio a part larger than ``RATIO_FLOOR`` may have (Excel's sheets
+#: compress 5-20 times; zip bombs thousands of times).
+MAX_RATIO = 100
+RATIO_FLOOR = MB
+#: Excel's own limits of a sheet (rows including the header, and columns); CSV files too.
+MAX_ROWS = 1_048_576
+MAX_COLUMNS = 16_384
+#: Problems listed per file; the others are counted ("… and N more").
+MAX_REPORTED_ERRORS = 100
 
 
 @dataclass(frozen=True)
@@ -59,14 +80,77 @@ class RowError:
 
 @dataclass(frozen=True)
 class ValidationResult:
-    """The typed rows (core column contract) and every problem found."""
+    """The typed rows (core column contract) and the problems found.
+
+    ``errors`` holds the first problems by row (at most ``MAX_REPORTED_ERRORS`` from
+    :func:`validate_scores`); ``error_count`` counts them all (``None``: ``len(errors)``).
+    """
 
     scores: pd.DataFrame
     errors: tuple[RowError, ...] = field(default_factory=tuple)
+    error_count: int | None = None
 
     @property
     def ok(self) -> bool:
         return not self.errors
+
+    @property
+    def n_errors(self) -> int:
+        """How many problems the file has, listed or not."""
+        return len(self.errors) if self.error_count is None else max(self.error_count, len(self.errors))
+
+
+def size_problem(n_bytes: int, limit: int) -> str:
+    """The sentence for a file over the size limit, in the unit the docs and the upload box use."""
+    def size(n: int) -> str:
+        return f"{n / MB:.0f} MB" if n % MB == 0 else (f"{n / MB:.1f} MB" if n >= MB // 10 else f"{n:,} bytes")
+
+    return f"The file is {size(n_bytes)}; the limit is {size(limit)}. Split it into smaller files."
+
+
+def more_problems(result: ValidationResult) -> str | None:
+    """The line that ends a truncated list of problems, or ``None`` when every problem is listed."""
+    hidden = result.n_errors - len(result.errors)
+    if hidden <= 0:
+        return None
+    return (f"… and {hidden:,} more problems (only the first {len(result.errors)} are listed); correct these, "
+            f"then check the file again.")
+
+
+def limit_errors(errors: list[RowError], *, count: int | None = None,
+                 limit: int = MAX_REPORTED_ERRORS) -> tuple[tuple[RowError, ...], int]:
+    """The first ``limit`` problems by row and column, and how many there are in all."""
+    unique = sorted(set(errors), key=lambda e: (e.row, e.column))
+    total = len(unique) if count is None else count - (len(errors) - len(unique))
+    return tuple(unique[:limit]), max(total, min(len(unique), limit))
+
+
+class _Problems:
+    """Every problem of a file, counted; at most ``keep`` kept per check.
+
+    Each check finds its rows in file order, so the first ``keep`` problems of the whole file
+    (by row) are always among the kept ones, however many millions there are.
+    """
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        self.kept: list[RowError] = []
+        self.count = 0
+
+    def add(self, mask: pd.Series, rows: pd.Series, column: str, reason: str) -> None:
+        hit = rows[np.asarray(mask, dtype=bool)]
+        self.count += len(hit)
+        self.kept += [RowError(int(r), column, reason) for r in hit.iloc[:self.keep]]
+
+    def extend(self, errors: list[RowError], *, count: int | None = None) -> None:
+        """Problems found in file order (``count``: how many there are, when more than given)."""
+        self.count += len(errors) if count is None else count
+        self.kept += errors[:self.keep]
+
+    def result(self, unit: str) -> ValidationResult:
+        kept = [RowError(e.row, e.column, e.reason, unit) for e in self.kept]
+        errors, count = limit_errors(kept, count=self.count, limit=self.keep)
+        return ValidationResult(_empty(), errors, count)
 
 
 def _num(cells: pd.Series) -> pd.Series:
@@ -74,11 +158,65 @@ def _num(cells: pd.Series) -> pd.Series:
     return pd.to_numeric(cells, errors="coerce").astype("float64")
 
 
-def _errors_for(mask: pd.Series, rows: pd.Series, column: str, reason: str) -> list[RowError]:
-    return [RowError(int(r), column, reason) for r in rows[mask.to_numpy()]]
+_NAME_RE = re.compile(r"^[^\W\d][\w .()-]{0,63}$")
 
 
-def validate_scores(raw: pd.DataFrame, *, first_row: int = FIRST_DATA_ROW, unit: str = "row") -> ValidationResult:
+def _column_label(name: str, position: int) -> str:
+    """How a message names a header cell: by its text when that looks like a column name, else by
+    position (``#6``), so that a score or a code typed into the header is never echoed."""
+    return name if _NAME_RE.match(name) else f"#{position}"
+
+
+def _header_problems(columns: list[str], item_cols: dict[str, int]) -> tuple[list[RowError], bool]:
+    """Duplicated, missing and unknown header cells; the flag says whether the rows can be checked."""
+    labels = [_column_label(c, k) for k, c in enumerate(columns, start=1)]
+    first_at: dict[str, int] = {}
+    errors = []
+    for k, c in enumerate(columns):
+        if c not in first_at:
+            first_at[c] = k
+        elif k == columns.index(c, first_at[c] + 1):  # report each name once, at its second cell
+            errors.append(RowError(1, labels[k], "this column appears twice in the header; keep one."
+                                   if labels[k] == c else
+                                   f"this header cell repeats column #{first_at[c] + 1}; give each column its "
+                                   f"own name from the format."))
+    if errors:
+        return errors, False
+    missing = [c for c in REQUIRED if c not in columns]
+    if missing:
+        return [RowError(1, c, "this required column is missing from the header; the header needs "
+                               + ", ".join(REQUIRED) + ".") for c in missing], False
+    unknown = [k for k, c in enumerate(columns) if c not in REQUIRED + OPTIONAL and c not in item_cols]
+    if not unknown:
+        return [], True
+    known = "(known: " + ", ".join(REQUIRED + OPTIONAL) + ", item_1 … item_N)"
+    first = labels[unknown[0]]
+    hint = (" (its header cell holds a number: is the header row missing, or is a data row above it?)"
+            if _looks_numeric(columns[unknown[0]]) else "")
+    if len(unknown) == 1:
+        return [RowError(1, first, f"this column is not part of the weekly-scores format{hint}; remove or "
+                                   f"rename it {known}.")], True
+    others = ", ".join(labels[k] for k in unknown[1:4]) + (", …" if len(unknown) > 4 else "")
+    return [RowError(1, first, f"this column and {len(unknown) - 1:,} more ({others}) are not part of the "
+                               f"weekly-scores format{hint}; remove or rename them {known}.")], True
+
+
+def _looks_numeric(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _integral_total(inst: instruments.Instrument) -> bool:
+    """Whether every total of ``inst`` is a whole number: its items are whole numbers (the
+    validator refuses others) between whole bounds, and the total is their sum (core.instruments)."""
+    return float(inst.item_min).is_integer() and float(inst.item_max).is_integer()
+
+
+def validate_scores(raw: pd.DataFrame, *, first_row: int = FIRST_DATA_ROW, unit: str = "row",
+                    max_errors: int = MAX_REPORTED_ERRORS) -> ValidationResult:
     """Validate a weekly-scores table read as text (every cell a string, empty = missing).
 
     Parameters
@@ -89,33 +227,30 @@ def validate_scores(raw: pd.DataFrame, *, first_row: int = FIRST_DATA_ROW, unit:
         The number of the first data row in messages (2 for a file with a header row).
     unit
         What a row is called in messages (``"row"``; ``"resource"`` for FHIR).
+    max_errors
+        How many problems to keep (the first by row); all of them are counted.
 
     Returns
     -------
     ValidationResult
-        ``scores`` in the core column contract (empty when there are errors) and ``errors``.
+        ``scores`` in the core column contract (empty when there are errors), ``errors`` and
+        ``error_count``.
     """
-    frame = raw.copy()
+    frame = raw.copy(deep=False)
     frame.attrs = {}
     frame.columns = [str(c).strip().lstrip("\ufeff") for c in frame.columns]
-    errors: list[RowError] = []
-    dup_cols = frame.columns[frame.columns.duplicated()].unique().tolist()
-    if dup_cols:
-        return ValidationResult(_empty(), tuple(RowError(1, c, "this column appears twice in the header; "
-                                                             "keep one.") for c in dup_cols))
-    missing = [c for c in REQUIRED if c not in frame.columns]
-    if missing:
-        return ValidationResult(_empty(), tuple(
-            RowError(1, c, "this required column is missing from the header; the header needs "
-                           + ", ".join(REQUIRED) + ".") for c in missing))
-    item_cols = {c: int(m.group(1)) for c in frame.columns if (m := ITEM_RE.match(c))}
-    unknown = [c for c in frame.columns if c not in REQUIRED + OPTIONAL and c not in item_cols]
-    errors += [RowError(1, c, "this column is not part of the weekly-scores format; remove or rename it "
-                              "(known: " + ", ".join(REQUIRED + OPTIONAL) + ", item_1 … item_N).")
-               for c in unknown]
+    problems = _Problems(max_errors)
+    columns = list(frame.columns)
+    item_cols = {c: int(m.group(1)) for c in columns if (m := ITEM_RE.match(c))}
+    header, rows_checkable = _header_problems(columns, item_cols)
+    problems.extend(header)
+    if not rows_checkable:
+        return problems.result(unit)
+    frame = frame[[c for c in columns if c in REQUIRED + OPTIONAL or c in item_cols]]
     if frame.empty:
-        return ValidationResult(_empty(), tuple(errors) + (
-            RowError(first_row, "-", "the file has a header but no data rows; add at least one score."),))
+        problems.extend([RowError(first_row, "-", "the file has a header but no data rows; add at least one "
+                                                  "score.")])
+        return problems.result(unit)
 
     text = frame.astype("string").fillna("").apply(lambda s: s.str.strip())
     numbers = raw.attrs.get("file_rows")
@@ -125,34 +260,35 @@ def validate_scores(raw: pd.DataFrame, *, first_row: int = FIRST_DATA_ROW, unit:
 
     for col, limit in (("patient_id", 32), ("therapist_id", 64)):
         val = text[col]
-        errors += _errors_for(val.eq(""), rows, col, "is empty; every row needs one.")
+        problems.add(val.eq(""), rows, col, "is empty; every row needs one.")
         bad = val.ne("") & (~val.str.match(_CODE_RE) | val.str.len().gt(limit))
-        errors += _errors_for(bad, rows, col, f"must be a code of letters, digits and . _ - @ "
-                                              f"(at most {limit} characters, no spaces).")
+        problems.add(bad, rows, col, f"must be a code of letters, digits and . _ - @ "
+                                     f"(at most {limit} characters, no spaces).")
 
-    week_num = _num(text["week"])
-    week_ok = (week_num.notna() & np.isfinite(week_num) & (week_num == np.floor(week_num)) & (week_num >= 1)
-               & (week_num <= MAX_WEEK))
-    errors += _errors_for(text["week"].eq(""), rows, "week", "is empty; give the treatment week (1, 2, …).")
-    errors += _errors_for(text["week"].ne("") & ~week_ok, rows, "week",
-                          f"must be a whole number from 1 to {MAX_WEEK} (the treatment week).")
+    digits = text["week"].str.fullmatch(r"[0-9]{1,6}").fillna(False).astype(bool)
+    week_num = _num(text["week"].where(digits, ""))
+    week_ok = digits & (week_num >= 1) & (week_num <= MAX_WEEK)
+    problems.add(text["week"].eq(""), rows, "week", "is empty; give the treatment week (1, 2, …).")
+    problems.add(text["week"].ne("") & ~week_ok, rows, "week",
+                 f"must be a whole number from 1 to {MAX_WEEK} written with digits only (the treatment week, "
+                 f"e.g. 2, not 2.0).")
 
     reg = instruments.registry()
     code = text["instrument"]
     known = code.isin(list(reg))
-    errors += _errors_for(~known, rows, "instrument",
-                          "is not a known instrument code; use one of " + ", ".join(sorted(reg)) + ".")
+    problems.add(~known, rows, "instrument",
+                 "is not a known instrument code; use one of " + ", ".join(sorted(reg)) + ".")
 
     score_num = _num(text["score"])
     score_given = text["score"].ne("")
-    errors += _errors_for(score_given & score_num.isna(), rows, "score", "is not a number.")
+    problems.add(score_given & score_num.isna(), rows, "score", "is not a number.")
 
     items = pd.DataFrame(index=frame.index)
     for col, _n in sorted(item_cols.items(), key=lambda kv: kv[1]):
         cell = text[col]
         num = _num(cell)
         bad = cell.ne("") & (num.isna() | (num != np.floor(num)))
-        errors += _errors_for(bad, rows, col, "must be a whole number (the item response).")
+        problems.add(bad, rows, col, "must be a whole number (the item response).")
         items[col] = num.where(~bad)
 
     total = pd.Series(np.nan, index=frame.index)
@@ -163,38 +299,38 @@ def validate_scores(raw: pd.DataFrame, *, first_row: int = FIRST_DATA_ROW, unit:
         extra = [c for c, n in item_cols.items() if n > inst.n_items]
         for col in extra:
             filled = text.loc[idx, col].ne("")
-            errors += _errors_for(filled, sub_rows, col, f"{inst.code} has only {inst.n_items} items; "
-                                                         f"leave this cell empty.")
+            problems.add(filled, sub_rows, col, f"{inst.code} has only {inst.n_items} items; leave this cell empty.")
         block = items.loc[idx, have] if have else pd.DataFrame(index=idx)
         n_given = block.notna().sum(axis=1) if have else pd.Series(0, index=idx)
         partial = (n_given > 0) & (n_given < inst.n_items)
-        errors += _errors_for(partial, sub_rows, "item_1",
-                              f"{inst.code} needs all {inst.n_items} item responses or none; "
-                              f"this row has only some.")
+        problems.add(partial, sub_rows, "item_1", f"{inst.code} needs all {inst.n_items} item responses or none; "
+                                                  f"this row has only some.")
         for col in have:
             out = block[col].notna() & ((block[col] < inst.item_min) | (block[col] > inst.item_max))
-            errors += _errors_for(out, sub_rows, col,
-                                  f"is outside {inst.code}'s item range {inst.item_min}–{inst.item_max}.")
+            problems.add(out, sub_rows, col, f"is outside {inst.code}'s item range {inst.item_min}–{inst.item_max}.")
         complete = n_given == inst.n_items
         item_total = block.sum(axis=1, min_count=1) if have else pd.Series(np.nan, index=idx)
         s = score_num.loc[idx]
         out_range = s.notna() & ((s < inst.total_min) | (s > inst.total_max))
-        errors += _errors_for(out_range, sub_rows, "score",
-                              f"is outside {inst.code}'s range {inst.total_min:g}–{inst.total_max:g}.")
+        problems.add(out_range, sub_rows, "score",
+                     f"is outside {inst.code}'s range {inst.total_min:g}–{inst.total_max:g}.")
+        if _integral_total(inst):
+            fraction = s.notna() & ~out_range & (s != np.floor(s))
+            problems.add(fraction, sub_rows, "score", f"must be a whole number: a {inst.code} total is the sum of "
+                                                      f"its whole-number item responses.")
         disagree = complete & s.notna() & ((s - item_total).abs() > 1e-9)
-        errors += _errors_for(disagree, sub_rows, "score",
-                              "does not equal the sum of the item responses; correct the score or the items, "
-                              "or leave the score empty to have it computed.")
+        problems.add(disagree, sub_rows, "score",
+                     "does not equal the sum of the item responses; correct the score or the items, "
+                     "or leave the score empty to have it computed.")
         no_score = ~score_given.loc[idx] & ~complete
-        errors += _errors_for(no_score, sub_rows, "score",
-                              "is empty and the items are not all given; give the total or every item.")
+        problems.add(no_score, sub_rows, "score",
+                     "is empty and the items are not all given; give the total or every item.")
         total.loc[idx] = s.where(s.notna(), item_total.where(complete))
 
     if "administered_on" in frame.columns:
         cell = text["administered_on"]
         date = pd.to_datetime(cell.where(cell.ne("")), format="%Y-%m-%d", errors="coerce")
-        errors += _errors_for(cell.ne("") & date.isna(), rows, "administered_on",
-                              "must be a date written YYYY-MM-DD.")
+        problems.add(cell.ne("") & date.isna(), rows, "administered_on", "must be a date written YYYY-MM-DD.")
     else:
         date = pd.Series(pd.NaT, index=frame.index)
 
@@ -202,14 +338,14 @@ def validate_scores(raw: pd.DataFrame, *, first_row: int = FIRST_DATA_ROW, unit:
     dup = key.duplicated(keep=False) & week_ok & known & text["patient_id"].ne("")
     if dup.any():
         first = rows.groupby([key["p"], key["i"], key["w"]]).transform("min")
-        for r, f, p, i in zip(rows[dup], first[dup], key["p"][dup], key["i"][dup], strict=True):
-            if r != f:
-                errors.append(RowError(int(r), "week", f"patient {p} already has {i} for this week in "
-                                                       f"row {int(f)}; keep one of the two rows."))
+        later = dup & (rows != first)
+        shown = later[later].index[:max_errors]
+        problems.extend([RowError(int(rows[k]), "week", f"patient {key['p'][k]} already has {key['i'][k]} for this "
+                                                        f"week in row {int(first[k])}; keep one of the two rows.")
+                         for k in shown], count=int(later.sum()))
 
-    if errors:
-        errors = [RowError(e.row, e.column, e.reason, unit) for e in errors]
-        return ValidationResult(_empty(), tuple(sorted(set(errors), key=lambda e: (e.row, e.column))))
+    if problems.count:
+        return problems.result(unit)
     out = pd.DataFrame({
         "patient_id": text["patient_id"].astype(str),
         "therapist_id": text["therapist_id"].astype(str),
@@ -264,8 +400,7 @@ def read_scores_csv(data: bytes, *, max_bytes: int = MAX_BYTES) -> pd.DataFrame:
     import io
 
     if len(data) > max_bytes:
-        raise ValueError(f"The file is {len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB. "
-                         f"Split it into smaller files.")
+        raise ValueError(size_problem(len(data), max_bytes))
     if b"\x00" in data:
         row, column = _locate(data, data.index(b"\x00"))
         raise ValueError(f"row {row}, column {column}: the file contains NUL bytes, so it is not a text CSV "
@@ -279,8 +414,14 @@ def read_scores_csv(data: bytes, *, max_bytes: int = MAX_BYTES) -> pd.DataFrame:
                          f"read); save it as CSV UTF-8 and import it again.") from exc
     if not content.strip():
         raise ValueError("row 1, column -: the file is empty; it needs a header row and at least one score.")
+    if content.count("\n") + (not content.endswith("\n")) > MAX_ROWS:
+        raise ValueError(f"row {MAX_ROWS + 1:,}, column -: the file has more than {MAX_ROWS:,} rows; split it into "
+                         f"smaller files.")
     header = content.splitlines()[0]
     delimiter = ";" if header.count(";") > header.count(",") else ","
+    if header.count(delimiter) >= MAX_COLUMNS:
+        raise ValueError(f"row 1, column -: the header has more than {MAX_COLUMNS:,} columns; the weekly-scores "
+                         f"format needs {len(REQUIRED)} to a few dozen. Check the delimiter and the header row.")
     if '"' not in content:
         return _fast_table(content, delimiter)
     reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter, strict=True)
@@ -315,7 +456,8 @@ def _fast_table(content: str, delimiter: str) -> pd.DataFrame:
                              f"{width}; every row needs one cell per column.")
     frame = pd.read_csv(io.StringIO(content), sep=delimiter, dtype="string", keep_default_na=False,
                         na_filter=False, skip_blank_lines=False, index_col=False, engine="c", quoting=3)
-    frame.columns = [str(c).strip() for c in frame.columns]
+    # the header as written: pandas would rename a repeated "week" to "week.1"
+    frame.columns = [c.strip() for c in lines[0].rstrip("\r").split(delimiter)]
     return _drop_blank(frame, np.arange(len(frame)) + FIRST_DATA_ROW)
 
 
@@ -357,44 +499,112 @@ def _table(rows: list[list[str]], numbers: list[int] | None = None) -> pd.DataFr
     return _drop_blank(frame, file_rows[keep])
 
 
+class _Refused(ValueError):
+    """A workbook refused for its size or shape (not because it is damaged)."""
+
+
+_NOT_A_WORKBOOK = ("row 1, column -: the file is not a readable Excel workbook (.xlsx); save it again from Excel "
+                   "as .xlsx, or export it as CSV UTF-8.")
+
+
+def check_workbook_archive(data: bytes) -> None:
+    """Refuse a workbook (a zip archive) that would unpack to more than ``MAX_INFLATED_BYTES``, or
+    whose parts compress more than ``MAX_RATIO`` times: checked from the archive's directory
+    before anything is unpacked. (Python's zipfile stops a part that inflates beyond the size
+    its directory declares, so the declared sizes bound the work.)
+
+    Raises
+    ------
+    ValueError
+        A sentence naming the limit, or saying the file is not a workbook.
+    """
+    import io
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            parts = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise ValueError(_NOT_A_WORKBOOK) from exc
+    inflated = sum(part.file_size for part in parts)
+    if inflated > MAX_INFLATED_BYTES or len(parts) > 10_000:
+        raise _Refused(f"row 1, column -: this workbook would unpack to {inflated / MB:,.0f} MB in {len(parts):,} "
+                       f"parts, more than the {MAX_INFLATED_BYTES / MB:.0f} MB a weekly-scores workbook can "
+                       f"need, so it was not opened; split the sheet into smaller workbooks or export it as CSV "
+                       f"UTF-8.")
+    for part in parts:
+        if part.file_size > RATIO_FLOOR and part.file_size > MAX_RATIO * max(part.compress_size, 1):
+            raise _Refused(f"row 1, column -: a part of this workbook ({part.filename[:60]}) is compressed "
+                           f"{part.file_size / max(part.compress_size, 1):,.0f} times, far more than a "
+                           f"spreadsheet ever is, so it was not opened (it may be built to exhaust the server); "
+                           f"save the sheet again from Excel, or export it as CSV UTF-8.")
+
+
+def _xlsx_text(v: object) -> str:
+    """One cell as text: whole floats as ``3``, dates as ``YYYY-MM-DD``."""
+    import datetime as dt
+
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    if isinstance(v, dt.datetime):
+        return v.date().isoformat() if v.time() == dt.time() else v.isoformat()
+    if isinstance(v, dt.date):
+        return v.isoformat()
+    return str(v)
+
+
+def _sheet_rows(sheet) -> list[list[str]]:  # type: ignore[no-untyped-def]
+    """Every row of a read-only sheet to its real end, as text, within ``MAX_ROWS`` x ``MAX_COLUMNS``.
+
+    The ``<dimension>`` a workbook declares is ignored (``reset_dimensions``): a stale one
+    (``A1:E4`` over ten rows) would otherwise cut the sheet short without a word.
+    """
+    sheet.reset_dimensions()
+    rows: list[list[str]] = []
+    for values in sheet.iter_rows(min_row=1, min_col=1, values_only=True):
+        if len(rows) >= MAX_ROWS:
+            raise _Refused(f"row {MAX_ROWS + 1:,}, column -: the sheet has more than {MAX_ROWS:,} rows; split it "
+                           f"into smaller files.")
+        if len(values) > MAX_COLUMNS:
+            raise _Refused(f"row {len(rows) + 1:,}, column -: this row has more than {MAX_COLUMNS:,} columns; "
+                           f"the weekly-scores format needs a few dozen at most.")
+        rows.append([_xlsx_text(v) for v in values])
+    return rows
+
+
 def read_scores_xlsx(data: bytes, *, max_bytes: int = MAX_BYTES) -> pd.DataFrame:
     """Read the first sheet of an Excel workbook (.xlsx) in the weekly-scores format as text cells.
 
     Numbers that Excel stores as floats but that are whole (``3.0``) become ``"3"``; dates
-    become ``YYYY-MM-DD``. Raises ``ValueError`` for files that are not a readable workbook.
+    become ``YYYY-MM-DD``. Every row present is read, whatever range the workbook declares.
+
+    Raises
+    ------
+    ValueError
+        One sentence for a file that is too large (as a file, unpacked, or in rows and columns)
+        or not a readable workbook (damaged archive, malformed sheet XML, …).
     """
-    import datetime as dt
     import io
-    import zipfile
 
     import openpyxl
 
     if len(data) > max_bytes:
-        raise ValueError(f"The file is {len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB. "
-                         f"Split it into smaller files.")
+        raise ValueError(size_problem(len(data), max_bytes))
+    check_workbook_archive(data)
     try:
         book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
-        raise ValueError("row 1, column -: the file is not a readable Excel workbook (.xlsx); save it again "
-                         "from Excel as .xlsx, or export it as CSV UTF-8.") from exc
-
-    def cell(v: object) -> str:
-        if v is None:
-            return ""
-        if isinstance(v, bool):
-            return str(v)
-        if isinstance(v, float) and v.is_integer():
-            return str(int(v))
-        if isinstance(v, dt.datetime):
-            return v.date().isoformat() if v.time() == dt.time() else v.isoformat()
-        if isinstance(v, dt.date):
-            return v.isoformat()
-        return str(v)
-
-    try:
-        rows = [[cell(v) for v in r] for r in book.worksheets[0].iter_rows(values_only=True)]
-    finally:
-        book.close()
+        try:
+            rows = _sheet_rows(book.worksheets[0])
+        finally:
+            book.close()
+    except _Refused:
+        raise
+    except Exception as exc:  # openpyxl and the XML parser raise a dozen kinds on a damaged file
+        raise ValueError(_NOT_A_WORKBOOK) from exc
     while rows and not any(rows[-1]):
         rows.pop()
     if not rows:

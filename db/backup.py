@@ -3,8 +3,15 @@
 SQLite: the online backup API (``sqlite3.Connection.backup``) copies a consistent snapshot
 even while the app is writing, and a checksum file ``FILE.sha256`` is written beside the
 copy. A restore first checks the copy (the checksum when the ``.sha256`` file is there, which
-catches any changed byte; ``PRAGMA integrity_check``; an Alliance Monitor schema; an intact
-audit chain) and refuses a damaged file, leaving the database as it was.
+catches any changed byte; ``PRAGMA integrity_check``; an Alliance Monitor schema at a revision
+this version knows; an intact audit trail, verified with this installation's audit key, and not
+emptied while patients remain) and refuses a bad file, leaving the database as it was. After the
+copy it brings an older schema up to date and only then writes to the restored database.
+
+Both are audited in the live database: ``backup`` (file, rows and head of the trail copied; the
+row seals a checkpoint) after the copy is checked, and ``restore`` after the copy is in place,
+recording the head hash and row count of the trail it replaced, so that rows written after the
+backup are not lost from the record without a trace.
 
 PostgreSQL: use the server's own tools (``pg_dump --format=custom`` / ``pg_restore``), as
 docs/operations.md describes; this module says so instead of pretending.
@@ -16,10 +23,12 @@ import hashlib
 import sqlite3
 from pathlib import Path
 
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine
-from sqlalchemy.orm import Session
 
 from db import audit
+from db.access import SYSTEM, Actor
+from db.engine import alembic_config, transaction, upgrade
 
 PG_MESSAGE = ("backup and restore here handle the embedded SQLite database; for PostgreSQL use "
               "pg_dump --format=custom and pg_restore as docs/operations.md describes.")
@@ -44,7 +53,7 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _check_copy(path: Path) -> str:
+def _check_copy(path: Path) -> tuple[str, audit.ChainReport]:
     if not path.is_file():
         raise ValueError(f"{path}: no such file; check the path.")
     sums = checksum_path(path)
@@ -61,6 +70,8 @@ def _check_copy(path: Path) -> str:
         try:
             status = con.execute("PRAGMA integrity_check").fetchone()[0]
             tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            revisions = ([r[0] for r in con.execute("SELECT version_num FROM alembic_version")]
+                         if "alembic_version" in tables else [])
         finally:
             con.close()
     except sqlite3.DatabaseError as exc:
@@ -69,19 +80,41 @@ def _check_copy(path: Path) -> str:
         raise ValueError(f"{path} is damaged (integrity check: {status}); it cannot be restored.")
     if not {"alembic_version", "scores", "audit_events", "accounts"} <= tables:
         raise ValueError(f"{path} is not an Alliance Monitor backup (tables are missing); it cannot be restored.")
-    check = create_engine(f"sqlite:///{path}")
+    _check_revision(path, revisions)
+    report = _check_trail(path)
+    return checked + report.message, report
+
+
+def _check_revision(path: Path, revisions: list[str]) -> None:
+    """Refuse a copy whose schema revision this version's migrations do not know (a newer version's
+    backup, or a damaged one): restoring it would leave every later command failing."""
+    known = {s.revision for s in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+    unknown = [r for r in revisions if r not in known]
+    if len(revisions) != 1 or unknown:
+        found = ", ".join(revisions) or "none"
+        raise ValueError(f"{path} has schema revision {found}, which this version of Alliance Monitor does not know "
+                         f"(it knows {', '.join(sorted(known))}): the backup was made by a newer version or was "
+                         f"altered, so it cannot be restored. Restore it with the version that made it, or use "
+                         f"another backup.")
+
+
+def _check_trail(path: Path) -> audit.ChainReport:
+    """Verify the copy's audit trail with this installation's key (``None`` if there is none yet)."""
+    check = create_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
     try:
-        with Session(check) as session:
-            ok, message = audit.verify_chain(session)
+        with check.connect() as conn:
+            report = audit.check_chain(conn, key=audit.load_key())
     finally:
         check.dispose()
-    if not ok:
-        raise ValueError(f"{path}: {message} The copy was tampered with; it cannot be restored.")
-    return checked + message
+    if not report.ok and report.message == audit.missing_key_message():
+        raise ValueError(f"{path}: {report.message} Until then the copy cannot be checked, so it cannot be restored.")
+    if not report.ok:
+        raise ValueError(f"{path}: {report.message} The copy was tampered with or damaged; it cannot be restored.")
+    return report
 
 
-def backup_database(engine: Engine, target: Path) -> str:
-    """Write a consistent copy of the database to ``target`` and check it."""
+def backup_database(engine: Engine, target: Path, *, actor: Actor = SYSTEM) -> str:
+    """Write a consistent copy of the database to ``target``, check it, and audit it."""
     source = _sqlite_path(engine)
     target = Path(target)
     if target.exists():
@@ -97,14 +130,23 @@ def backup_database(engine: Engine, target: Path) -> str:
         dst.close()
         src.close()
     checksum_path(target).write_text(f"{_sha256(target)}  {target.name}\n", encoding="utf-8")
-    message = _check_copy(target)
+    message, report = _check_copy(target)
+    with transaction(engine) as session:  # the backup row seals a checkpoint of the live trail
+        audit.record(session, actor=actor, action="backup", file=str(target), rows=report.rows,
+                     head_id=report.head_id, head_hash=report.head_hash)
     return f"Backed up to {target} ({target.stat().st_size / 1e6:.1f} MB). {message}"
 
 
-def restore_database(engine: Engine, source: Path) -> str:
-    """Replace the database with the copy at ``source`` after checking it."""
+def restore_database(engine: Engine, source: Path, *, actor: Actor = SYSTEM) -> str:
+    """Replace the database with the copy at ``source`` after checking it; bring an older schema up
+    to date; then audit the restore in the restored database, with the trail it replaced."""
     target = _sqlite_path(engine)
-    message = _check_copy(Path(source))
+    message, report = _check_copy(Path(source))
+    try:
+        with engine.connect() as conn:
+            replaced_rows, replaced_id, replaced_hash = audit.trail_head(conn)
+    except Exception:  # a live database too damaged to read: the restore is what repairs it
+        replaced_rows, replaced_id, replaced_hash = 0, 0, "unreadable"
     engine.dispose()
     src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
     dst = sqlite3.connect(target)
@@ -114,4 +156,12 @@ def restore_database(engine: Engine, source: Path) -> str:
     finally:
         dst.close()
         src.close()
-    return f"Restored the database from {source}. {message}"
+    upgrade(engine)  # a backup of an older version: its schema is brought up to date before any write
+    with transaction(engine) as session:
+        audit.record(session, actor=actor, action="restore", file=str(source), restored_rows=report.rows,
+                     restored_head_hash=report.head_hash, replaced_rows=replaced_rows,
+                     replaced_head_id=replaced_id, replaced_head_hash=replaced_hash)
+    lost = replaced_rows - report.rows
+    note = (f" The trail it replaced had {replaced_rows} rows (head {replaced_hash[:16]}); that is recorded in the "
+            f"restored trail" + (f", {lost} more than the backup holds." if lost > 0 else "."))
+    return f"Restored the database from {source}. {message}{note}"

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -207,14 +208,27 @@ class PageVisit(Base):
     at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+#: The digest schemes of ``AuditEvent.scheme``: unkeyed SHA-256 (rows written before migration 0004)
+#: and HMAC-SHA256 with the audit key kept outside the database (every row since).
+AUDIT_SCHEMES = ("sha256", "hmac-sha256")
+KEYED_SCHEME = "hmac-sha256"
+
+
 class AuditEvent(Base):
     """Append-only audit trail; each row's hash chains to the previous row's.
 
-    Database triggers refuse UPDATE and DELETE (see the first migration);
-    ``db.audit.verify_chain`` detects a row edited or removed behind their back.
+    Database triggers refuse UPDATE and DELETE (see migrations 0001 and 0004); the unique
+    ``prev_hash`` of keyed rows makes a fork of the chain impossible; ``db.audit.verify_chain``
+    detects a row edited, removed, forged or cut off behind their back.
     """
 
     __tablename__ = "audit_events"
+    __table_args__ = (
+        # One successor per row: two writers that read the same head cannot both append.
+        # Only over keyed rows: trails written before 0004 may already hold forks (issue 18).
+        Index("uq_audit_events_prev_hash_keyed", "prev_hash", unique=True,
+              sqlite_where=text("scheme = 'hmac-sha256'"), postgresql_where=text("scheme = 'hmac-sha256'")),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
@@ -224,6 +238,46 @@ class AuditEvent(Base):
     detail: Mapped[str] = mapped_column(Text, default="{}")
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: How ``hash`` was computed (:data:`AUDIT_SCHEMES`); the server default marks the rows
+    #: that were there before the keyed scheme (and any written by an older app version).
+    scheme: Mapped[str] = mapped_column(String(16), default=KEYED_SCHEME, server_default="sha256")
+
+
+class AuditHead(Base):
+    """One row counting the audit trail's rows (``n``).
+
+    Every writer of the trail updates it first: on SQLite that takes the database's write lock
+    before the previous hash is read, so concurrent writers append one after the other; the
+    count tells when the next checkpoint is due. Not trusted by verification.
+    """
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    n: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AuditCheckpoint(Base):
+    """A signed statement "the trail had ``rows`` rows, the last one ``head_id`` with ``head_hash``".
+
+    Written at the first keyed row, every ``db.audit.CHECKPOINT_EVERY`` rows, at every verify,
+    backup and restore; append-only like the trail. ``legacy_rows``/``legacy_digest`` seal the
+    rows written before the keyed scheme (SHA-256 over their hashes in order). ``signature`` is
+    HMAC-SHA256 with the audit key over every other column, so only the key's holder can write
+    one; ``db.audit.verify_chain`` compares the trail against every checkpoint.
+    """
+
+    __tablename__ = "audit_checkpoints"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    reason: Mapped[str] = mapped_column(String(32))
+    rows: Mapped[int] = mapped_column(Integer)
+    head_id: Mapped[int] = mapped_column(Integer)
+    head_hash: Mapped[str] = mapped_column(String(64))
+    legacy_rows: Mapped[int] = mapped_column(Integer)
+    legacy_digest: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(String(64))
 
 
 class Setting(Base):

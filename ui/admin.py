@@ -94,11 +94,11 @@ def verify(actor: Actor) -> tuple[bool, str]:
     """Check the audit trail's hash chain (admins only; the check is audited)."""
     if actor.role != "admin":
         raise PermissionDenied("Only an admin may do this; ask your clinic's admin.")
-    with session_factory(get_engine())() as session:
-        ok, message = audit.verify_chain(session)
+    with transaction(get_engine()) as session:  # an intact trail gets a signed checkpoint
+        report = audit.verify_and_checkpoint(session)
     with transaction(get_engine()) as session:
-        audit.record(session, actor=actor, action="verify_audit", ok=ok)
-    return ok, message
+        audit.record(session, actor=actor, action="verify_audit", ok=report.ok)
+    return report.ok, report.message
 
 
 def today() -> dt.date:

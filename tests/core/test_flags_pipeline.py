@@ -35,19 +35,12 @@ from core.flags import (
     compute_flags,
     empty_flags,
 )
+from tests.core.test_flags import scores  # the one builder of small score frames
 
 RC_WAI = 1.96 * math.sqrt(2) * 10 * math.sqrt(1 - 0.94)  # 6.79 points (CLINICAL.md)
 NAN = np.nan
 
 
-def scores(*series, therapist="T1"):
-    """series: (patient, instrument, [scores from week 1; None = week not stored])."""
-    rows = []
-    for pid, inst, values in series:
-        for w, v in enumerate(values, start=1):
-            if v is not None:
-                rows.append((pid, therapist, w, inst, float(v)))
-    return pd.DataFrame(rows, columns=["patient_id", "therapist_id", "week", "instrument", "score"])
 
 
 def arrays(data, config=DEFAULT_CONFIG, *, as_of_week=None, current_week=None):

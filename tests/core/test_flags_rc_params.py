@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from core.flags import DEFAULT_CONFIG, FlagConfig, _instrument_table, _prepare, compute_flags
 from core.validation import validate_scores
+from tests.core.test_flags import scores  # the one builder of small score frames
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_data"
 SPIN_SD = 10.0
@@ -29,14 +30,6 @@ RC = {sd_r: 1.96 * math.sqrt(2) * sd_r[0] * math.sqrt(1 - sd_r[1]) for sd_r in (
 SYMPTOM_CHANGE = ["deterioration", "improvement"]
 
 
-def scores(*series, therapist="T1"):
-    """series: (patient, instrument, [scores from week 1; None = week not stored])."""
-    rows = []
-    for pid, inst, values in series:
-        for w, v in enumerate(values, start=1):
-            if v is not None:
-                rows.append((pid, therapist, w, inst, float(v)))
-    return pd.DataFrame(rows, columns=["patient_id", "therapist_id", "week", "instrument", "score"])
 
 
 def of(flags, patient, kinds=None):
