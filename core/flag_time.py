@@ -67,8 +67,7 @@ def trailing_missed(facts: pd.DataFrame, now: pd.Series, *, weeks: int) -> pd.Da
         expl = ("No questionnaire for " + str(weeks) + " weeks in a row (weeks " + _fmt(last_seen + 1) + " to "
                 + _fmt(week) + "); the last one was in week " + _fmt(last_seen) + ".")
     m = len(rows)
-    start = pd.to_datetime(rows["start_date"], errors="coerce")
-    due = (start + pd.to_timedelta(7 * (week - 1), unit="D")).dt.tz_localize("UTC") if m else \
+    due = due_dates(pd.DataFrame({"patient_id": rows["patient_id"], "week": week}), facts) if m else \
         pd.Series(pd.DatetimeIndex([], tz="UTC"))
     return pd.DataFrame({
         "patient_id": rows["patient_id"].astype("string"), "therapist_id": rows["therapist_id"].astype("string"),
@@ -77,6 +76,30 @@ def trailing_missed(facts: pd.DataFrame, now: pd.Series, *, weeks: int) -> pd.Da
         "explanation": expl.astype("string"), "administered_on": pd.Series([None] * m, dtype=object),
         "raised_at": due.to_numpy() if m else due,
     })
+
+
+def due_dates(flags: pd.DataFrame, facts: pd.DataFrame) -> pd.Series:
+    """The day each flag's week became due by the patient's calendar (``start_date + 7·(week − 1)``,
+    UTC midnight); NaT without a start date."""
+    if "start_date" not in facts.columns or flags.empty:
+        return pd.Series(pd.NaT, index=flags.index, dtype="datetime64[ns, UTC]")
+    start = pd.to_datetime(flags["patient_id"].astype(str).map(
+        facts.assign(patient_id=facts["patient_id"].astype(str)).set_index("patient_id")["start_date"]),
+        errors="coerce")
+    due = start + pd.to_timedelta(7 * (flags["week"].astype("int64") - 1), unit="D")
+    return due.dt.tz_localize("UTC")
+
+
+def missed_known_since(flags: pd.DataFrame, facts: pd.DataFrame) -> pd.DataFrame:
+    """A run of missed weeks inside the course was known by the calendar from its due day on, before the
+    questionnaire that closed it arrived: its ``raised_at`` is the earlier of the two (a copy)."""
+    out = flags.copy()
+    missed = out["kind"].eq("missed").to_numpy(dtype=bool)
+    if missed.any() and "raised_at" in out.columns:
+        due = due_dates(out[missed], facts)
+        stamps = pd.to_datetime(out.loc[missed, "raised_at"], utc=True)
+        out.loc[missed, "raised_at"] = stamps.where(due.isna() | (stamps <= due), due)
+    return out
 
 
 def derive(stored: pd.DataFrame, facts: pd.DataFrame, *, current_week: pd.Series,
@@ -97,7 +120,7 @@ def derive(stored: pd.DataFrame, facts: pd.DataFrame, *, current_week: pd.Series
         The rule set the flags were stored under (repair window, missed run length).
     """
     now = _now(facts, current_week)
-    out = close_repair_windows(stored, now, weeks=config.repair.weeks)
+    out = missed_known_since(close_repair_windows(stored, now, weeks=config.repair.weeks), facts)
     if config.missed is not None and len(facts):
         tail = trailing_missed(facts, now, weeks=config.missed.weeks)
         if len(tail):

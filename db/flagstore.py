@@ -15,7 +15,9 @@ start date, status, planned weeks), without touching the scores (``core.flag_tim
 
 * a rupture still ``open`` whose repair window has passed by the calendar reads ``unrepaired``;
 * the trailing run of missed questionnaires (after the last stored week up to the current
-  treatment week) is added as a ``missed`` row.
+  treatment week) is added as a ``missed`` row;
+* a run of missed weeks inside the course reads as raised on the day its week became due by the
+  calendar, when that is earlier than the questionnaire that closed it.
 
 ``raised_at`` is when the data that raised a flag arrived: the latest ``entered_at`` among the
 patient's scores of weeks <= the flag's week (for a missed run inside the course, of the first
