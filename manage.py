@@ -65,6 +65,20 @@ def _engine(db: str | None, *, migrate: bool = True):  # type: ignore[no-untyped
              f"ALLIANCE_DB_URL and that the server is running.")
 
 
+def _report_problems(name: str, result) -> NoReturn:  # type: ignore[no-untyped-def]
+    """Print the listed problems (the first ones by row), the count of the others, and exit 2."""
+    from core.validation import more_problems
+
+    for err in result.errors:
+        typer.echo(f"{name}: {err}", err=True)
+    more = more_problems(result)
+    if more:
+        typer.echo(f"{name}: {more}", err=True)
+    typer.echo(f"{name}: {result.n_errors:,} problem{'s' if result.n_errors != 1 else ''}; nothing was written.",
+               err=True)
+    raise typer.Exit(2)
+
+
 def _load_validated(data: bytes, name: str) -> pd.DataFrame:
     from core.validation import read_scores_file, validate_scores
 
@@ -74,10 +88,7 @@ def _load_validated(data: bytes, name: str) -> pd.DataFrame:
         fail(f"{name}: {exc}", 2)
     result = validate_scores(raw)
     if not result.ok:
-        for err in result.errors:
-            typer.echo(f"{name}: {err}", err=True)
-        typer.echo(f"{name}: {len(result.errors)} problems; nothing was written.", err=True)
-        raise typer.Exit(2)
+        _report_problems(name, result)
     return result.scores
 
 
@@ -114,6 +125,8 @@ def seed_demo(force: Annotated[bool, typer.Option("--force", help="Load even int
         if n and not force:
             fail(f"The database already holds {n} patients; seed-demo loads only into an empty database "
                  f"(use --force to load the demo clinic anyway).", 2)
+        # demo mode first: the demo accounts' public password is allowed on the demo clinic only
+        set_setting(session, actor=SYSTEM, key="demo", value="1")
         accounts = pd.read_csv(SAMPLE_DIR / "demo_accounts.csv", dtype=str, keep_default_na=False)
         for a in accounts.itertuples(index=False):
             if session.scalar(select(Account.id).where(Account.name == a.name, Account.password_hash.is_not(None))):
@@ -126,7 +139,6 @@ def seed_demo(force: Annotated[bool, typer.Option("--force", help="Load even int
                               filename="demo_scores.csv")
         set_patient_details(session, actor=SYSTEM,
                             details=pd.read_csv(SAMPLE_DIR / "demo_patients.csv", dtype=str))
-        set_setting(session, actor=SYSTEM, key="demo", value="1")
         # The demo clinic freezes its own SPIN week-1 SD (no SD is published for SPIN).
         frozen = freeze_own_sd(session, actor=SYSTEM)
         refresh_all(session)
@@ -152,16 +164,14 @@ def _import(file: Path, *, db: str | None, dry_run: bool, replace: bool, source:
         except ValueError as exc:
             fail(f"{file.name}: {exc}", 2)
         if not result.ok:
-            for err in result.errors:
-                typer.echo(f"{file.name}: {err}", err=True)
-            typer.echo(f"{file.name}: {len(result.errors)} problems; nothing was written.", err=True)
-            raise typer.Exit(2)
+            _report_problems(file.name, result)
         fhir = is_fhir(data, file.name)
         unit = "resource" if fhir else "row"
         if dry_run:
             plan = plan_import(session, scores=result.scores, first_row=1 if fhir else 2, unit=unit)
             _refuse_conflicts(file.name, plan, unit, replace=replace)
             typer.echo(f"Dry run of {file.name}: would write {_summary(plan)}; nothing was written.")
+            _note_therapists(plan)
             session.rollback()
             return
     try:  # plan and write in one transaction, retried if a concurrent writer got there first
@@ -171,6 +181,14 @@ def _import(file: Path, *, db: str | None, dry_run: bool, replace: bool, source:
         fail(f"{file.name}: {exc}", 1)
     _refuse_conflicts(file.name, plan, unit, replace=replace)
     typer.echo(f"Imported {file.name}: {_summary(plan)}.")
+    _note_therapists(plan)
+
+
+def _note_therapists(plan) -> None:  # type: ignore[no-untyped-def]
+    """Say so when rows name another therapist than the caseload their patient stays on."""
+    note = plan.therapist_note()
+    if note:
+        typer.echo(f"Note: {note}")
 
 
 def _summary(plan) -> str:  # type: ignore[no-untyped-def]
@@ -178,10 +196,15 @@ def _summary(plan) -> str:  # type: ignore[no-untyped-def]
 
 
 def _refuse_conflicts(name: str, plan, unit: str, *, replace: bool) -> None:  # type: ignore[no-untyped-def]
-    """Exit 2 naming every conflicting row when the plan has conflicts and --replace is off."""
+    """Exit 2 naming the first conflicting rows when the plan has conflicts and --replace is off."""
+    from core.validation import MAX_REPORTED_ERRORS
+
     if plan.conflicts and not replace:
-        for err in plan.errors:
+        for err in plan.errors[:MAX_REPORTED_ERRORS]:
             typer.echo(f"{name}: {err}", err=True)
+        if len(plan.errors) > MAX_REPORTED_ERRORS:
+            typer.echo(f"{name}: … and {len(plan.errors) - MAX_REPORTED_ERRORS:,} more conflicting {unit}s (only "
+                       f"the first {MAX_REPORTED_ERRORS} are listed).", err=True)
         typer.echo(f"{name}: {plan.conflicts} {unit}s conflict with stored scores; nothing was written "
                    f"(use --replace to overwrite them).", err=True)
         raise typer.Exit(2)

@@ -43,7 +43,7 @@ import time
 from pathlib import Path
 
 from common import BENCH_PASSWORD, clinic_database, machine
-from paint import ARM_JS, INIT_JS, painted_ms, want
+from paint import ARM_JS, IDLE_JS, INIT_JS, painted_ms, want
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -63,10 +63,8 @@ def loadavg() -> str:
 
 
 def settle(page) -> None:  # type: ignore[no-untyped-def]
-    """Wait (untimed) until Streamlit is idle, then a little more for late frames."""
-    page.wait_for_function("() => document.querySelector('[data-testid=\"stApp\"]')"
-                           "?.getAttribute('data-test-script-state') === 'notRunning'", polling="raf")
-    page.wait_for_timeout(300)
+    """Wait (untimed) until Streamlit has been idle for a second."""
+    page.wait_for_function(IDLE_JS, arg=1000, polling=100)
 
 
 def log_in(page, base: str, name: str, title: str) -> float:  # type: ignore[no-untyped-def]
@@ -104,11 +102,11 @@ def away(page) -> None:  # type: ignore[no-untyped-def]
 
 
 def caseload_filter(page) -> tuple[float, float]:  # type: ignore[no-untyped-def]
-    """Caseload: choose the first severity offered, then clear it; each until painted."""
+    """Caseload: choose the first severity offered (the most urgent), then clear it; each until painted."""
     settle(page)
     box = page.locator("[data-testid='stMultiSelect']").filter(has_text="Severity")
     box.locator("input").click()
-    option = page.get_by_role("option").first
+    option = page.get_by_role("option").filter(has_not_text="Select all").first
     option.wait_for()
     page.evaluate(ARM_JS)
     option.click()

@@ -5,19 +5,21 @@ reads 0.3-0.5 s high):
 
 * :data:`INIT_JS` (``context.add_init_script``) runs in every document before Streamlit. After
   ``window.__am.arm()`` the first ``pointerdown`` or ``keydown`` (capture phase, so before any
-  handler of the app) is time zero, and a ``MutationObserver`` notes that Streamlit's script state
-  (``data-test-script-state`` on ``[data-testid=stApp]``) left ``notRunning`` since then.
+  handler of the app) is time zero, and a ``MutationObserver`` notes that the page changed since
+  (elements added or removed, marked stale, or Streamlit's script state flipped).
 * :func:`painted_ms` then polls :data:`PAINTED_JS` on every animation frame
   (``wait_for_function(polling="raf")``). **Painted** is the first frame in which all hold:
 
-  1. the script ran since time zero and Streamlit's state is ``notRunning`` again (the status
-     widget is gone: the run that the click or key started has finished);
+  1. the page changed since time zero and Streamlit's script state (``data-test-script-state``
+     on ``[data-testid=stApp]``, what the status widget shows) is ``notRunning``;
   2. the page's title (an ``h1`` in ``stMain`` with exactly the expected text) is there and not
      stale (``data-stale`` marks elements of the previous run that a rerun has not re-sent);
   3. the page's main table, the first ``stDataFrame`` in ``stMain``, is there, not stale, its
-     glide-grid ``canvas`` has a non-zero size and its first cell (``glide-cell-0-0``) exists;
-  4. optionally, a caption of the page matches what the action should show (e.g. "N of M alerts"
-     with N < M after a filter).
+     glide-grid ``canvas`` has a non-zero size and a cell of its first row (``glide-cell-<col>-0``)
+     exists;
+  4. what the action must show, so that 1-3 cannot hold for the page before it: the new page's
+     title (navigation, login), or a caption of the run (a filter on: "N of M alerts" with N < M;
+     cleared: N = M, or the "N of M patients shown." caption gone, stale copies included).
 
   The time is ``performance.now()`` in that frame minus time zero, in the page's own clock. A
   frame runs only when the page's main thread is free, so layout and drawing that the run
@@ -28,16 +30,19 @@ from __future__ import annotations
 
 INIT_JS = r"""
 (() => {
-  const am = window.__am = {armed: false, t0: null, ran: false, paintedAt: null};
+  const am = window.__am = {armed: false, t0: null, ran: false, paintedAt: null, changed: 0};
   am.arm = () => { am.armed = true; am.t0 = null; am.ran = false; am.paintedAt = null; };
   const start = () => { if (am.armed && am.t0 === null) { am.t0 = performance.now(); am.ran = false; } };
   document.addEventListener('pointerdown', start, true);
   document.addEventListener('keydown', start, true);
-  new MutationObserver((records) => {
-    for (const r of records) {
-      if (r.target.getAttribute('data-test-script-state') !== 'notRunning' && am.t0 !== null) am.ran = true;
-    }
-  }).observe(document, {subtree: true, attributes: true, attributeFilter: ['data-test-script-state']});
+  // Any change of the page after time zero: Streamlit's script state flipping, or elements
+  // added, removed or marked stale. (A run of well under 100 ms can flip the state to running
+  // and back within one React commit, so the flip alone is not seen.)
+  new MutationObserver(() => {
+    am.changed = performance.now();
+    if (am.t0 !== null) am.ran = true;
+  }).observe(document, {subtree: true, childList: true, attributes: true,
+                        attributeFilter: ['data-test-script-state', 'data-stale']});
 })();
 """
 
@@ -56,10 +61,12 @@ PAINTED_JS = r"""
   if (!grid) return false;
   const canvas = grid.querySelector('canvas');
   if (!canvas || !canvas.width || !canvas.height) return false;
-  if (!grid.querySelector('[data-testid="glide-cell-0-0"]')) return false;
+  // a cell of the first row (column 0 is the row-selection column on a selectable table)
+  if (!grid.querySelector('[data-testid^="glide-cell-"][data-testid$="-0"]')) return false;
   if (want.caption) {
-    const texts = [...main.querySelectorAll('[data-testid="stCaptionContainer"]')].filter(fresh)
-      .map((c) => c.textContent);
+    // present: in a caption of this run; absent: in no caption at all, stale ones included
+    const texts = [...main.querySelectorAll('[data-testid="stCaptionContainer"]')]
+      .filter((c) => want.absent || fresh(c)).map((c) => c.textContent);
     const re = new RegExp(want.caption);
     const hit = texts.map((t) => t.match(re)).find(Boolean);
     if (want.absent ? hit : !hit) return false;
@@ -72,6 +79,12 @@ PAINTED_JS = r"""
 """
 
 ARM_JS = "() => window.__am.arm()"
+#: Idle: Streamlit's script state is ``notRunning`` and nothing in the page has changed for ``ms``
+#: milliseconds (a login, for one, is followed by two short follow-up runs of the frontend's own).
+IDLE_JS = r"""
+(ms) => document.querySelector('[data-testid="stApp"]')?.getAttribute('data-test-script-state') === 'notRunning'
+  && performance.now() - window.__am.changed > ms
+"""
 
 
 def want(title: str, *, caption: str | None = None, absent: bool = False, fewer: bool = False,
@@ -87,7 +100,10 @@ STATE_JS = r"""
   titles: [...document.querySelectorAll('[data-testid="stMain"] h1')].map((h) => h.textContent),
   captions: [...document.querySelectorAll('[data-testid="stMain"] [data-testid="stCaptionContainer"]')]
     .map((c) => c.textContent.slice(0, 60)),
-  grids: document.querySelectorAll('[data-testid="stMain"] [data-testid="stDataFrame"]').length})
+  grids: [...document.querySelectorAll('[data-testid="stMain"] [data-testid="stDataFrame"]')].map((g) => ({
+    stale: !!g.closest('[data-stale="true"]'), canvas: [...g.querySelectorAll('canvas')].map((c) => c.width),
+    cell: !!g.querySelector('[data-testid="glide-cell-0-0"]'),
+    cells: [...g.querySelectorAll('[data-testid^="glide-cell-"]')].slice(0, 3).map((c) => c.dataset.testid)}))})
 """
 
 

@@ -25,7 +25,7 @@ by row), so a file with millions of bad cells costs no more than a file with a h
 
 Reading is bounded too: a file of at most ``MAX_BYTES``; a workbook whose parts would inflate
 beyond ``MAX_INFLATED_BYTES`` (or compress suspiciously well) is refused before it is opened;
-at most ``MAX_ROWS`` rows and ``MAX_COLUMNS`` columns (Excel's own sheet limits).
+at most ``MAX_ROWS`` rows (Excel's own limit) and, in a workbook, ``MAX_CELLS`` cells.
 """
 
 from __future__ import annotations
@@ -56,9 +56,11 @@ MAX_INFLATED_BYTES = 200 * MB
 #: compress 5-20 times; zip bombs thousands of times).
 MAX_RATIO = 100
 RATIO_FLOOR = MB
-#: Excel's own limits of a sheet (rows including the header, and columns); CSV files too.
+#: Excel's own limit of rows in a sheet (the header included); CSV files are held to it too.
 MAX_ROWS = 1_048_576
-MAX_COLUMNS = 16_384
+#: The most cells a sheet may span (rows x columns as written): 900,000 rows of six columns, or
+#: 400,000 with item responses. It bounds the work a sheet of very wide rows could make.
+MAX_CELLS = 10_000_000
 #: Problems listed per file; the others are counted ("… and N more").
 MAX_REPORTED_ERRORS = 100
 
@@ -419,9 +421,6 @@ def read_scores_csv(data: bytes, *, max_bytes: int = MAX_BYTES) -> pd.DataFrame:
                          f"smaller files.")
     header = content.splitlines()[0]
     delimiter = ";" if header.count(";") > header.count(",") else ","
-    if header.count(delimiter) >= MAX_COLUMNS:
-        raise ValueError(f"row 1, column -: the header has more than {MAX_COLUMNS:,} columns; the weekly-scores "
-                         f"format needs {len(REQUIRED)} to a few dozen. Check the delimiter and the header row.")
     if '"' not in content:
         return _fast_table(content, delimiter)
     reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter, strict=True)
@@ -464,7 +463,12 @@ def _fast_table(content: str, delimiter: str) -> pd.DataFrame:
 def _drop_blank(frame: pd.DataFrame, numbers: np.ndarray) -> pd.DataFrame:
     """Drop entirely empty rows; remember each remaining row's file row in ``attrs['file_rows']``."""
     if len(frame) and len(frame.columns):
-        empty = frame.fillna("").apply(lambda s: s.str.strip().eq("")).all(axis=1).to_numpy()
+        # judged on the format's columns only (a file with other columns is refused anyway), so
+        # that 20,000 stray columns cost nothing
+        names = [str(c).strip().lstrip("\ufeff") for c in frame.columns]
+        ours = [k for k, c in enumerate(names) if c in REQUIRED + OPTIONAL or ITEM_RE.match(c)]
+        probe = frame.iloc[:, ours] if ours else frame
+        empty = probe.fillna("").apply(lambda s: s.str.strip().eq("")).all(axis=1).to_numpy()
         frame, numbers = frame[~empty].reset_index(drop=True), numbers[~empty]
     numbers = np.asarray(numbers, dtype="int64")
     if not np.array_equal(numbers, np.arange(len(numbers)) + FIRST_DATA_ROW):
@@ -499,8 +503,8 @@ def _table(rows: list[list[str]], numbers: list[int] | None = None) -> pd.DataFr
     return _drop_blank(frame, file_rows[keep])
 
 
-class _Refused(ValueError):
-    """A workbook refused for its size or shape (not because it is damaged)."""
+class _Refusal(ValueError):
+    """A workbook refused with a sentence of its own (its size, shape or a cell), not as damaged."""
 
 
 _NOT_A_WORKBOOK = ("row 1, column -: the file is not a readable Excel workbook (.xlsx); save it again from Excel "
@@ -528,13 +532,13 @@ def check_workbook_archive(data: bytes) -> None:
         raise ValueError(_NOT_A_WORKBOOK) from exc
     inflated = sum(part.file_size for part in parts)
     if inflated > MAX_INFLATED_BYTES or len(parts) > 10_000:
-        raise _Refused(f"row 1, column -: this workbook would unpack to {inflated / MB:,.0f} MB in {len(parts):,} "
+        raise _Refusal(f"row 1, column -: this workbook would unpack to {inflated / MB:,.0f} MB in {len(parts):,} "
                        f"parts, more than the {MAX_INFLATED_BYTES / MB:.0f} MB a weekly-scores workbook can "
                        f"need, so it was not opened; split the sheet into smaller workbooks or export it as CSV "
                        f"UTF-8.")
     for part in parts:
         if part.file_size > RATIO_FLOOR and part.file_size > MAX_RATIO * max(part.compress_size, 1):
-            raise _Refused(f"row 1, column -: a part of this workbook ({part.filename[:60]}) is compressed "
+            raise _Refusal(f"row 1, column -: a part of this workbook ({part.filename[:60]}) is compressed "
                            f"{part.file_size / max(part.compress_size, 1):,.0f} times, far more than a "
                            f"spreadsheet ever is, so it was not opened (it may be built to exhaust the server); "
                            f"save the sheet again from Excel, or export it as CSV UTF-8.")
@@ -558,21 +562,35 @@ def _xlsx_text(v: object) -> str:
 
 
 def _sheet_rows(sheet) -> list[list[str]]:  # type: ignore[no-untyped-def]
-    """Every row of a read-only sheet to its real end, as text, within ``MAX_ROWS`` x ``MAX_COLUMNS``.
+    """Every row of a read-only sheet to its real end, as text cells under the header's columns.
 
     The ``<dimension>`` a workbook declares is ignored (``reset_dimensions``): a stale one
-    (``A1:E4`` over ten rows) would otherwise cut the sheet short without a word.
+    (``A1:E4`` over ten rows) would otherwise cut the sheet short without a word. Bounded by
+    ``MAX_ROWS`` rows and ``MAX_CELLS`` cells as the sheet spans them; a value right of the
+    header's last column is an error.
     """
     sheet.reset_dimensions()
     rows: list[list[str]] = []
+    width = cells = 0
     for values in sheet.iter_rows(min_row=1, min_col=1, values_only=True):
-        if len(rows) >= MAX_ROWS:
-            raise _Refused(f"row {MAX_ROWS + 1:,}, column -: the sheet has more than {MAX_ROWS:,} rows; split it "
-                           f"into smaller files.")
-        if len(values) > MAX_COLUMNS:
-            raise _Refused(f"row {len(rows) + 1:,}, column -: this row has more than {MAX_COLUMNS:,} columns; "
-                           f"the weekly-scores format needs a few dozen at most.")
-        rows.append([_xlsx_text(v) for v in values])
+        cells += len(values)
+        if len(rows) >= MAX_ROWS or cells > MAX_CELLS:
+            what = f"{MAX_ROWS:,} rows" if len(rows) >= MAX_ROWS else f"{MAX_CELLS:,} cells"
+            raise _Refusal(f"row {len(rows) + 1:,}, column -: the sheet holds more than {what}; split it into "
+                           f"smaller files (a weekly-scores file needs a few columns per row).")
+        if not rows:
+            head = [_xlsx_text(v) for v in values]
+            width = max((i + 1 for i, v in enumerate(head) if v.strip()), default=0)
+            rows.append(head[:width])
+            continue
+        beyond = values[width:]
+        extra = (next((i for i, v in enumerate(beyond, start=width) if _xlsx_text(v).strip()), None)
+                 if beyond.count(None) < len(beyond) else None)
+        if extra is not None:
+            raise _Refusal(f"row {len(rows) + 1}, column #{extra + 1} (beyond the header): this row has a value "
+                             f"in a column without a header; give it a header or remove the value.")
+        row = [_xlsx_text(v) for v in values[:width]]
+        rows.append(row + [""] * (width - len(row)) if len(row) < width else row)
     return rows
 
 
@@ -601,7 +619,7 @@ def read_scores_xlsx(data: bytes, *, max_bytes: int = MAX_BYTES) -> pd.DataFrame
             rows = _sheet_rows(book.worksheets[0])
         finally:
             book.close()
-    except _Refused:
+    except _Refusal:
         raise
     except Exception as exc:  # openpyxl and the XML parser raise a dozen kinds on a damaged file
         raise ValueError(_NOT_A_WORKBOOK) from exc
@@ -610,14 +628,6 @@ def read_scores_xlsx(data: bytes, *, max_bytes: int = MAX_BYTES) -> pd.DataFrame
     if not rows:
         raise ValueError("row 1, column -: the workbook's first sheet is empty; it needs a header row and at "
                          "least one score.")
-    width = max(len(r) for r in rows)
-    head_width = max((i + 1 for i, v in enumerate(rows[0]) if v.strip()), default=0)
-    for number, r in enumerate(rows[1:], start=FIRST_DATA_ROW):
-        extra = [i for i in range(head_width, len(r)) if r[i].strip()]
-        if extra:
-            raise ValueError(f"row {number}, column #{extra[0] + 1} (beyond the header): this row has a value in a "
-                             f"column without a header; give it a header or remove the value.")
-    rows = [(r + [""] * width)[:head_width] for r in rows]
     return _table(rows)
 
 

@@ -160,12 +160,15 @@ def set_email(session: Session, *, actor: Actor, name: str, email: str | None) -
 def reset_password(session: Session, *, actor: Actor, name: str, password: str) -> None:
     """Give account ``name`` a new password and log it out everywhere.
 
-    The password must meet the length policy (``db.auth.check_password_policy``); only the fact
-    of the reset is audited, never the password or its hash.
+    The password must meet the policy (``db.auth.check_password_policy``: length, not common,
+    not the demo password outside the demo clinic); only the fact of the reset is audited, never
+    the password or its hash.
     """
+    from db.queries import is_demo
+
     _require_admin(actor)
     account = _account(session, name)
-    account.password_hash = hash_password(password)
+    account.password_hash = hash_password(password, demo=is_demo(session))
     account.session_epoch = (account.session_epoch or 0) + 1
     audit.record(session, actor=actor, action="reset_password", account=name)
 

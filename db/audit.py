@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, func, inspect, insert, select, update
+from sqlalchemy import Connection, func, insert, inspect, select, update
 from sqlalchemy.orm import Session
 
 from db.access import Actor
@@ -441,7 +441,7 @@ def check_chain(conn: Connection, *, key: bytes | None) -> ChainReport:
         points = _read_checkpoints(conn, key)
         walk = _Walk(key, points[0].legacy_rows if points else None, {p.rows for p in points})
         stmt = select(*[c for c in table.c if c.name in present]).order_by(table.c.id)
-        for ev in conn.execution_options(yield_per=2000).execute(stmt):
+        for ev in conn.execute(stmt, execution_options={"yield_per": 2000}):  # this statement only
             walk.step(ev)
         _compare_with_checkpoints(walk, points)
         _refuse_emptied(conn, walk)

@@ -47,6 +47,25 @@ class ImportPlan:
     unchanged: int
     conflicts: int
     errors: tuple[RowError, ...] = field(default_factory=tuple)
+    #: Patients whose rows name another therapist than the one whose caseload they stay on
+    #: (columns ``file_row, patient_id, therapist_id, kept_therapist``): an import never moves a
+    #: stored patient, and a new patient goes to the first therapist the file names.
+    other_therapists: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
+        columns=["file_row", "patient_id", "therapist_id", "kept_therapist"]))
+
+    def therapist_note(self, *, limit: int = 5) -> str | None:
+        """One sentence about :attr:`other_therapists` for the preview and the CLI, or ``None``."""
+        diff = self.other_therapists
+        if diff.empty:
+            return None
+        n = diff["patient_id"].nunique()
+        shown = "; ".join(f"{r.patient_id} (row {int(r.file_row)}: file {r.therapist_id}, stays with "
+                          f"{r.kept_therapist})" for r in diff.head(limit).itertuples(index=False))
+        more = f"; and {len(diff) - limit:,} more" if len(diff) > limit else ""
+        return (f"{n:,} patient{'s' if n != 1 else ''} stay{'' if n != 1 else 's'} on the caseload "
+                f"{'they are' if n != 1 else 'it is'} on, not that of the therapist the file names: {shown}{more}. "
+                f"The scores are imported all the same; if the file is right, move the patients on the admin "
+                f"page (Move patients) or with manage.py assign.")
 
 
 #: Rows per INSERT batch (and per COPY flush on PostgreSQL).
@@ -94,6 +113,25 @@ def _stored_scores(session: Session, codes: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
+def _other_therapists(session: Session, frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows whose therapist differs from the caseload the patient stays on (see ImportPlan)."""
+    pairs = frame.drop_duplicates(["patient_id", "therapist_id"])[["file_row", "patient_id", "therapist_id"]]
+    cols = ["file_row", "patient_id", "therapist_id", "kept_therapist"]
+    if pairs.empty:
+        return pd.DataFrame(columns=cols)
+    codes = pairs["patient_id"].unique().tolist()
+    therapist = aliased(Account)
+    stmt = select(Patient.code, therapist.name).outerjoin(therapist, Patient.therapist_id == therapist.id)
+    stored: dict[str, str | None] = {}
+    for start in range(0, len(codes), 500):
+        stored.update(session.execute(stmt.where(Patient.code.in_(codes[start:start + 500]))).all())
+    first_named = pairs.drop_duplicates("patient_id").set_index("patient_id")["therapist_id"]
+    code = pairs["patient_id"]
+    kept = code.map(lambda c: stored[c] if c in stored else first_named[c]).fillna("(no therapist)")
+    diff = pairs.assign(kept_therapist=kept)
+    return diff[diff["therapist_id"] != diff["kept_therapist"]][cols].reset_index(drop=True)
+
+
 def plan_import(session: Session, *, scores: pd.DataFrame, first_row: int = 2, unit: str = "row") -> ImportPlan:
     """Compare validated rows (core contract) with what is stored.
 
@@ -138,7 +176,8 @@ def plan_import(session: Session, *, scores: pd.DataFrame, first_row: int = 2, u
                                          conflicts["instrument"], conflicts["week"], strict=True))
     return ImportPlan(rows=merged, new=int((change == "new").sum()),
                       unchanged=int((change == "unchanged").sum()),
-                      conflicts=int((change == "conflict").sum()), errors=errors)
+                      conflicts=int((change == "conflict").sum()), errors=errors,
+                      other_therapists=_other_therapists(session, frame))
 
 
 def _ensure_accounts(session: Session, names: list[str]) -> dict[str, int]:
@@ -315,8 +354,9 @@ def read_upload(session: Session, *, actor: Actor, data: bytes, name: str,
         table["therapist_id"] = table["therapist_id"].where(table["therapist_id"].ne(""), stored_therapist)
         result = validation.validate_scores(table.drop(columns="authored"), first_row=1, unit="resource")
         if structural:
-            errors = sorted(set(structural) | set(result.errors), key=lambda e: (e.row, e.column))
-            return ValidationResult(result.scores.iloc[0:0], tuple(errors))
+            errors, count = validation.limit_errors(list(structural) + list(result.errors),
+                                                    count=len(structural) + result.n_errors)
+            return ValidationResult(result.scores.iloc[0:0], errors, count)
         return result
     raw = validation.read_scores_file(data, name=name, max_bytes=limit)
     return validation.validate_scores(raw)
@@ -325,13 +365,19 @@ def read_upload(session: Session, *, actor: Actor, data: bytes, name: str,
 def create_account(session: Session, *, actor: Actor, name: str, role: str, password: str | None,
                    team: str | None = None, display_name: str | None = None,
                    email: str | None = None) -> Account:
-    """Add an account, or give a password and role to one that an import created without them."""
+    """Add an account, or give a password and role to one that an import created without them.
+
+    The password must meet ``db.auth.check_password_policy`` (the demo clinic's public password
+    only on the demo clinic's database, ``db.queries.is_demo``).
+    """
+    from db.queries import is_demo
+
     _require_admin(actor)
     if role not in ROLES:
         raise ValueError(f"The role {role!r} does not exist; use one of {', '.join(ROLES)}.")
     if not name or not name.replace(".", "").replace("_", "").replace("-", "").isalnum() or len(name) > 64:
         raise ValueError("An account name is 1-64 letters, digits, dots, dashes or underscores.")
-    hashed = hash_password(password) if password is not None else None
+    hashed = hash_password(password, demo=is_demo(session)) if password is not None else None
     account = session.scalar(select(Account).where(Account.name == name))
     if account is not None and account.password_hash is not None:
         raise ValueError(f"The account {name} already exists; choose another name.")

@@ -25,17 +25,22 @@ if upload is None:
 data = upload.getvalue()
 preview = preview_upload(actor, upload.name, data)
 if not preview.ok:
-    st.error(f"{upload.name} cannot be imported: {len(preview.errors)} problems, listed below. Nothing was "
-             f"written. Correct the file and upload it again.")
+    st.error(f"{upload.name} cannot be imported: {preview.n_problems:,} "
+             f"problem{'s' if preview.n_problems != 1 else ''}, listed below. Nothing was written. Correct the "
+             f"file and upload it again.")
     st.dataframe(preview.errors, hide_index=True, width="stretch",
                  column_config={"where": "Where", "column": "Column", "problem": st.column_config.TextColumn(
                      "Problem", width="large")})
+    if preview.more:
+        st.caption(preview.more)
     st.stop()
 
 new, same, conflicts = st.columns(3)
 new.metric("New", preview.new)
 same.metric("Unchanged", preview.unchanged)
 conflicts.metric("Conflicting", preview.conflicts)
+if preview.therapist_note:
+    st.warning(preview.therapist_note)
 if preview.conflicts:
     st.warning(f"{preview.conflicts} rows conflict with scores already stored (same patient, questionnaire and "
                f"week, another value). They are refused unless you replace them; replaced values stay in the "

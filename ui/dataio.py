@@ -11,16 +11,18 @@ import datetime as dt
 from dataclasses import dataclass
 
 import pandas as pd
+import streamlit as st
 
 from core import instruments
-from core.validation import MAX_BYTES, RowError
+from core.validation import MAX_BYTES, MB, RowError, ValidationResult, more_problems, size_problem
+from db import audit
 from db.access import Actor
 from db.engine import session_factory, transaction
 from db.entry import NoSuchPatient, StaleEntry, StoredEntry, read_entry, save_entry
-from db.writes import ImportPlan, apply_import, is_fhir, plan_import, read_upload
+from db.writes import ConcurrentWrite, ImportPlan, import_retrying, is_fhir, plan_import, read_upload
 from ui.session import get_engine
 
-MAX_UPLOAD_MB = MAX_BYTES // (1024 * 1024)
+MAX_UPLOAD_MB = MAX_BYTES // MB
 CHANGE_LABELS = {"new": "new", "unchanged": "unchanged (already stored)", "conflict": "conflict (another value stored)"}
 
 
@@ -30,12 +32,30 @@ def instrument_choices() -> dict[str, str]:
 
 
 def load_entry(actor: Actor, code: str, instrument: str, week: int) -> StoredEntry | None | NoSuchPatient:
-    """The stored questionnaire, ``None`` when the week is empty, or a :class:`NoSuchPatient`."""
+    """The stored questionnaire, ``None`` when the week is empty, or a :class:`NoSuchPatient`.
+
+    Showing a stored questionnaire is audited (``view_score``) once per browser session and
+    questionnaire version, not at every rerun while the user types.
+    """
     with session_factory(get_engine())() as session:
         try:
-            return read_entry(session, actor=actor, code=code, instrument=instrument, week=week)
+            stored = read_entry(session, actor=actor, code=code, instrument=instrument, week=week)
         except NoSuchPatient as exc:
             return exc
+    if stored is not None:
+        _audit_score_view(actor, code, instrument, week, stored.version)
+    return stored
+
+
+def _audit_score_view(actor: Actor, code: str, instrument: str, week: int, version: int) -> None:
+    key = (code, instrument, week, version)
+    seen: set[tuple[str, str, int, int]] = st.session_state.setdefault("audited_score_views", set())
+    if key in seen:
+        return
+    with transaction(get_engine()) as session:
+        audit.record(session, actor=actor, action="view_score", patient_code=code, instrument=instrument, week=week,
+                     version=version)
+    seen.add(key)
 
 
 def save_weekly_entry(actor: Actor, *, code: str, instrument: str, week: int, items: list[int | None] | None,
@@ -55,13 +75,20 @@ def save_weekly_entry(actor: Actor, *, code: str, instrument: str, week: int, it
 
 @dataclass(frozen=True)
 class Preview:
-    """What an upload would do, or why it cannot be imported."""
+    """What an upload would do, or why it cannot be imported.
+
+    ``errors`` lists the first problems (at most ``core.validation.MAX_REPORTED_ERRORS``);
+    ``n_problems`` counts them all and ``more`` says how many are not listed.
+    """
 
     errors: pd.DataFrame
     rows: pd.DataFrame
     new: int = 0
     unchanged: int = 0
     conflicts: int = 0
+    n_problems: int = 0
+    more: str | None = None
+    therapist_note: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -73,30 +100,48 @@ def _error_table(errors: tuple[RowError, ...] | list[RowError]) -> pd.DataFrame:
                           "problem": e.reason} for e in errors], columns=["where", "column", "problem"])
 
 
-def _plan(session, actor: Actor, name: str, data: bytes) -> tuple[Preview, ImportPlan | None]:  # type: ignore[no-untyped-def]
+def _refusal(problem: str) -> Preview:
+    return Preview(errors=pd.DataFrame([{"where": "file", "column": "-", "problem": problem}]),
+                   rows=pd.DataFrame(), n_problems=1)
+
+
+def _problems(result: ValidationResult) -> Preview:
+    return Preview(errors=_error_table(result.errors), rows=pd.DataFrame(), n_problems=result.n_errors,
+                   more=more_problems(result))
+
+
+def _read(session, actor: Actor, name: str, data: bytes) -> ValidationResult | Preview:  # type: ignore[no-untyped-def]
+    """The validated upload, or the preview that says why it cannot be imported."""
+    if len(data) > MAX_BYTES:
+        return _refusal(size_problem(len(data), MAX_BYTES))
     try:
         result = read_upload(session, actor=actor, data=data, name=name)
     except ValueError as exc:
-        return Preview(errors=pd.DataFrame([{"where": "file", "column": "-", "problem": str(exc)}]),
-                       rows=pd.DataFrame()), None
-    if not result.ok:
-        return Preview(errors=_error_table(result.errors), rows=pd.DataFrame()), None
+        return _refusal(str(exc))
+    return result if result.ok else _problems(result)
+
+
+def _where(name: str, data: bytes) -> dict[str, object]:
     fhir = is_fhir(data, name)
-    plan = plan_import(session, scores=result.scores, first_row=1 if fhir else 2, unit="resource" if fhir else "row")
+    return {"first_row": 1 if fhir else 2, "unit": "resource" if fhir else "row"}
+
+
+def _plan(session, actor: Actor, name: str, data: bytes) -> tuple[Preview, ImportPlan | None]:  # type: ignore[no-untyped-def]
+    result = _read(session, actor, name, data)
+    if isinstance(result, Preview):
+        return result, None
+    plan = plan_import(session, scores=result.scores, **_where(name, data))  # type: ignore[arg-type]
     shown = plan.rows[["file_row", "change", "patient_id", "therapist_id", "week", "instrument", "score"]].copy()
     shown["change"] = shown["change"].map(CHANGE_LABELS)
     order = shown["change"].map({CHANGE_LABELS["conflict"]: 0, CHANGE_LABELS["new"]: 1}).fillna(2)
     shown = shown.assign(_o=order).sort_values(["_o", "file_row"], kind="stable").drop(columns="_o")
     return Preview(errors=_error_table([]), rows=shown.reset_index(drop=True), new=plan.new,
-                   unchanged=plan.unchanged, conflicts=plan.conflicts), plan
+                   unchanged=plan.unchanged, conflicts=plan.conflicts,
+                   therapist_note=plan.therapist_note()), plan
 
 
 def preview_upload(actor: Actor, name: str, data: bytes) -> Preview:
     """Validate and plan an upload without writing anything (the transaction is rolled back)."""
-    if len(data) > MAX_BYTES:
-        return Preview(errors=pd.DataFrame([{"where": "file", "column": "-", "problem":
-                                             f"The file is {len(data) / 1e6:.1f} MB; the limit is {MAX_UPLOAD_MB} MB. "
-                                             f"Split it into smaller files."}]), rows=pd.DataFrame())
     with session_factory(get_engine())() as session:
         preview, _ = _plan(session, actor, name, data)
         session.rollback()
@@ -104,22 +149,33 @@ def preview_upload(actor: Actor, name: str, data: bytes) -> Preview:
 
 
 def run_upload(actor: Actor, name: str, data: bytes, *, replace: bool) -> tuple[bool, str]:
-    """Import an upload all or nothing; ``(ok, message)``. Re-plans inside the writing transaction."""
+    """Import an upload all or nothing; ``(ok, message)``.
+
+    The file is read and validated first; then :func:`db.writes.import_retrying` plans and writes
+    it in one transaction, as the command line does, and plans again when a simultaneous import
+    or entry of the same scores committed first (the database's unique rule refuses the loser,
+    which would otherwise surface as an uncaught ``IntegrityError``).
+    """
     if actor.role != "admin":
         return False, "Only an admin may import scores; ask your clinic's admin."
+    engine = get_engine()
+    with session_factory(engine)() as session:
+        result = _read(session, actor, name, data)
+        session.rollback()
+    if isinstance(result, Preview):
+        return False, (f"The file has {result.n_problems:,} problem{'s' if result.n_problems != 1 else ''}; "
+                       f"nothing was written. Fix {'them' if result.n_problems != 1 else 'it'} and upload the "
+                       f"file again.")
+    source = "fhir" if is_fhir(data, name) else "import"
     try:
-        with transaction(get_engine()) as session:
-            preview, plan = _plan(session, actor, name, data)
-            if plan is None:
-                raise ValueError(f"The file has {len(preview.errors)} problems; nothing was written. Fix them and "
-                                 f"upload it again.")
-            if plan.conflicts and not replace:
-                raise ValueError(f"{plan.conflicts} rows conflict with stored scores; nothing was written. Tick "
-                                 f"\"Replace conflicting scores\" to overwrite them (the old values stay in the "
-                                 f"audit trail).")
-            source = "fhir" if is_fhir(data, name) else "import"
-            counts = apply_import(session, actor=actor, plan=plan, replace=replace, source=source, filename=name)
+        plan = import_retrying(engine, actor=actor, scores=result.scores, replace=replace, filename=name,
+                               source=source, **_where(name, data))  # type: ignore[arg-type]
+    except ConcurrentWrite as exc:
+        return False, str(exc)
     except ValueError as exc:
         return False, str(exc)
-    return True, (f"Imported {name}: {counts['new']} new, {counts['unchanged']} unchanged, {counts['replaced']} "
-                  f"replaced.")
+    if plan.conflicts and not replace:
+        return False, (f"{plan.conflicts} rows conflict with stored scores; nothing was written. Tick \"Replace "
+                       f"conflicting scores\" to overwrite them (the old values stay in the audit trail).")
+    replaced = plan.conflicts if replace else 0
+    return True, f"Imported {name}: {plan.new} new, {plan.unchanged} unchanged, {replaced} replaced."

@@ -17,8 +17,9 @@ cookie (``st.logout``), so the same browser cannot slip back in without the prov
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlparse
 
@@ -27,7 +28,7 @@ from sqlalchemy import Engine
 
 from db import audit
 from db.access import Actor, refresh_actor
-from db.auth import LOGIN_FAILED_MESSAGE, SSO_NO_ACCOUNT_MESSAGE, authenticate, authenticate_sso
+from db.auth import LOGIN_FAILED_MESSAGE, SSO_NO_ACCOUNT_MESSAGE, authenticate, authenticate_sso, login_wait
 from db.engine import database_url, is_current, make_engine, session_factory, transaction, upgrade
 from db.flagstore import ensure_current as ensure_flags
 from db.queries import demo_accounts
@@ -139,6 +140,39 @@ def current_actor() -> Actor | None:
     return fresh
 
 
+def client_address(peer: str | None, headers: Mapping[str, str]) -> str | None:
+    """The address a login attempt is throttled by (``db.auth``), from the connection and headers.
+
+    ``peer`` is the websocket's remote address as Streamlit reports it (``st.context.ip_address``:
+    ``None`` for this machine). A remote peer is the client itself and its headers are ignored,
+    since a client can send any header. A local peer is the reverse proxy of docs/deploy.md,
+    which sets ``X-Real-IP`` to the address it was connected from (else the last hop of
+    ``X-Forwarded-For``, the one the proxy added). ``None`` when neither names an address.
+    """
+    def valid(text: str | None) -> str | None:
+        try:
+            return str(ipaddress.ip_address((text or "").strip().split("%")[0]))
+        except ValueError:
+            return None
+
+    if peer:
+        return valid(peer)
+    lowered = {k.lower(): v for k, v in headers.items()}
+    real = valid(lowered.get("x-real-ip"))
+    if real:
+        return real
+    hops = [h for h in (lowered.get("x-forwarded-for") or "").split(",") if h.strip()]
+    return valid(hops[-1]) if hops else None
+
+
+def _request_address() -> str | None:
+    """This session's client address (see :func:`client_address`); ``None`` outside a server."""
+    try:
+        return client_address(st.context.ip_address, dict(st.context.headers))
+    except Exception:  # bare scripts and tests without a request
+        return None
+
+
 def login_form() -> None:
     """The login form ("Username", "Password", "Log in"); demo accounts listed in demo mode."""
     st.title("Alliance Monitor")
@@ -162,10 +196,18 @@ def login_form() -> None:
         password = st.text_input("Password", type="password")
         submitted = st.form_submit_button("Log in")
     if submitted:
+        address = _request_address()
         with transaction(get_engine()) as session:
-            actor = authenticate(session, name=name, password=password, clock=clock)
+            actor = authenticate(session, name=name, password=password, address=address, clock=clock)
         if actor is None:
             st.error(LOGIN_FAILED_MESSAGE)
+            with session_factory(get_engine())() as session:
+                wait = login_wait(session, name=name, address=address, clock=clock)
+            if wait > dt.timedelta(0):
+                minutes = max(1, -(-int(wait.total_seconds()) // 60))
+                st.warning(f"Too many failed attempts for this name or from this computer: the next attempt is "
+                           f"checked in {minutes} minute{'s' if minutes != 1 else ''} at the earliest (attempts "
+                           f"before then are refused without being checked).")
         else:
             now = clock()
             st.session_state.update(actor=actor, login_at=now, last_seen=now)

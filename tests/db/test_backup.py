@@ -85,7 +85,13 @@ def test_backup_while_writing_is_consistent_and_restores_byte_for_byte(db_file: 
     upgrade(make_engine(f"sqlite:///{fresh}"))
     restore_database(make_engine(f"sqlite:///{fresh}"), copy)
     assert _scores(fresh) == copied
-    assert dump_store(f"sqlite:///{fresh}") == dump_store(url)
+    # the same store, except that each restored trail ends with its own row recording the restore
+    restored, live = dump_store(f"sqlite:///{fresh}"), dump_store(url)
+    for store in (restored, live):
+        assert store["audit_events"][-1][3] == "restore"
+        for table in ("audit_events", "audit_checkpoints", "audit_head"):
+            store.pop(table)
+    assert restored == live
 
 
 def test_cli_backup_refuses_to_overwrite_and_restore_round_trips(db_file: Path, tmp_path: Path) -> None:
@@ -104,6 +110,13 @@ def test_cli_backup_refuses_to_overwrite_and_restore_round_trips(db_file: Path, 
     # restore recomputes the stored flags of the restored scores (the same ones), which moves the
     # data-revision counter on: every cached page result is recomputed after a restore
     assert after.pop("data_revision") != before.pop("data_revision")
+    # the restored trail is the copied one (the live "backup" row came after the copy) plus the row
+    # recording the restore, which also seals a checkpoint
+    trail, was = after.pop("audit_events"), before.pop("audit_events")
+    assert was[-1][3] == "backup" and trail[-1][3] == "restore"
+    assert trail[:-1] == was[:-1]
+    for table in ("audit_checkpoints", "audit_head"):
+        after.pop(table), before.pop(table)
     assert after == before
     assert runner.invoke(app, ["refresh-flags", "--check", "--db", url]).exit_code == 0
 
