@@ -9,10 +9,13 @@ from __future__ import annotations
 import streamlit as st
 
 import ui.loaders  # noqa: F401 - warms the heavy imports (scipy, plotly) while the login page shows
+from db.audit import key_problem
 from ui.session import current_actor, get_engine
 
 st.set_page_config(page_title="Alliance Monitor", page_icon=":material/monitor_heart:", layout="wide")
-get_engine()
+if problem := key_problem(get_engine()):  # nothing could be audited, so nothing may be done
+    st.error(problem)
+    st.stop()
 
 PAGES = {
     # url path: (file, title, icon, roles); the menu follows this order.

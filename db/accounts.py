@@ -17,10 +17,11 @@ account out of every browser at its next click (``db.access.refresh_actor``).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 
 import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from db import audit
@@ -237,7 +238,8 @@ def audit_trail(session: Session, *, actor: Actor, since: dt.date | None = None,
     """The audit trail, newest first, filtered (admins only).
 
     ``since``/``until`` are UTC dates (inclusive); ``who``, ``action`` and ``patient_code`` match
-    exactly; at most ``limit`` rows.
+    exactly (``patient_code`` also finds the ``view_caseload_list`` rows that listed the patient);
+    at most ``limit`` rows.
     """
     _require_admin(actor)
     stmt = select(AuditEvent.id, AuditEvent.at, AuditEvent.actor, AuditEvent.action, AuditEvent.patient_code,
@@ -250,8 +252,11 @@ def audit_trail(session: Session, *, actor: Actor, since: dt.date | None = None,
         stmt = stmt.where(AuditEvent.actor == who.strip())
     if action:
         stmt = stmt.where(AuditEvent.action == action)
-    if patient_code:
-        stmt = stmt.where(AuditEvent.patient_code == patient_code.strip())
+    if patient_code:  # the patient's own rows, and the list views (My patients) that showed them
+        code = patient_code.strip()
+        stmt = stmt.where(or_(AuditEvent.patient_code == code,
+                              and_(AuditEvent.action == "view_caseload_list",
+                                   AuditEvent.detail.contains(json.dumps(code), autoescape=True))))
     frame = pd.DataFrame(session.execute(stmt).all(), columns=AUDIT_COLUMNS)
     frame["at"] = pd.to_datetime(frame["at"], utc=True)
     return frame

@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, func, insert, inspect, select, update
+from sqlalchemy import Connection, Engine, func, insert, inspect, select, update
 from sqlalchemy.orm import Session
 
 from db.access import Actor
@@ -78,6 +78,11 @@ log = logging.getLogger(__name__)
 _key_cache: dict[Path, tuple[int, bytes]] = {}
 
 
+class AuditKeyError(ValueError):
+    """The audit key is missing (while signed rows exist), too short, or unreadable: a sentence
+    saying what to do. Nothing can be audited until it is fixed."""
+
+
 # --- The key ------------------------------------------------------------------------------------
 
 def key_path() -> Path:
@@ -93,8 +98,9 @@ def key_source() -> str:
 def _checked(text: str, where: str) -> bytes:
     value = text.strip()
     if len(value) < MIN_KEY_CHARS:
-        raise ValueError(f"The audit key in {where} has {len(value)} characters; it needs at least "
-                         f"{MIN_KEY_CHARS}. Make one with: python -c 'import secrets; print(secrets.token_hex(32))'.")
+        raise AuditKeyError(f"The audit key in {where} has {len(value)} characters; it needs at least "
+                            f"{MIN_KEY_CHARS}. Make one with: python -c 'import secrets; "
+                            f"print(secrets.token_hex(32))'.")
     return value.encode("utf-8")
 
 
@@ -111,28 +117,33 @@ def _create_key_file(path: Path) -> None:
     try:
         os.link(tmp, path)  # fails if another process made it first: theirs is used
     except FileExistsError:
-        pass
+        return
+    else:
+        log.warning("Created a new audit key in %s; keep a copy apart from the database's backups "
+                    "(docs/operations.md).", path)
     finally:
         tmp.unlink()
-    log.warning("Created a new audit key in %s; keep a copy apart from the database's backups "
-                "(docs/operations.md).", path)
 
 
 def load_key(*, create: bool = False) -> bytes | None:
     """The audit key, or ``None`` when there is none yet (and ``create`` is false).
 
-    Raises ``ValueError`` (a sentence) for a key that is too short or a file that cannot be read.
+    Raises :class:`AuditKeyError` (a sentence) for a key that is too short or a file that cannot be read.
     """
     if os.environ.get(KEY_ENV):
         return _checked(os.environ[KEY_ENV], f"${KEY_ENV}")
     path = key_path()
     try:
-        stat = path.stat()
-    except FileNotFoundError:
-        if not create:
-            return None
-        _create_key_file(path)
-        stat = path.stat()
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            if not create:
+                return None
+            _create_key_file(path)
+            stat = path.stat()
+    except OSError as exc:
+        raise AuditKeyError(f"The audit key file {path} cannot be read or made ({exc.strerror}); check the folder's "
+                            f"owner and permissions, or set {KEY_ENV}.") from exc
     cached = _key_cache.get(path)
     if cached is not None and cached[0] == stat.st_mtime_ns:
         return cached[1]
@@ -142,7 +153,7 @@ def load_key(*, create: bool = False) -> bytes | None:
     try:
         key = _checked(path.read_text(encoding="utf-8"), str(path))
     except OSError as exc:
-        raise ValueError(f"The audit key file {path} cannot be read ({exc.strerror}); check its owner and "
+        raise AuditKeyError(f"The audit key file {path} cannot be read ({exc.strerror}); check its owner and "
                          f"permissions, or set {KEY_ENV}.") from exc
     _key_cache[path] = (stat.st_mtime_ns, key)
     return key
@@ -164,10 +175,26 @@ def signing_key(session: Session) -> bytes:
     key = load_key()
     if key is None:
         if _has_keyed_rows(session.connection()):
-            raise ValueError(missing_key_message())
+            raise AuditKeyError(missing_key_message())
         key = load_key(create=True)
     assert key is not None  # load_key(create=True) returns a key or raises
     return key
+
+
+def key_problem(engine: Engine) -> str | None:
+    """Why nothing can be audited on ``engine`` (a sentence), or ``None`` when the key is usable.
+
+    For the app's start: a missing key is reported before anyone tries to log in.
+    """
+    try:
+        if load_key() is not None:
+            return None
+        with engine.connect() as conn:
+            if inspect(conn).has_table("audit_checkpoints") and _has_keyed_rows(conn):
+                return missing_key_message()
+    except AuditKeyError as exc:
+        return str(exc)
+    return None
 
 
 # --- Digests ------------------------------------------------------------------------------------
@@ -221,11 +248,11 @@ def _lock_chain(session: Session) -> int:
     conn = session.connection()
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_CHAIN_LOCK})")
-    head = AuditHead.__table__
-    n = conn.execute(update(head).where(head.c.id == 1).values(n=head.c.n + 1).returning(head.c.n)).scalar()
+    n = conn.execute(update(AuditHead).where(AuditHead.id == 1).values(n=AuditHead.n + 1)
+                     .returning(AuditHead.n)).scalar()
     if n is None:  # the counter row is gone (never in normal use): start it again from the trail
         n = (conn.execute(select(func.count()).select_from(AuditEvent)).scalar() or 0) + 1
-        conn.execute(insert(head).values(id=1, n=n))
+        conn.execute(insert(AuditHead).values(id=1, n=n))
     return int(n)
 
 
@@ -322,7 +349,7 @@ def _read_checkpoints(conn: Connection, key: bytes | None) -> list[Any]:
     """Every checkpoint, oldest first, each signature checked."""
     if not inspect(conn).has_table("audit_checkpoints"):
         return []
-    points = conn.execute(select(AuditCheckpoint.__table__).order_by(AuditCheckpoint.id)).all()
+    points = list(conn.execute(select(AuditCheckpoint.__table__).order_by(AuditCheckpoint.id)))
     if points and key is None:
         raise _Broken(missing_key_message())
     for p in points:

@@ -7,9 +7,11 @@ import datetime as dt
 from pathlib import Path
 
 import streamlit as st
+from sqlalchemy import text
 from streamlit.testing.v1 import AppTest
 from typer.testing import CliRunner
 
+from db.engine import make_engine, transaction
 from manage import app
 from tests.app.conftest import ROOT, TIMEOUT, actor_for, main_text
 
@@ -32,6 +34,10 @@ def _new_patients(at: AppTest) -> set[str]:
 
 def test_a_flag_raised_after_the_last_visit_is_marked_new_once(writable_demo: str, tmp_path: Path) -> None:
     st.cache_data.clear()
+    engine = make_engine(writable_demo)
+    with transaction(engine) as session:  # other tests' AppTests visited the demo clinic's pages
+        session.execute(text("DELETE FROM page_visits"))
+    engine.dispose()
     first = _page(writable_demo, "therapist.anna", "pages/my_patients.py")
     assert "From your next visit on" in main_text(first) and _new_patients(first) == set()
     board = _page(writable_demo, "supervisor.sara", "pages/caseload.py")
