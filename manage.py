@@ -520,4 +520,10 @@ def restore(file: Annotated[Path, typer.Argument(help="A copy made by backup.")]
 
 
 if __name__ == "__main__":
-    app()
+    from db.audit import AuditKeyError
+
+    try:
+        app()
+    except AuditKeyError as exc:  # wherever a command audits without a usable key: one sentence
+        typer.echo(str(exc), err=True)
+        sys.exit(1)

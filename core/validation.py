@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -49,8 +50,8 @@ MAX_WEEK = 520
 MB = 1024 * 1024
 #: Default size limit of an uploaded or imported file: 50 MB (docs/data-formats.md).
 MAX_BYTES = 50 * MB
-#: An Excel workbook is a zip archive: the most its parts may unpack to, in total. A year of a
-#: large clinic (900,000 rows) unpacks to about 190 MB.
+#: An Excel workbook is a zip archive: the most its parts may unpack to, in total (a sheet of
+#: 860,000 five-column rows is about 200 MB).
 MAX_INFLATED_BYTES = 200 * MB
 #: The highest compression ratio a part larger than ``RATIO_FLOOR`` may have (Excel's sheets
 #: compress 5-20 times; zip bombs thousands of times).
@@ -561,7 +562,7 @@ def _xlsx_text(v: object) -> str:
     return str(v)
 
 
-def _sheet_rows(sheet) -> list[list[str]]:  # type: ignore[no-untyped-def]
+def _sheet_rows(sheet: Any) -> list[list[str]]:
     """Every row of a read-only sheet to its real end, as text cells under the header's columns.
 
     The ``<dimension>`` a workbook declares is ignored (``reset_dimensions``): a stale one

@@ -122,13 +122,16 @@ def _other_therapists(session: Session, frame: pd.DataFrame) -> pd.DataFrame:
     codes = pairs["patient_id"].unique().tolist()
     therapist = aliased(Account)
     stmt = select(Patient.code, therapist.name).outerjoin(therapist, Patient.therapist_id == therapist.id)
-    stored: dict[str, str | None] = {}
-    for start in range(0, len(codes), 500):
-        stored.update(session.execute(stmt.where(Patient.code.in_(codes[start:start + 500]))).all())
+    if len(codes) > 2000:  # many patients: one read of every patient is cheaper than many IN lists
+        found = session.execute(stmt).all()
+    else:
+        found = [r for start in range(0, len(codes), 500)
+                 for r in session.execute(stmt.where(Patient.code.in_(codes[start:start + 500]))).all()]
+    stored = pd.Series({code: name for code, name in found}, dtype=object)
     first_named = pairs.drop_duplicates("patient_id").set_index("patient_id")["therapist_id"]
     code = pairs["patient_id"]
-    kept = code.map(lambda c: stored[c] if c in stored else first_named[c]).fillna("(no therapist)")
-    diff = pairs.assign(kept_therapist=kept)
+    kept = code.map(stored).where(code.isin(stored.index), code.map(first_named)).fillna("(no therapist)")
+    diff = pairs.assign(kept_therapist=kept.astype(str))
     return diff[diff["therapist_id"] != diff["kept_therapist"]][cols].reset_index(drop=True)
 
 

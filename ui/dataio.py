@@ -175,7 +175,8 @@ def run_upload(actor: Actor, name: str, data: bytes, *, replace: bool) -> tuple[
     except ValueError as exc:
         return False, str(exc)
     if plan.conflicts and not replace:
-        return False, (f"{plan.conflicts} rows conflict with stored scores; nothing was written. Tick \"Replace "
-                       f"conflicting scores\" to overwrite them (the old values stay in the audit trail).")
+        rows = f"{plan.conflicts} rows conflict" if plan.conflicts != 1 else "1 row conflicts"
+        return False, (f"{rows} with stored scores; nothing was written. Tick \"Replace conflicting scores\" to "
+                       f"overwrite them (the old values stay in the audit trail).")
     replaced = plan.conflicts if replace else 0
     return True, f"Imported {name}: {plan.new} new, {plan.unchanged} unchanged, {replaced} replaced."

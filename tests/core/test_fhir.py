@@ -124,7 +124,7 @@ def test_export_reads_back_unchanged() -> None:
     scores = pd.DataFrame({
         "patient_id": ["P1", "P1", "P2", "P2"], "therapist_id": ["ther.a", "ther.a", "ther.b", "ther.b"],
         "instrument": ["PHQ-9", "WAI-SR", "GAD-7", "SPIN"], "week": [1, 2, 5, 5],
-        "score": [10.0, 37.5, 7.0, 30.0],
+        "score": [10.0, 37.0, 7.0, 30.0],  # whole: the validator refuses 37.5 (issue 18)
         "administered_on": [pd.Timestamp("2026-03-02").date(), None, None, None]})
     items = np.full((4, 9), np.nan)
     items[0, :9] = [1, 1, 1, 1, 1, 1, 1, 1, 2]
@@ -133,6 +133,8 @@ def test_export_reads_back_unchanged() -> None:
         scores[f"item_{n + 1}"] = items[:, n]
     bundle = fhir.scores_to_bundle(scores)
     Bundle.model_validate(bundle)
+    legacy = fhir.scores_to_bundle(scores.assign(score=[10.0, 37.5, 7.0, 30.0]))  # a stored non-whole total
+    assert legacy["entry"][1]["resource"]["item"][-1]["answer"] == [{"valueDecimal": 37.5}]
     assert bundle["entry"][0]["resource"]["questionnaire"] == "http://loinc.org/q/44249-1"
     assert bundle["entry"][0]["resource"]["item"][0]["linkId"] == "44250-9"
     table, errors = fhir.read_responses(json.dumps(bundle).encode())

@@ -25,7 +25,7 @@ CSV = (f"patient_id,therapist_id,week,instrument,score,administered_on,{ITEMS}\n
        "P1,ther.x,1,PHQ-9,,2026-01-05,1,1,1,1,1,1,1,1,2,,,\n"
        "P1,ther.x,1,GAD-7,12,2026-01-05,,,,,,,,,,,,\n"
        "P1,ther.x,2,WAI-SR,,," + ",".join(["4"] * 12) + "\n"
-       "P1,ther.x,2,SPIN,33.5,,,,,,,,,,,,,\n"
+       "P1,ther.x,2,SPIN,33,,,,,,,,,,,,,\n"
        "P2,ther.y,1,SPIN,20,,,,,,,,,,,,,\n")
 
 
@@ -53,7 +53,7 @@ def test_cli_export_escapes_stored_cells_and_is_audited(db_url: str, tmp_path: P
     frame = pd.read_csv(io.StringIO(result.stdout), dtype=str, keep_default_na=False)
     assert "'=cmd|' /C calc'!A0" in frame["patient_id"].tolist()
     assert not any(v.startswith(("=", "+", "-", "@", "\t", "\r")) for col in frame for v in frame[col])
-    assert frame.loc[(frame["instrument"] == "SPIN") & (frame["patient_id"] == "P1"), "score"].tolist() == ["33.5"]
+    assert frame.loc[(frame["instrument"] == "SPIN") & (frame["patient_id"] == "P1"), "score"].tolist() == ["33"]
     trail = runner.invoke(app, ["audit", "--db", db_url]).stdout
     assert ",export," in trail
 

@@ -1,0 +1,71 @@
+"""Issue 18 on the pages: the import preview names a therapist the import will not apply and lists
+at most 100 problems; the login form says when attempts must wait; the client address a login
+is throttled by; the default server address."""
+
+from __future__ import annotations
+
+import tomllib
+
+import pytest
+
+from core.validation import MAX_REPORTED_ERRORS
+from tests.app.conftest import ROOT, main_text
+from ui.session import client_address
+
+H = "patient_id,therapist_id,week,instrument,score"
+
+
+def test_the_preview_says_when_a_row_names_another_therapist(app_as) -> None:  # type: ignore[no-untyped-def]
+    at = app_as("admin", script="pages/import.py").run()
+    data = f"{H}\nP00001,therapist.ben,60,WAI-SR,40\nP09998,therapist.ben,1,SPIN,20\n".encode()
+    at.file_uploader[0].set_value(("moved.csv", data, "text/csv")).run()
+    assert not at.exception
+    [warning] = [w.value for w in at.warning]
+    assert warning.startswith("1 patient stays on the caseload it is on, not that of the therapist the file names: "
+                              "P00001 (row 2: file therapist.ben, stays with therapist.anna).")
+    assert [m.value for m in at.metric] == ["2", "0", "0"]
+
+
+def test_the_preview_lists_the_first_hundred_problems_and_counts_the_rest(app_as) -> None:  # type: ignore[no-untyped-def]
+    at = app_as("admin", script="pages/import.py").run()
+    data = (H + "\n" + "".join(f"P{i:05d},therapist.anna,0,SPIN,99\n" for i in range(1000))).encode()
+    at.file_uploader[0].set_value(("bad.csv", data, "text/csv")).run()
+    assert "cannot be imported: 2,000 problems, listed below" in main_text(at)
+    assert len(at.dataframe[0].value) == MAX_REPORTED_ERRORS
+    assert "… and 1,900 more problems (only the first 100 are listed)" in main_text(at)
+
+
+def test_the_login_form_says_when_the_next_attempt_is_checked(app_as, writable_demo: str) -> None:  # type: ignore[no-untyped-def]
+    at = app_as(None).run()
+
+    def attempt(password: str) -> str:
+        at.text_input[0].input("therapist.eva")
+        at.text_input[1].input(password)
+        at.button[0].click().run()
+        assert not at.exception
+        return main_text(at)
+
+    for _ in range(4):
+        text = attempt("not the password at all")
+        assert "Wrong username or password" in text and "Too many failed attempts" not in text
+    text = attempt("not the password at all")
+    assert "the next attempt is checked in 15 minutes at the earliest" in text
+    text = attempt("demo-password-2026")  # right, but too early: refused without being checked
+    assert "Wrong username or password" in text and "My patients" not in text
+
+
+@pytest.mark.parametrize(("peer", "headers", "expected"), [
+    ("203.0.113.5", {"X-Real-Ip": "10.0.0.1"}, "203.0.113.5"),  # a remote client's headers are ignored
+    (None, {"X-Real-Ip": "198.51.100.7"}, "198.51.100.7"),  # behind the proxy of docs/deploy.md
+    (None, {"x-forwarded-for": "1.2.3.4, 198.51.100.8"}, "198.51.100.8"),  # the hop the proxy added
+    (None, {"X-Real-Ip": "not an address", "X-Forwarded-For": "2001:DB8::1"}, "2001:db8::1"),
+    (None, {}, None), ("fe80::1%eth0", {}, "fe80::1"),
+])
+def test_the_client_address_a_login_is_throttled_by(peer: str | None, headers: dict[str, str],
+                                                    expected: str | None) -> None:
+    assert client_address(peer, headers) == expected
+
+
+def test_the_default_server_listens_on_this_machine_only() -> None:
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text(encoding="utf-8"))
+    assert config["server"]["address"] == "localhost"
