@@ -36,7 +36,7 @@ from operator import itemgetter
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, Text, cast, delete, func, select, update
+from sqlalchemy import Engine, Text, cast, delete, func, select, text, update
 from sqlalchemy.orm import Session, aliased
 
 from core import flag_time
@@ -150,9 +150,45 @@ def _records(flags: pd.DataFrame, pids: dict[str, int]) -> list[dict]:
 
 
 def _write(session: Session, flags: pd.DataFrame, pids: dict[str, int]) -> None:
+    """Insert the flags through the driver (PostgreSQL ``COPY``, SQLite ``executemany``), in the
+    caller's transaction, with values stored exactly as the columns' SQLAlchemy types store them."""
     records = _records(flags, pids)
-    if records:
-        session.connection().execute(StoredFlag.__table__.insert(), records)
+    if not records:
+        return
+    table = StoredFlag.__table__
+    columns = list(records[0])
+    dialect = session.get_bind().dialect
+    names = ", ".join(dialect.identifier_preparer.quote(c) for c in columns)  # "drop" is a keyword
+    cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        if dialect.name == "postgresql":
+            with cursor.copy(f"COPY flags ({names}) FROM STDIN") as copy:
+                for r in records:
+                    copy.write_row(tuple(r.values()))
+            return
+        procs = [table.c[c].type.bind_processor(dialect) for c in columns]
+        caches: list[dict] = [{} for _ in columns]
+
+        def convert(j: int, v):  # type: ignore[no-untyped-def]
+            if v is None or procs[j] is None:
+                return v
+            cache = caches[j]
+            if v not in cache:
+                cache[v] = procs[j](v)
+            return cache[v]
+
+        rows = [tuple(convert(j, v) for j, v in enumerate(r.values())) for r in records]
+        cursor.executemany(f"INSERT INTO flags ({names}) VALUES ({', '.join('?' * len(columns))})",
+                           rows)
+    finally:
+        cursor.close()
+
+
+def _set_all_facts(session: Session) -> None:
+    """Every patient's last stored week and number of stored weeks, in one statement."""
+    session.execute(text("UPDATE patients SET last_week = (SELECT max(week) FROM scores WHERE scores.patient_id = "
+                         "patients.id), weeks_stored = (SELECT count(DISTINCT week) FROM scores WHERE "
+                         "scores.patient_id = patients.id)"))
 
 
 def _set_facts(session: Session, scores: pd.DataFrame, patient_ids: Iterable[int]) -> None:
@@ -207,8 +243,7 @@ def refresh_all(session: Session) -> int:
     session.execute(delete(StoredFlag).execution_options(synchronize_session=False))
     pids = dict(zip(scores["patient_id"], scores["_pid"], strict=True))
     _write(session, flags, pids)
-    all_ids = session.scalars(select(Patient.id)).all()
-    _set_facts(session, scores, all_ids)
+    _set_all_facts(session)
     row = session.get(Setting, COMPUTED_FOR)
     if row is None:
         session.add(Setting(key=COMPUTED_FOR, value=str(rule_set.version)))
