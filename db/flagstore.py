@@ -64,17 +64,15 @@ def scores_for_flags(session: Session, *, patient_ids: list[int] | None = None) 
     """The scores (with items and arrival times) of ``patient_ids`` (all when ``None``).
 
     Internal to the write path, no access check: the caller is a write that already holds the
-    patients. Columns: the core contract (``patient_id`` = code, ``therapist_id``,
+    patients. Columns: the core contract without ``therapist_id`` (``patient_id`` = code,
     ``instrument, week, score``, ``administered_on``, ``item_1 …``) plus ``_pid`` (internal id)
     and ``entered_at`` (UTC).
     """
-    therapist = aliased(Account)
-    stmt = (select(Patient.id, Patient.code, therapist.name, Score.instrument, Score.week, Score.total,
+    # no therapist: stored flags carry none (it is read from the patient), so the join is saved
+    stmt = (select(Patient.id, Patient.code, Score.instrument, Score.week, Score.total,
                    Score.administered_on, Score.entered_at, cast(Score.items, Text))
-            .join(Patient, Score.patient_id == Patient.id)
-            .outerjoin(therapist, Patient.therapist_id == therapist.id))
-    cols = ["_pid", "patient_id", "therapist_id", "instrument", "week", "score", "administered_on",
-            "entered_at", "items"]
+            .join(Patient, Score.patient_id == Patient.id))
+    cols = ["_pid", "patient_id", "instrument", "week", "score", "administered_on", "entered_at", "items"]
     if patient_ids is None:
         rows = fetch_rows(session, stmt)
     else:
@@ -84,9 +82,11 @@ def scores_for_flags(session: Session, *, patient_ids: list[int] | None = None) 
     # entered_at apart: pandas converts timezone-aware datetime objects (what psycopg returns)
     # one by one, ~2 s for a million rows; a write stamps all its rows with one time, so each
     # distinct value is converted once and spread back (the same values and dtype).
-    frame = pd.DataFrame.from_records(list(map(itemgetter(0, 1, 2, 3, 4, 5, 6, 8), rows)),
+    at = cols.index("entered_at")
+    others = [i for i in range(len(cols)) if i != at]
+    frame = pd.DataFrame.from_records(list(map(itemgetter(*others), rows)),
                                       columns=[c for c in cols if c != "entered_at"])
-    codes, distinct = pd.factorize(np.fromiter(map(itemgetter(7), rows), dtype=object, count=len(rows)),
+    codes, distinct = pd.factorize(np.fromiter(map(itemgetter(at), rows), dtype=object, count=len(rows)),
                                    use_na_sentinel=False)
     stamps = _utc(pd.Series(distinct, dtype=object)).array
     frame.insert(cols.index("entered_at"), "entered_at", stamps.take(codes) if len(frame) else stamps)
@@ -139,24 +139,34 @@ def compute_stored(scores: pd.DataFrame, *, config: FlagConfig, rules_version: i
     return flags
 
 
-def _records(flags: pd.DataFrame, pids: dict[str, int]) -> list[dict]:
-    frame = flags[_STORED_FLAG_COLUMNS + STORED_EXTRA].copy()
-    frame["instrument"] = frame["instrument"].fillna(PATIENT_LEVEL)
-    frame.insert(0, "patient_id_int", frame["patient_id"].map(pids))
-    frame = frame.drop(columns="patient_id").rename(columns={"patient_id_int": "patient_id"})
-    frame["raised_at"] = frame["raised_at"].dt.to_pydatetime() if len(frame) else frame["raised_at"]
-    obj = frame.astype(object)
-    return obj.where(frame.notna(), None).to_dict("records")
+def _records(flags: pd.DataFrame, pids: dict[str, int]) -> tuple[list[str], list[tuple]]:
+    """Column names and one tuple per flag, ``None`` for missing values (built column by column)."""
+    frame = flags[_STORED_FLAG_COLUMNS + STORED_EXTRA]
+    columns = list(frame.columns)
+    values = []
+    for c in columns:
+        col = frame[c]
+        if c == "patient_id":
+            values.append(col.map(pids).astype("int64").tolist())
+            continue
+        if c == "instrument":
+            col = col.fillna(PATIENT_LEVEL)
+        if c == "raised_at":
+            out = list(col.dt.to_pydatetime())
+        else:
+            out = col.astype(object).tolist()
+        known = col.notna().to_numpy()
+        values.append([v if k else None for v, k in zip(out, known, strict=True)])
+    return columns, list(zip(*values, strict=True))
 
 
 def _write(session: Session, flags: pd.DataFrame, pids: dict[str, int]) -> None:
     """Insert the flags through the driver (PostgreSQL ``COPY``, SQLite ``executemany``), in the
     caller's transaction, with values stored exactly as the columns' SQLAlchemy types store them."""
-    records = _records(flags, pids)
+    columns, records = _records(flags, pids)
     if not records:
         return
     table = StoredFlag.__table__
-    columns = list(records[0])
     dialect = session.get_bind().dialect
     names = ", ".join(dialect.identifier_preparer.quote(c) for c in columns)  # "drop" is a keyword
     cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
@@ -164,7 +174,7 @@ def _write(session: Session, flags: pd.DataFrame, pids: dict[str, int]) -> None:
         if dialect.name == "postgresql":
             with cursor.copy(f"COPY flags ({names}) FROM STDIN") as copy:
                 for r in records:
-                    copy.write_row(tuple(r.values()))
+                    copy.write_row(r)
             return
         procs = [table.c[c].type.bind_processor(dialect) for c in columns]
         caches: list[dict] = [{} for _ in columns]
@@ -177,7 +187,7 @@ def _write(session: Session, flags: pd.DataFrame, pids: dict[str, int]) -> None:
                 cache[v] = procs[j](v)
             return cache[v]
 
-        rows = [tuple(convert(j, v) for j, v in enumerate(r.values())) for r in records]
+        rows = [tuple(convert(j, v) for j, v in enumerate(r)) for r in records]
         cursor.executemany(f"INSERT INTO flags ({names}) VALUES ({', '.join('?' * len(columns))})",
                            rows)
     finally:
