@@ -25,6 +25,10 @@ until the page is *painted* (title and main table on screen, Streamlit's script 
   and admin) attention filter on / cleared -> painted with the caption the filter must show.
   Target 0.3 s.
 
+Before anything is timed, ``bench.t0199`` logs in once (untimed), so that the server has
+imported its modules as a server that has been running has; "first visit" then means the first
+for that user and data version, not the first after the server started.
+
 Also shown (no target): the admin's "Patients" (all 10,000) after login and from the menu.
 Prints n, median, min and max per row and the 1-minute load average before and after.
 Not part of the pass/fail suite.
@@ -47,10 +51,11 @@ from paint import ARM_JS, IDLE_JS, INIT_JS, painted_ms, want
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, start_server
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, start_server  # noqa: E402
 
 TIMEOUT_MS = int(os.environ.get("BENCH_TIMEOUT_MS", "120000"))
 THERAPIST = "bench.t0000"
+WARM_UP = "bench.t0199"
 ADMIN = "bench.admin"
 
 #: Caption regexes ("shown" and "of" as groups 1 and 2).
@@ -212,9 +217,10 @@ def main() -> None:
                 page.set_default_timeout(TIMEOUT_MS)
                 return context, page
 
-            context, page = new_page()  # the server imports its heavy modules once (untimed)
-            page.goto(base)
-            page.get_by_role("button", name="Log in").wait_for()
+            # A server that has been running: its modules imported by a therapist who is not measured.
+            context, page = new_page()
+            log_in(page, base, WARM_UP, "My patients")
+            settle(page)
             context.close()
 
             # (b) the therapist
@@ -252,7 +258,8 @@ def main() -> None:
                 add("(d) Patients, admin (10,000): filter cleared", off)
             for row in writes:
                 imports.append(import_one(args.db, row))
-                add("(c) Caseload, admin: from the menu right after one new score", navigate(page, "Caseload", "Caseload"))
+                add("(c) Caseload, admin: from the menu right after one new score",
+                    navigate(page, "Caseload", "Caseload"))
                 add("    Patients, admin (10,000): from the menu after that write",
                     navigate(page, "My patients", "Patients"))
             context.close()

@@ -14,9 +14,11 @@ reads 0.3-0.5 s high):
      on ``[data-testid=stApp]``, what the status widget shows) is ``notRunning``;
   2. the page's title (an ``h1`` in ``stMain`` with exactly the expected text) is there and not
      stale (``data-stale`` marks elements of the previous run that a rerun has not re-sent);
-  3. the page's main table, the first ``stDataFrame`` in ``stMain``, is there, not stale, its
-     glide-grid ``canvas`` has a non-zero size and a cell of its first row (``glide-cell-<col>-0``)
-     exists;
+  3. the page's main table, the first ``stDataFrame`` in ``stMain``, is there, not stale, and its
+     glide-grid ``canvas`` shows the first data row: the canvas has a non-zero size and ink (a
+     pixel with red < 160) in the band 40-62 CSS px below its top, the text of row 1 under the
+     35-px header (glide's accessibility cells ``glide-cell-<col>-<row>`` are filled ~0.3 s after
+     the canvas is drawn, so they are not waited for);
   4. what the action must show, so that 1-3 cannot hold for the page before it: the new page's
      title (navigation, login), or a caption of the run (a filter on: "N of M alerts" with N < M;
      cleared: N = M, or the "N of M patients shown." caption gone, stale copies included).
@@ -55,14 +57,28 @@ PAINTED_JS = r"""
   const main = document.querySelector('[data-testid="stMain"]');
   if (!main) return false;
   const fresh = (el) => el && !el.closest('[data-stale="true"]');
-  const title = [...main.querySelectorAll('h1')].find((h) => h.textContent.trim() === want.title);
+  const title = [...main.querySelectorAll('h1')].find((h) => want.prefix ? h.textContent.trim().startsWith(want.title)
+                                                                      : h.textContent.trim() === want.title);
   if (!fresh(title)) return false;
+  if (want.chart) {  // a page whose main element is a plotly chart (the patient page)
+    const chart = [...main.querySelectorAll('.js-plotly-plot')].find(fresh);
+    if (!chart || !chart._fullLayout || !chart.querySelector('.main-svg .scatterlayer .trace')) return false;
+    if (am.paintedAt === null) am.paintedAt = performance.now();
+    return Math.max(am.paintedAt - am.t0, 0.001);
+  }
   const grid = [...main.querySelectorAll('[data-testid="stDataFrame"]')].find(fresh);
   if (!grid) return false;
   const canvas = grid.querySelector('canvas');
   if (!canvas || !canvas.width || !canvas.height) return false;
-  // a cell of the first row (column 0 is the row-selection column on a selectable table)
-  if (!grid.querySelector('[data-testid^="glide-cell-"][data-testid$="-0"]')) return false;
+  // The first data row is drawn: ink (a pixel with red < 160) in the band 40-62 CSS px below the
+  // canvas top, i.e. the text of row 1 under the 35-px header. (Not glide's accessibility table
+  // of cells, glide-cell-<col>-<row>: it is filled ~0.3 s after the canvas is drawn.)
+  const scale = canvas.height / (canvas.clientHeight || canvas.height);
+  const band = canvas.getContext('2d')
+    .getImageData(0, Math.round(40 * scale), canvas.width, Math.round(22 * scale)).data;
+  let ink = false;
+  for (let i = 0; i < band.length; i += 4) if (band[i + 3] > 0 && band[i] < 160) { ink = true; break; }
+  if (!ink) return false;
   if (want.caption) {
     // present: in a caption of this run; absent: in no caption at all, stale ones included
     const texts = [...main.querySelectorAll('[data-testid="stCaptionContainer"]')]
@@ -88,10 +104,13 @@ IDLE_JS = r"""
 
 
 def want(title: str, *, caption: str | None = None, absent: bool = False, fewer: bool = False,
-         all_rows: bool = False) -> dict:
-    """What "painted" waits for: the page title, and optionally a caption regex (``absent``: must not
-    match; ``fewer``/``all_rows``: groups 1 and 2 of the match are "shown" and "of")."""
-    return {"title": title, "caption": caption, "absent": absent, "fewer": fewer, "all": all_rows}
+         all_rows: bool = False, prefix: bool = False, chart: bool = False) -> dict:
+    """What "painted" waits for: the page title (``prefix``: the title starts so), and optionally a
+    caption regex (``absent``: must not match; ``fewer``/``all_rows``: groups 1 and 2 of the match
+    are "shown" and "of"). ``chart``: the page's main element is a plotly chart, not a table (instead
+    of 3: the first fresh ``.js-plotly-plot`` is laid out, ``_fullLayout``, with a trace drawn)."""
+    return {"title": title, "caption": caption, "absent": absent, "fewer": fewer, "all": all_rows, "prefix": prefix,
+            "chart": chart}
 
 
 STATE_JS = r"""

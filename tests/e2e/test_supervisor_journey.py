@@ -39,6 +39,7 @@ def test_supervisor_scans_the_caseload_then_the_clinic_meeting(server: str, page
     caption = page.get_by_text(re.compile(r"alerts in team North")).inner_text()
     assert re.match(r"\d+ of \d+ alerts", caption)
     if SHOTS:
+        page.get_by_text("Show the alliance courses of up to 12 flagged patients").click()  # drawn on request
         page.locator(".js-plotly-plot").first.wait_for()
         page.screenshot(path=str(Path(SHOTS) / "caseload.png"), full_page=True)
 
