@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import time
 
-from common import clinic_database, machine
+from common import best, clinic_database, machine
 
 from core.caseload import current_weeks
 from core.flags import compute_flags
@@ -25,15 +24,6 @@ from db.access import SYSTEM
 from db.engine import session_factory
 from db.flags import read_flags
 from db.queries import list_patients, read_scores
-
-
-def best(fn, repeat: int) -> tuple[float, object]:  # type: ignore[no-untyped-def]
-    times, result = [], None
-    for _ in range(repeat):
-        began = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - began)
-    return min(times), result
 
 
 def main() -> None:

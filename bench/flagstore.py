@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from common import clinic_database, machine
+from common import best, clinic_database, machine
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
@@ -50,15 +50,6 @@ from db.writes import import_retrying
 
 ROOT = Path(__file__).resolve().parent.parent
 TODAY = dt.date(2026, 11, 23)  # the generated clinic's "today" (bench/common.py)
-
-
-def best(fn, repeat: int) -> tuple[float, object]:  # type: ignore[no-untyped-def]
-    times, result = [], None
-    for _ in range(repeat):
-        began = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - began)
-    return min(times), result
 
 
 def ensure_pg_database(url: str) -> None:

@@ -22,15 +22,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from core.flags import FLAG_COLUMNS, FlagConfig
+from core.flags import (
+    FLAG_COLUMNS,
+    FlagConfig,
+    _fmt,  # the one number format of flag sentences
+)
 
 #: Row order of every flags frame.
 SORT = ["patient_id", "week", "instrument", "kind"]
-
-
-def _fmt(values) -> pd.Series:  # type: ignore[no-untyped-def]
-    s = pd.Series(np.round(np.asarray(values, dtype="float64"), 1))
-    return s.map(lambda v: "?" if pd.isna(v) else f"{v:g}").astype("string")
 
 
 def _now(facts: pd.DataFrame, current_week: pd.Series) -> pd.Series:

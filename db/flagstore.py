@@ -36,13 +36,13 @@ from operator import itemgetter
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, Text, cast, delete, func, select, text, update
+from sqlalchemy import Engine, Text, cast, delete, func, select, text
 from sqlalchemy.orm import Session, aliased
 
 from core import flag_time
 from core.caseload import current_weeks
 from core.flags import FLAG_COLUMNS, FlagConfig, compute_flags, empty_flags
-from db.access import Actor, visible_patients
+from db.access import SYSTEM, Actor, visible_patients
 from db.engine import bump_revision, session_factory, transaction
 from db.models import Account, Patient, Score, Setting, StoredFlag
 from db.notes import PATIENT_LEVEL
@@ -194,31 +194,17 @@ def _write(session: Session, flags: pd.DataFrame, pids: dict[str, int]) -> None:
         cursor.close()
 
 
-def _set_all_facts(session: Session) -> None:
-    """Every patient's last stored week and number of stored weeks, in one statement."""
-    session.execute(text("UPDATE patients SET last_week = (SELECT max(week) FROM scores WHERE scores.patient_id = "
-                         "patients.id), weeks_stored = (SELECT count(DISTINCT week) FROM scores WHERE "
-                         "scores.patient_id = patients.id)"))
-
-
-def _set_facts(session: Session, scores: pd.DataFrame, patient_ids: Iterable[int]) -> None:
-    facts = scores.groupby("_pid")["week"].agg(["max", "nunique"])
-    ids = list(patient_ids)
-    for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start:start + _CHUNK]
-        session.execute(update(Patient).where(Patient.id.in_(chunk)).values(last_week=None, weeks_stored=None)
-                        .execution_options(synchronize_session=False))
-    if len(facts):
-        session.connection().execute(
-            update(Patient.__table__).where(Patient.__table__.c.id == _bind("pid"))
-            .values(last_week=_bind("lw"), weeks_stored=_bind("ws")),
-            [{"pid": int(p), "lw": int(r["max"]), "ws": int(r["nunique"])} for p, r in facts.iterrows()])
-
-
-def _bind(name: str):  # type: ignore[no-untyped-def]
-    from sqlalchemy import bindparam
-
-    return bindparam(name)
+def _set_facts(session: Session, patient_ids: list[int] | None = None) -> None:
+    """The stored per-patient facts (last stored week, number of stored weeks) of ``patient_ids``
+    (every patient when ``None``), from the scores, in one statement per chunk."""
+    stmt = ("UPDATE patients SET last_week = (SELECT max(week) FROM scores WHERE scores.patient_id = patients.id), "
+            "weeks_stored = (SELECT count(DISTINCT week) FROM scores WHERE scores.patient_id = patients.id)")
+    if patient_ids is None:
+        session.execute(text(stmt))
+        return
+    for start in range(0, len(patient_ids), _CHUNK):
+        chunk = patient_ids[start:start + _CHUNK]
+        session.execute(text(stmt + " WHERE id IN (" + ", ".join(str(int(p)) for p in chunk) + ")"))
 
 
 def refresh_patients(session: Session, patient_ids: Iterable[int]) -> int:
@@ -239,7 +225,7 @@ def refresh_patients(session: Session, patient_ids: Iterable[int]) -> int:
                         .execution_options(synchronize_session=False))
     pids = dict(zip(scores["patient_id"], scores["_pid"], strict=True))
     _write(session, flags, pids)
-    _set_facts(session, scores, ids)
+    _set_facts(session, ids)
     return len(flags)
 
 
@@ -253,7 +239,7 @@ def refresh_all(session: Session) -> int:
     session.execute(delete(StoredFlag).execution_options(synchronize_session=False))
     pids = dict(zip(scores["patient_id"], scores["_pid"], strict=True))
     _write(session, flags, pids)
-    _set_all_facts(session)
+    _set_facts(session)
     row = session.get(Setting, COMPUTED_FOR)
     if row is None:
         session.add(Setting(key=COMPUTED_FOR, value=str(rule_set.version)))
@@ -372,23 +358,17 @@ def check(session: Session) -> str | None:
     rule_set = ensure_rule_set(session)
     scores = scores_for_flags(session)
     fresh = compute_stored(scores, config=flag_config(rule_set), rules_version=rule_set.version)
-    stored = read_stored(session, actor=_everyone())
+    stored = read_stored(session, actor=SYSTEM)
     stored = stored.assign(patient_id=stored["patient_id"].astype("string"))
     diff = first_difference(stored, fresh)
     if diff is not None:
         return diff
-    facts = session.execute(select(Patient.code, Patient.last_week)).all()
-    want = scores.groupby("patient_id")["week"].max().to_dict()
-    for code, last in sorted(facts):
-        if (None if code not in want else int(want[code])) != (None if last is None else int(last)):
-            return str(code)
-    return None
-
-
-def _everyone() -> Actor:
-    from db.access import SYSTEM
-
-    return SYSTEM
+    facts = pd.DataFrame(session.execute(select(Patient.code, Patient.last_week)).all(), columns=["code", "last"])
+    want = scores.groupby("patient_id")["week"].max()
+    stored_last = pd.to_numeric(facts["last"], errors="coerce").fillna(-1).to_numpy()
+    fresh_last = facts["code"].map(want).fillna(-1).to_numpy()
+    wrong = facts.loc[stored_last != fresh_last, "code"]
+    return str(wrong.min()) if len(wrong) else None
 
 
 def stored_count(session: Session) -> int:

@@ -117,10 +117,11 @@ class PatientInfo:
 
 
 def read_scores(session: Session, *, actor: Actor | None, patient_code: str | None = None,
-                instruments: list[str] | None = None, with_items: bool = False,
-                as_of_week: int | None = None) -> pd.DataFrame:
+                patient_codes: Sequence[str] | None = None, instruments: list[str] | None = None,
+                with_items: bool = False, as_of_week: int | None = None) -> pd.DataFrame:
     """Scores the actor may see, in the core column contract, sorted by patient, instrument, week.
 
+    ``patient_code`` / ``patient_codes`` keep one patient / these patients (in one query).
     ``with_items`` adds ``item_1 … item_K`` (float, NaN where absent); ``as_of_week`` keeps
     weeks <= N only, as if later weeks were not stored yet.
     """
@@ -133,6 +134,8 @@ def read_scores(session: Session, *, actor: Actor | None, patient_code: str | No
             .where(Score.patient_id.in_(visible_patients(actor))))
     if patient_code is not None:
         stmt = stmt.where(Patient.code == patient_code)
+    if patient_codes is not None:
+        stmt = stmt.where(Patient.code.in_(list(patient_codes)))
     if instruments:
         stmt = stmt.where(Score.instrument.in_(instruments))
     if as_of_week is not None:

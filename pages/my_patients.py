@@ -5,7 +5,8 @@ import streamlit as st
 from core import instruments
 from core.caseload import ATTENTION_LABELS, common_instrument, filter_attention, mark_new, open_reasons
 from core.figures import OKABE_ITO
-from ui.loaders import audit_caseload_list, current_version, load_caseload, previous_visit
+from ui.loaders import current_version, load_caseload, previous_visit
+from ui.meeting_loaders import audit_once
 from ui.session import require
 
 actor = require()
@@ -19,7 +20,8 @@ if table.empty:
     st.info("No patients are on your caseload yet. An admin assigns patients to therapists; scores "
             "arrive through the weekly entry or an import.")
     st.stop()
-audit_caseload_list(actor, table["patient_id"].tolist())  # the latest scores of every listed patient
+listed = sorted(table["patient_id"].astype(str).tolist())  # the latest scores of every listed patient
+audit_once(actor, "view_caseload_list", patients=listed, count=len(listed))
 
 needing = int((table["priority"] < 99).sum())
 summary = ", ".join(f"{n} {label}" for label, n in counts.items())

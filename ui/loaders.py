@@ -79,19 +79,6 @@ def audit_view(actor: Actor, code: str) -> None:
     seen.add(code)
 
 
-def audit_caseload_list(actor: Actor, codes: list[str]) -> None:
-    """Record that ``actor`` was shown the latest scores of the patients ``codes`` (My patients):
-    one ``view_caseload_list`` row per browser session, and again when the list changes."""
-    listed = sorted(str(c) for c in codes)
-    key = hash(tuple(listed))
-    seen: set[int] = st.session_state.setdefault("audited_caseload_lists", set())
-    if key in seen:
-        return
-    with transaction(get_engine()) as session:
-        audit.record(session, actor=actor, action="view_caseload_list", patients=listed, count=len(listed))
-    seen.add(key)
-
-
 # --- The therapist's week: caseload, flag actions, report and CSV downloads -------------------
 
 #: Instruments the caseload's latest scores and sparklines need.

@@ -61,13 +61,9 @@ COURSE_INSTRUMENTS = ["WAI-SR", "WAI-P"]
 @st.cache_data(show_spinner=False, max_entries=256)
 def load_course_scores(actor: Actor, version: tuple[int, ...], codes: tuple[str, ...]) -> pd.DataFrame:
     """The WAI-SR and WAI-P scores of the patients ``codes`` (those the small multiples draw),
-    each read with ``actor``'s rights: a patient ``actor`` may not see contributes no rows."""
+    read in one query with ``actor``'s rights: a patient ``actor`` may not see contributes no rows."""
     with session_factory(get_engine())() as session:
-        frames = [read_scores(session, actor=actor, patient_code=code, instruments=COURSE_INSTRUMENTS)
-                  for code in codes]
-        if not frames:
-            frames = [read_scores(session, actor=actor, patient_code="", instruments=COURSE_INSTRUMENTS)]
-    return pd.concat(frames, ignore_index=True)
+        return read_scores(session, actor=actor, patient_codes=codes, instruments=COURSE_INSTRUMENTS)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
