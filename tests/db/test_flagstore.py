@@ -315,3 +315,62 @@ def test_any_sequence_of_writes_leaves_stored_equal_to_recomputed(ops, tmp_path_
                 assert flagstore.check(session) is None, ops
     finally:
         engine.dispose()
+
+
+# --------------------------------------------------------------------------- the write path's read
+def _scores_through_the_orm(session, patient_ids=None) -> pd.DataFrame:  # type: ignore[no-untyped-def]
+    """A plain reference for ``flagstore.scores_for_flags``: ORM rows, one by one."""
+    from db.models import Patient, Score
+
+    stmt = select(Patient.id, Patient.code, Score.instrument, Score.week, Score.total, Score.administered_on,
+                  Score.entered_at, Score.items).join(Patient, Score.patient_id == Patient.id)
+    if patient_ids is not None:
+        stmt = stmt.where(Patient.id.in_(patient_ids))
+    rows = session.execute(stmt).all()
+    width = max((len(r.items) for r in rows if r.items), default=0)
+    return pd.DataFrame([{
+        "_pid": r[0], "patient_id": r[1], "instrument": r[2], "week": r[3], "score": r[4],
+        "administered_on": r[5],
+        "entered_at": pd.Timestamp(r[6]).tz_localize("UTC") if r[6].tzinfo is None else pd.Timestamp(r[6]),
+        **{f"item_{k + 1}": (float(r[7][k]) if r[7] and k < len(r[7]) and r[7][k] is not None else float("nan"))
+           for k in range(width)},
+    } for r in rows])
+
+
+def _same_scores(fast: pd.DataFrame, slow: pd.DataFrame) -> None:
+    key = ["_pid", "instrument", "week"]
+    assert slow["item_1"].notna().any() and slow["item_1"].isna().any()  # the case holds what it must
+    assert slow["administered_on"].notna().any() and slow["entered_at"].nunique() >= 2
+    fast = fast.sort_values(key).reset_index(drop=True)
+    slow = slow.sort_values(key).reset_index(drop=True)
+    assert list(fast.columns) == list(slow.columns)
+    assert fast[["_pid", "week"]].astype("int64").equals(slow[["_pid", "week"]].astype("int64"))
+    for c in ("patient_id", "instrument"):
+        assert fast[c].astype(object).tolist() == slow[c].astype(object).tolist()
+    assert fast["administered_on"].tolist() == slow["administered_on"].tolist()
+    assert (fast["entered_at"] == slow["entered_at"]).all()
+    items = [c for c in fast.columns if c.startswith("item_")] + ["score"]
+    pd.testing.assert_frame_equal(fast[items].astype("float64"), slow[items].astype("float64"))
+
+
+def test_the_write_paths_read_of_the_scores_equals_a_plain_orm_read(engine) -> None:  # type: ignore[no-untyped-def]
+    # 520 patients (more than one chunk of ids), items, dates and two arrival times; then rows the
+    # same transaction has written but not committed (COPY / the driver read through its connection)
+    rows = [(f"P{p:04d}", "t.x", w, "WAI-SR", 30 + (p + w) % 20) for p in range(520) for w in (1, 2, 3)]
+    frame = scores_frame(rows)
+    frame["administered_on"] = [dt.date(2026, 1, 5) + dt.timedelta(weeks=int(w) - 1) for w in frame["week"]]
+    for k in range(1, 13):
+        frame[f"item_{k}"] = [float((p + k) % 5 + 1) if p % 7 else float("nan") for p in range(len(frame))]
+    frame["score"] = frame[[f"item_{k}" for k in range(1, 13)]].sum(axis=1).where(
+        frame["item_1"].notna(), frame["score"]).astype(float)
+    import_retrying(engine, actor=SYSTEM, scores=frame)
+    import_retrying(engine, actor=SYSTEM, scores=scores_frame([("P0003", "t.x", 4, "SPIN", 41)]))
+    with transaction(engine) as session:
+        _same_scores(flagstore.scores_for_flags(session), _scores_through_the_orm(session))
+        ids = sorted(session.scalars(text("SELECT id FROM patients")).all())
+        _same_scores(flagstore.scores_for_flags(session, patient_ids=ids[:510]),
+                     _scores_through_the_orm(session, ids[:510]))
+        assert flagstore.scores_for_flags(session, patient_ids=[]).empty
+        session.execute(text("DELETE FROM scores WHERE week = 3"))
+        _same_scores(flagstore.scores_for_flags(session), _scores_through_the_orm(session))
+        session.rollback()
