@@ -237,6 +237,32 @@ def _raised_at(flags: pd.DataFrame, scores: pd.DataFrame) -> pd.Series:
     return out.astype(stamps.dtype)
 
 
+def _administered_on(flags: pd.DataFrame, scores: pd.DataFrame) -> np.ndarray:
+    """The date the flag's own score was filled in (first score of its patient, instrument and
+    week; ``None`` for patient-level flags and undated scores), by ``searchsorted`` over one
+    integer key per (patient, instrument, week)."""
+    if flags.empty or scores.empty:
+        return np.full(len(flags), None, dtype=object)
+    s_patient, patients = pd.factorize(scores["patient_id"])
+    s_inst, instruments = pd.factorize(scores["instrument"])
+    f_patient = pd.Index(patients).get_indexer(flags["patient_id"])
+    f_inst = pd.Index(instruments).get_indexer(flags["instrument"].astype(object).where(flags["instrument"].notna(),
+                                                                                       None))
+    s_week = scores["week"].to_numpy(dtype=np.int64)
+    f_week = flags["week"].to_numpy(dtype=np.int64)
+    low = min(s_week.min(), f_week.min())
+    span = max(s_week.max(), f_week.max()) - low + 1
+    width = len(instruments) + 1
+    keys = (s_patient * width + s_inst) * span + (s_week - low)
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    f_key = (f_patient * width + f_inst) * span + (f_week - low)
+    at = np.clip(np.searchsorted(ordered, f_key, side="left"), 0, len(ordered) - 1)
+    found = (f_patient >= 0) & (f_inst >= 0) & (ordered[at] == f_key)
+    dates = scores["administered_on"].to_numpy(dtype=object)[order[at]]
+    return np.where(found & pd.notna(dates), dates, None)
+
+
 def compute_stored(scores: pd.DataFrame, *, config: FlagConfig, rules_version: int) -> pd.DataFrame:
     """The stored form of the flags of ``scores`` (every patient's "now" at their last stored week).
 
@@ -249,11 +275,8 @@ def compute_stored(scores: pd.DataFrame, *, config: FlagConfig, rules_version: i
                           raised_at=pd.Series(pd.DatetimeIndex([], tz="UTC")))
     core_cols = [c for c in scores.columns if c not in ("_pid", "entered_at")]
     flags = compute_flags(scores[core_cols], config=config)
-    dates = scores[["patient_id", "instrument", "week", "administered_on"]].drop_duplicates(
-        ["patient_id", "instrument", "week"])
-    flags = flags.merge(dates.astype({"patient_id": "string", "instrument": "string"}),
-                        on=["patient_id", "instrument", "week"], how="left")
-    flags["administered_on"] = flags["administered_on"].astype(object).where(flags["administered_on"].notna(), None)
+    flags = flags.reset_index(drop=True)
+    flags["administered_on"] = _administered_on(flags, scores)
     flags["rules_version"] = np.int64(rules_version)
     flags["raised_at"] = _raised_at(flags, scores)
     return flags
