@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import secrets
 import statistics
 import sys
@@ -102,6 +103,18 @@ def peak_memory_mb(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process so far (Linux /proc/PID/stat), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu_seconds() -> float:
+    """Busy CPU time of the whole machine (all cores, /proc/stat), in seconds."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def loadavg() -> str:
     return Path("/proc/loadavg").read_text().split()[0]
 
@@ -132,14 +145,18 @@ def main() -> None:
             servers.append((*start_server(args.db, log, env), log))
         bases = [base for _, base, _ in servers]
         load_before = loadavg()
+        cpu_before = [cpu_seconds(proc.pid) for proc, _, _ in servers]
+        machine_before = machine_cpu_seconds()
         began = time.perf_counter()
         try:
-            timings, errors = asyncio.run(asyncio.wait_for(run(bases, args.users, args.rounds, not args.cold),
-                                                           args.deadline))
+            scenario = run(bases, args.users, args.rounds, not args.cold)
+            timings, errors = asyncio.run(asyncio.wait_for(scenario, args.deadline))
         except TimeoutError:
             timings, errors = [], [f"the whole run took over {args.deadline:.0f} s and was cut off"]
         wall = time.perf_counter() - began
         load_after = loadavg()
+        server_cpu = sum(cpu_seconds(proc.pid) for proc, _, _ in servers) - sum(cpu_before)
+        machine_cpu = machine_cpu_seconds() - machine_before
         peaks = [peak_memory_mb(proc.pid) for proc, _, _ in servers]
     finally:
         for proc, _, _ in servers:
@@ -161,6 +178,10 @@ def main() -> None:
         p95 = values[min(len(values) - 1, int(round(0.95 * (len(values) - 1))))]
         print(f"{label:40s} n={len(values):3d}  median {statistics.median(values):6.2f} s  p95 {p95:6.2f} s  "
               f"max {values[-1]:6.2f} s")
+    print(f"CPU during the run ({os.cpu_count()} cores x {wall:.0f} s = {os.cpu_count() * wall:.0f} core-seconds): "
+          f"whole machine busy {machine_cpu:.1f} s, of which the app processes {server_cpu:.1f} s "
+          f"({100 * server_cpu / max(machine_cpu, 1e-9):.0f}%); the rest is Chromium, the database, "
+          "Playwright and the system")
     for (_proc, base, _log), peak in zip(servers, peaks, strict=True):
         print(f"peak memory of the app process at {base} (VmHWM): {peak:.0f} MB  (target <= 500 MB)")
     print(f"errors: {len(errors)}")
