@@ -12,10 +12,12 @@ import enum
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
-import pandas as pd
 import typer
+
+if TYPE_CHECKING:  # pandas, SQLAlchemy and the models load in the commands that use them: --help stays fast
+    import pandas as pd
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Alliance Monitor: weekly alliance and symptom monitoring for therapy clinics.")
@@ -107,6 +109,7 @@ def seed_demo(force: Annotated[bool, typer.Option("--force", help="Load even int
                                                      "database already holds patients.")] = False,
               db: DbOption = None) -> None:
     """Load the synthetic demo clinic and its demo accounts (password: demo-password-2026)."""
+    import pandas as pd
     from sqlalchemy import func, select
 
     from db.access import SYSTEM
@@ -326,6 +329,8 @@ def flags(as_of_week: Annotated[int | None, typer.Option("--as-of-week", min=1,
                                                    "the app.")] = None,
           db: DbOption = None) -> None:
     """Every alert the monitor raises (the clinic's stored flags), one row each, to stdout."""
+    import pandas as pd
+
     from core.exporting import escape_formulas
     from core.flags import CONTRACT_COLUMNS
     from db.access import SYSTEM, Actor
@@ -431,6 +436,8 @@ def analyze(symptom: Annotated[str, typer.Option("--symptom")] = "SPIN",
             format: Annotated[Fmt, typer.Option("--format")] = Fmt.csv,
             db: DbOption = None) -> None:
     """The three multilevel models (total, within, between) on all stored data."""
+    import pandas as pd
+
     from core import instruments
     from core.models import fit_within_between
     from db.access import SYSTEM
@@ -520,10 +527,13 @@ def restore(file: Annotated[Path, typer.Argument(help="A copy made by backup.")]
 
 
 if __name__ == "__main__":
-    from db.audit import AuditKeyError
-
     try:
         app()
-    except AuditKeyError as exc:  # wherever a command audits without a usable key: one sentence
+    except ValueError as exc:
+        # wherever a command audits without a usable key: one sentence. db.audit is loaded when it
+        # raised one, so --help does not import it (nor SQLAlchemy and pandas behind it)
+        audit = sys.modules.get("db.audit")
+        if audit is None or not isinstance(exc, audit.AuditKeyError):
+            raise
         typer.echo(str(exc), err=True)
         sys.exit(1)
