@@ -3,6 +3,7 @@
 Every change is audited; a refusal says what is wrong and how to fix it, and changes nothing.
 """
 
+import pandas as pd
 import streamlit as st
 
 from db import accounts
@@ -22,12 +23,16 @@ tab_accounts, tab_caseloads, tab_rules, tab_audit = st.tabs(["Accounts", "Move p
 
 with tab_accounts:
     table = admin.account_table(actor)
-    st.dataframe(table, hide_index=True, width="stretch", column_config={
+    # blanks and "never", not "None", where an account has no e-mail, team or login yet
+    logged = pd.to_datetime(table["last_login"], utc=True, errors="coerce")
+    shown = table.assign(email=table["email"].astype(object).fillna(""), team=table["team"].astype(object).fillna(""),
+                         last_login=logged.dt.strftime("%Y-%m-%d %H:%M").astype(object).fillna("never"))
+    st.dataframe(shown, hide_index=True, width="stretch", column_config={
         "name": "Username", "display_name": "Name", "email": "E-mail (single sign-on)", "role": "Role",
         "team": "Team", "active": st.column_config.CheckboxColumn("Active"),
         "has_password": st.column_config.CheckboxColumn("Password set"),
         "patients": st.column_config.NumberColumn("Patients", format="%d"),
-        "last_login": st.column_config.DatetimeColumn("Last login (UTC)", format="YYYY-MM-DD HH:mm")})
+        "last_login": st.column_config.TextColumn("Last login (UTC)")})
 
     st.subheader("Change an account")
     name = st.selectbox("Account", table["name"].tolist(), index=None, placeholder="Choose an account…")

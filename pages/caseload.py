@@ -23,8 +23,8 @@ from ui.meeting_loaders import audit_once, csv_download, current_version, load_c
 from ui.session import require
 
 #: The columns the alert table shows (only these and ``link`` are sent to the browser).
-TABLE_COLUMNS = ["urgent_first", "new_mark", "patient_id", "therapist_id", "kind", "rule", "severity", "week",
-                 "age_days", "status", "note", "explanation"]
+TABLE_COLUMNS = ["urgent_first", "new_mark", "patient_id", "therapist_id", "kind", "instrument", "rule", "severity",
+                 "week", "age_days", "status", "note", "explanation"]
 #: Panels of the small multiples.
 COURSES = 12
 
@@ -74,8 +74,12 @@ def scan() -> None:
                + new_words +
                f"{first} stand first: unrepaired ruptures and alerts not addressed within {OVERDUE_DAYS} days. "
                "Select a row, or choose a patient below, to open their page.")
+    # blanks, not "None", where a therapist has written no note or a flag has no instrument
+    # (a patient-level flag such as missed questionnaires)
+    view = shown[[*TABLE_COLUMNS, "link"]].assign(note=shown["note"].astype(object).fillna(""),
+                                                  instrument=shown["instrument"].astype(object).fillna(""))
     picked = st.dataframe(
-        shown[[*TABLE_COLUMNS, "link"]], hide_index=True, width="stretch",
+        view, hide_index=True, width="stretch",
         height=min(36 * (len(shown) + 1) + 4, 640), key="caseload_table", on_select="rerun",
         selection_mode="single-row", column_order=TABLE_COLUMNS,
         column_config={
@@ -83,7 +87,8 @@ def scan() -> None:
                                                             f"within {OVERDUE_DAYS} days", width="small"),
             "new_mark": st.column_config.TextColumn("New", width="small", help="Raised since your last visit"),
             "patient_id": st.column_config.TextColumn("Patient", pinned=True),
-            "therapist_id": "Therapist", "kind": "Kind", "rule": "Rule", "severity": "Severity",
+            "therapist_id": "Therapist", "kind": "Kind", "instrument": "Instrument", "rule": "Rule",
+            "severity": "Severity",
             "week": st.column_config.NumberColumn("Week", format="%d"),
             "age_days": st.column_config.NumberColumn("Age (days)", format="%d"),
             "status": "Status",

@@ -68,6 +68,11 @@ def test_admin_page_lists_accounts_and_the_audit_trail(app_for) -> None:  # type
     names = at.dataframe[0].value["name"].tolist()
     assert {"admin", "therapist.anna", "supervisor.sara"} <= set(names)
     assert "password_hash" not in at.dataframe[0].value.columns
+    accounts = at.dataframe[0].value  # blanks and "never", not "None", for what an account lacks
+    for column in ("email", "team", "last_login"):
+        assert accounts[column].map(lambda v: isinstance(v, str)).all(), accounts[column].tolist()
+    assert accounts.loc[accounts["name"] == "admin", "team"].tolist() == [""]
+    assert accounts["last_login"].str.fullmatch(r"never|\d{4}-\d\d-\d\d \d\d:\d\d").all()
     trail = at.dataframe[-1].value
     assert {"id", "at", "actor", "action", "patient_code", "detail"} <= set(trail.columns)
     assert "seed-demo" in main_text(at) or len(trail) > 0

@@ -54,6 +54,21 @@ def test_the_supervisor_sees_only_team_north(app_as) -> None:  # type: ignore[no
     assert table["link"].str.fullmatch(r"/patient\?patient=P\d{5}").all()
 
 
+def test_rows_name_their_instrument_and_show_blanks_not_none(app_as) -> None:  # type: ignore[no-untyped-def]
+    # two low-alliance rows of one patient and week (WAI-SR and WAI-P) must not look like duplicates,
+    # and a flag without a note or instrument shows an empty cell, not the word "None"
+    at = app_as("supervisor.sara")
+    at.switch_page("pages/caseload.py")
+    at.run()
+    table = _table(at)
+    assert "instrument" in table.columns
+    assert not table.duplicated(["patient_id", "kind", "instrument", "week"]).any()
+    assert {"WAI-SR", "SPIN"} <= set(table["instrument"])
+    for column in ("note", "instrument"):
+        assert table[column].map(lambda v: isinstance(v, str)).all(), table[column].unique()[:5]
+    assert (table["note"] == "").any()
+
+
 def test_an_admin_sees_every_team(app_as) -> None:  # type: ignore[no-untyped-def]
     at = app_as("admin")
     at.switch_page("pages/caseload.py")
