@@ -6,6 +6,7 @@ Every change is audited; a refusal says what is wrong and how to fix it, and cha
 import pandas as pd
 import streamlit as st
 
+from core.markdown import text
 from db import accounts
 from db.auth import MIN_PASSWORD_LENGTH
 from db.models import ROLES
@@ -45,13 +46,14 @@ with tab_accounts:
             email = st.text_input("E-mail for single sign-on", value=row["email"] or "")
             reason = st.text_input("Reason (kept in the audit trail)", key="edit_reason")
             if st.form_submit_button("Save role, team and e-mail"):
-                error = (admin.change(actor, accounts.set_role, f"Saved {name}.", name=name, role=role, reason=reason)
-                         or admin.change(actor, accounts.set_team, f"Saved {name}.", name=name, team=team,
+                saved = f"Saved {text(name)}."
+                error = (admin.change(actor, accounts.set_role, saved, name=name, role=role, reason=reason)
+                         or admin.change(actor, accounts.set_team, saved, name=name, team=team,
                                          reason=reason)
-                         or admin.change(actor, accounts.set_email, f"Saved {name}.", name=name, email=email))
+                         or admin.change(actor, accounts.set_email, saved, name=name, email=email))
                 admin.finish(error)
         with st.form("reset_password", clear_on_submit=True):
-            st.markdown(f"**New password for {name}** (logs the account out everywhere)")
+            st.markdown(f"**New password for {text(name)}** (logs the account out everywhere)")
             new1 = st.text_input("New password", type="password",
                                  help=f"At least {MIN_PASSWORD_LENGTH} characters; no other rules.")
             new2 = st.text_input("New password again", type="password")
@@ -60,18 +62,18 @@ with tab_accounts:
                     st.error("The two passwords differ; type the same new password twice.")
                 else:
                     error = admin.change(actor, accounts.reset_password,
-                                         f"Reset the password of {name}; every open session of it is logged out.",
+                                         f"Reset the password of {text(name)}; every open session of it is logged out.",
                                          name=name, password=new1)
                     admin.finish(error)
         off_reason = st.text_input("Reason for deactivating or reactivating", key="active_reason")
         if row["active"]:
-            if st.button(f"Deactivate {name}", type="secondary"):
+            if st.button(f"Deactivate {text(name)}", type="secondary"):
                 error = admin.change(actor, accounts.deactivate_account,
-                                     f"Deactivated {name}; every open session of it is logged out.",
+                                     f"Deactivated {text(name)}; every open session of it is logged out.",
                                      name=name, reason=off_reason)
                 admin.finish(error)
-        elif st.button(f"Reactivate {name}"):
-            error = admin.change(actor, accounts.reactivate_account, f"Reactivated {name}.", name=name,
+        elif st.button(f"Reactivate {text(name)}"):
+            error = admin.change(actor, accounts.reactivate_account, f"Reactivated {text(name)}.", name=name,
                                  reason=off_reason)
             admin.finish(error)
 
@@ -105,7 +107,7 @@ with tab_caseloads:
                 st.error("Choose the therapist to move the patients to.")
             else:
                 error = admin.change(actor, accounts.move_patients,
-                                     f"Moved {len(codes)} patient(s) to {target}.", codes=codes,
+                                     f"Moved {len(codes)} patient(s) to {text(target)}.", codes=codes,
                                      therapist=target, reason=move_reason)
                 admin.finish(error)
     st.dataframe(patients, hide_index=True, width="stretch",

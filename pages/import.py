@@ -7,6 +7,7 @@ Nothing is written until "Import" is pressed, and then all or nothing.
 
 import streamlit as st
 
+from core.markdown import text
 from ui.dataio import MAX_UPLOAD_MB, preview_upload, run_upload
 from ui.session import require
 
@@ -25,7 +26,7 @@ if upload is None:
 data = upload.getvalue()
 preview = preview_upload(actor, upload.name, data)
 if not preview.ok:
-    st.error(f"{upload.name} cannot be imported: {preview.n_problems:,} "
+    st.error(f"{text(upload.name)} cannot be imported: {preview.n_problems:,} "
              f"problem{'s' if preview.n_problems != 1 else ''}, listed below. Nothing was written. Correct the "
              f"file and upload it again.")
     st.dataframe(preview.errors, hide_index=True, width="stretch",

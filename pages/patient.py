@@ -9,6 +9,7 @@ PDF, HTML, CSV). A code the user may not see answers exactly like one that does 
 import streamlit as st
 
 from core.figures import build_patient_figure, build_subscale_figure
+from core.markdown import text
 from core.repair import REFERENCES, addressable_flags, describe_card, risk_alerts, rupture_cards
 from core.reports import week_by_week
 from core.static_export import NO_BROWSER_MESSAGE, chart_available
@@ -39,8 +40,8 @@ if info is None:
     st.stop()
 audit_view(actor, info.code)
 
-st.title(f"Patient {info.code}")
-st.caption(f"Therapist: {info.therapist_display or info.therapist or 'none'} · status: "
+st.title(f"Patient {text(info.code)}")
+st.caption(f"Therapist: {text(info.therapist_display or info.therapist or 'none')} · status: "
            f"{info.status.replace('_', ' ')}"
            + (f" · started {info.start_date:%d %b %Y}" if info.start_date else ""))
 done = st.session_state.pop("flag_action_done", None)
@@ -77,12 +78,12 @@ for _, card in cards.iterrows():
             st.caption("After " + "; ".join(REFERENCES) + ".")
         flag_keys = [(card["instrument"], int(w), "rupture") for w in card["weeks"]]
         if card["status"] == "addressed":
-            st.success(f"Addressed in feedback by {card['note_by']} ({card['note_at']:%d %b %Y %H:%M} UTC): "
-                       f"{card['note']}", icon=":material/check_circle:")
+            st.success(f"Addressed in feedback by {text(card['note_by'])} ({card['note_at']:%d %b %Y %H:%M} UTC): "
+                       f"{text(card['note'])}", icon=":material/check_circle:")
             if st.button("Reopen", key=f"reopen_{key}", help="Gives the rupture back its computed status."):
                 error = mark_flags(actor, info.code, flag_keys, action="reopened", note="")
                 if error:
-                    st.error(error)
+                    st.error(text(error))
                 else:
                     st.session_state["flag_action_done"] = f"Rupture in week {int(card['week'])} reopened."
                     st.rerun()
@@ -94,7 +95,7 @@ for _, card in cards.iterrows():
                 if st.form_submit_button("Mark addressed in feedback"):
                     error = mark_flags(actor, info.code, flag_keys, action="addressed", note=note)
                     if error:
-                        st.error(error)
+                        st.error(text(error))
                     else:
                         st.session_state["flag_action_done"] = (f"Rupture in week {int(card['week'])} marked "
                                                                 "addressed in feedback.")
@@ -147,11 +148,11 @@ if not flags.empty:
             row = choices.loc[picked]
             keys = [(row["instrument"], int(row["week"]), row["kind"])]
             if row["status"] == "addressed":
-                st.caption(f"Note by {row['note_by']}: {row['note']}")
+                st.caption(f"Note by {text(row['note_by'])}: {text(row['note'])}")
                 if st.button("Reopen this flag", key="reopen_other"):
                     error = mark_flags(actor, info.code, keys, action="reopened", note="")
                     if error:
-                        st.error(error)
+                        st.error(text(error))
                     else:
                         st.session_state["flag_action_done"] = "Flag reopened."
                         st.rerun()
@@ -161,7 +162,7 @@ if not flags.empty:
                     if st.form_submit_button("Mark addressed in feedback"):
                         error = mark_flags(actor, info.code, keys, action="addressed", note=note)
                         if error:
-                            st.error(error)
+                            st.error(text(error))
                         else:
                             st.session_state["flag_action_done"] = "Flag marked addressed in feedback."
                             st.rerun()

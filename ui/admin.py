@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from core.markdown import text
 from db import accounts, audit
 from db.access import Actor
 from db.engine import session_factory, transaction
@@ -54,7 +55,7 @@ def change(actor: Actor, action: Callable[..., Any], done: str, **kwargs: Any) -
 def finish(error: str | None) -> None:
     """Show ``error``, or rerun so that the page shows the change (and its success message)."""
     if error:
-        st.error(error)
+        st.error(text(error))  # a sentence that may quote what the admin typed: shown as text
     else:
         st.rerun()
 

@@ -26,6 +26,7 @@ from urllib.parse import urlparse
 import streamlit as st
 from sqlalchemy import Engine
 
+from core.markdown import text
 from db import audit
 from db.access import Actor, refresh_actor
 from db.auth import LOGIN_FAILED_MESSAGE, SSO_NO_ACCOUNT_MESSAGE, authenticate, authenticate_sso, login_wait
@@ -218,8 +219,10 @@ def login_form() -> None:
         st.divider()
         st.markdown(f"**Demo clinic.** All data are synthetic. Every demo account's password is "
                     f"`{DEMO_PASSWORD}`.")
-        st.table(accounts.rename(columns={"name": "Username", "role": "Role", "team": "Team",
-                                          "display_name": "Name"}).set_index("Username"))
+        # st.table renders its cells as Markdown: every cell goes through text()
+        shown = accounts.astype(object).where(accounts.notna(), "").map(text)
+        st.table(shown.rename(columns={"name": "Username", "role": "Role", "team": "Team",
+                                       "display_name": "Name"}).set_index("Username"))
 
 
 def require(roles: tuple[str, ...] = ALL_ROLES) -> Actor:
@@ -242,7 +245,8 @@ def require(roles: tuple[str, ...] = ALL_ROLES) -> Actor:
 def logout_button(actor: Actor) -> None:
     """A sidebar line with who is logged in and a "Log out" button."""
     with st.sidebar:
-        st.caption(f"Logged in as **{actor.name}** ({actor.role}{', team ' + actor.team if actor.team else ''})")
+        team = f", team {text(actor.team)}" if actor.team else ""
+        st.caption(f"Logged in as **{text(actor.name)}** ({actor.role}{team})")
         if st.button("Log out"):
             with transaction(get_engine()) as session:
                 audit.record(session, actor=actor, action="logout")

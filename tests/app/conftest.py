@@ -7,6 +7,7 @@ and ``app_as(None)`` a logged-out one. Use ``at.switch_page("pages/patient.py")`
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -51,9 +52,15 @@ def app_as(demo_db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[
     st.cache_data.clear()
 
 
+def shown(markdown: str) -> str:
+    """A Markdown string as its reader sees it: the backslash escapes that ``core.markdown.text``
+    puts before punctuation resolved (``therapist\\.anna`` reads ``therapist.anna``)."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown).replace("\u2060", "")
+
+
 def main_text(at: AppTest) -> str:
-    """All markdown, titles, captions, errors, infos and warnings of a run, joined."""
+    """All markdown, titles, captions, errors, infos and warnings of a run, joined, as read."""
     parts = []
     for kind in ("title", "header", "subheader", "markdown", "caption", "error", "info", "warning", "success"):
-        parts += [str(e.value) for e in getattr(at, kind)]
+        parts += [shown(str(e.value)) for e in getattr(at, kind)]
     return "\n".join(parts)

@@ -12,7 +12,7 @@ from db import audit
 from db.engine import make_engine, session_factory
 from db.models import Account, Patient
 from tests.app import test_security
-from tests.app.conftest import main_text
+from tests.app.conftest import main_text, shown
 from tests.app.test_security import is_login_form
 
 # The private writable clinic and the AppTest factory of the security tests.
@@ -23,7 +23,7 @@ PAGE = "pages/admin.py"
 
 
 def _widget(seq, label: str):  # type: ignore[no-untyped-def]
-    matches = [w for w in seq if w.label == label]
+    matches = [w for w in seq if shown(w.label) == label]
     assert matches, f"no widget labelled {label!r}: {[w.label for w in seq]}"
     return matches[0]
 
@@ -136,7 +136,7 @@ def test_change_role_team_and_email_are_audited(app_for, clinic: str) -> None:  
 def test_deactivating_a_therapist_with_patients_is_refused_with_the_fix(app_for, clinic: str) -> None:  # type: ignore[no-untyped-def]
     at = _choose(app_for("admin", script=PAGE).run(), "therapist.ben")
     _widget(at.button, "Deactivate therapist.ben").click().run()
-    assert any("patients on their caseload; move them" in e.value for e in at.error)
+    assert any("patients on their caseload; move them" in shown(e.value) for e in at.error)
     assert _account(clinic, "therapist.ben").active  # type: ignore[union-attr]
 
 
@@ -147,11 +147,11 @@ def test_reset_password_logs_the_account_out_everywhere(app_for, clinic: str) ->
     _widget(at.text_input, "New password").input("a fresh passphrase for david")
     _widget(at.text_input, "New password again").input("a different one entirely")
     _widget(at.button, "Reset password").click().run()
-    assert any("differ" in e.value for e in at.error)
+    assert any("differ" in shown(e.value) for e in at.error)
     _widget(at.text_input, "New password").input("a fresh passphrase for david")
     _widget(at.text_input, "New password again").input("a fresh passphrase for david")
     _widget(at.button, "Reset password").click().run()
-    assert any("logged out" in s.value for s in at.success)
+    assert any("logged out" in shown(s.value) for s in at.success)
     david.run()
     assert is_login_form(david)
     assert _last_event(clinic, "reset_password") == {"actor": "admin", "patient_code": None,

@@ -41,7 +41,9 @@ def test_therapist_reads_the_rupture_card_marks_it_addressed_and_downloads_the_r
     page.get_by_text("Rupture in week 9 marked addressed in feedback.").wait_for()
     page.get_by_role("heading", name="Rupture in week 9: Alliance with the therapist (WAI-SR) — addressed in "
                                      "feedback").wait_for()
-    assert page.get_by_text("Addressed in feedback by therapist.anna").count() == 1
+    addressed = page.get_by_text("Addressed in feedback by therapist.anna")
+    addressed.wait_for()  # drawn just after the card's heading, in the same run
+    assert addressed.count() == 1
 
     # click only once the rerun after "addressed" is over: a click during a rerun may reach a
     # download id the rerun has just replaced, and Streamlit then makes no file.
