@@ -137,7 +137,7 @@ def seed_demo(force: Annotated[bool, typer.Option("--force", help="Load even int
             create_account(session, actor=SYSTEM, name=a.name, role=a.role, password=DEMO_PASSWORD,
                            team=a.team or None, display_name=a.display_name)
         scores = _load_validated((SAMPLE_DIR / "demo_scores.csv").read_bytes(), "demo_scores.csv")
-        plan = plan_import(session, scores=scores)
+        plan = plan_import(session, actor=SYSTEM, scores=scores)
         counts = apply_import(session, actor=SYSTEM, plan=plan, replace=True, source="demo",
                               filename="demo_scores.csv")
         set_patient_details(session, actor=SYSTEM,
@@ -171,7 +171,7 @@ def _import(file: Path, *, db: str | None, dry_run: bool, replace: bool, source:
         fhir = is_fhir(data, file.name)
         unit = "resource" if fhir else "row"
         if dry_run:
-            plan = plan_import(session, scores=result.scores, first_row=1 if fhir else 2, unit=unit)
+            plan = plan_import(session, actor=SYSTEM, scores=result.scores, first_row=1 if fhir else 2, unit=unit)
             _refuse_conflicts(file.name, plan, unit, replace=replace)
             typer.echo(f"Dry run of {file.name}: would write {_summary(plan)}; nothing was written.")
             _note_therapists(plan)

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     upgrade(engine)
     t3 = time.perf_counter()
     with transaction(engine) as session:
-        plan = plan_import(session, scores=result.scores)
+        plan = plan_import(session, actor=SYSTEM, scores=result.scores)
         t4 = time.perf_counter()
         apply_import(session, actor=SYSTEM, plan=plan, filename=args.file.name)
     t5 = time.perf_counter()

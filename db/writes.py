@@ -11,7 +11,6 @@ import datetime as dt
 import json
 import os
 import random
-import sys
 import time
 from dataclasses import dataclass, field
 
@@ -70,9 +69,6 @@ class ImportPlan:
 
 #: Rows per INSERT batch (and per COPY flush on PostgreSQL).
 BATCH_ROWS = int(os.environ.get("ALLIANCE_IMPORT_BATCH_ROWS", "50000"))
-#: Test hook: seconds to sleep after the first batch is written (inside the transaction), so
-#: that a test can kill an import reliably half-way. Never set in production.
-PAUSE_ENV = "ALLIANCE_IMPORT_PAUSE_AFTER_BATCH"
 
 
 def _items_lists(frame: pd.DataFrame, item_cols: list[str]) -> pd.Series:
@@ -135,14 +131,20 @@ def _other_therapists(session: Session, frame: pd.DataFrame) -> pd.DataFrame:
     return diff[diff["therapist_id"] != diff["kept_therapist"]][cols].reset_index(drop=True)
 
 
-def plan_import(session: Session, *, scores: pd.DataFrame, first_row: int = 2, unit: str = "row") -> ImportPlan:
-    """Compare validated rows (core contract) with what is stored.
+def plan_import(session: Session, *, actor: Actor, scores: pd.DataFrame, first_row: int = 2,
+                unit: str = "row") -> ImportPlan:
+    """Compare validated rows (core contract) with what is stored; admins only (``actor``).
+
+    Planning reads the stored scores of every patient in the file, whoever's caseload they are
+    on, so it is an admin's action like the import itself: any other actor gets
+    :class:`PermissionDenied` before anything is read.
 
     A row is ``new`` (nothing stored for that patient, instrument and week), ``unchanged``
     (the same total is stored, and the same items when the row gives items) or ``conflict``
     (another value is stored). Vectorised: one merge, no loop over rows; a million rows plan
     in a few seconds.
     """
+    _require_admin(actor)
     frame = scores.copy()
     frame.attrs = {}
     numbers = scores.attrs.get("file_rows")
@@ -212,14 +214,6 @@ def _ensure_patients(session: Session, pairs: pd.DataFrame, therapist_ids: dict[
     return existing
 
 
-def _pause_after_first_batch(done: int) -> None:
-    pause = os.environ.get(PAUSE_ENV)
-    if pause:
-        print(f"import: paused after the first batch ({done} rows written, not committed)",
-              file=sys.stderr, flush=True)
-        time.sleep(float(pause))
-
-
 def _insert_new(session: Session, new: pd.DataFrame, patient_ids: dict[str, int], *, source: str,
                 entered_by: int | None, now: dt.datetime) -> None:
     """Insert new scores in batches (PostgreSQL: ``COPY``), all in the caller's transaction."""
@@ -241,8 +235,6 @@ def _insert_new(session: Session, new: pd.DataFrame, patient_ids: dict[str, int]
                     copy.write_row((int(pid[k]), codes[k], int(weeks[k]), float(totals[k]),
                                     json.dumps(items[k]) if items[k] else None, dates[k], source,
                                     entered_by, now, 1))
-            if start == 0:
-                _pause_after_first_batch(stop)
         return
     # SQLite: the driver's executemany with values stored exactly as SQLAlchemy's column types
     # store them (their bind processors, applied once per distinct value), in the same
@@ -270,8 +262,6 @@ def _insert_new(session: Session, new: pd.DataFrame, patient_ids: dict[str, int]
             (pid_list[k], codes[k], week_list[k], total_list[k],
              json.dumps(items[k]) if items[k] else null_items, date_text[dates[k]], source, entered_by, stamp)
             for k in range(start, stop)])
-        if start == 0:
-            _pause_after_first_batch(stop)
     cursor.close()
 
 
@@ -285,6 +275,7 @@ def apply_import(session: Session, *, actor: Actor, plan: ImportPlan, replace: b
     updated and its old value recorded in the audit trail. Nothing is committed here: the
     caller's transaction makes the import all or nothing. Returns the counts written.
     """
+    _require_admin(actor)
     if plan.conflicts and not replace:
         raise ValueError(f"{plan.conflicts} rows conflict with stored scores; nothing was written. "
                          f"Import with replace to overwrite them.")
@@ -471,7 +462,7 @@ def import_retrying(engine: Engine, *, actor: Actor, scores: pd.DataFrame, repla
     for attempt in range(1, attempts + 1):
         try:
             with transaction(engine) as session:
-                plan = plan_import(session, scores=scores, first_row=first_row, unit=unit)
+                plan = plan_import(session, actor=actor, scores=scores, first_row=first_row, unit=unit)
                 if plan.conflicts and not replace:
                     return plan
                 apply_import(session, actor=actor, plan=plan, replace=replace, filename=filename, source=source)

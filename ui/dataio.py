@@ -130,7 +130,7 @@ def _plan(session, actor: Actor, name: str, data: bytes) -> tuple[Preview, Impor
     result = _read(session, actor, name, data)
     if isinstance(result, Preview):
         return result, None
-    plan = plan_import(session, scores=result.scores, **_where(name, data))  # type: ignore[arg-type]
+    plan = plan_import(session, actor=actor, scores=result.scores, **_where(name, data))  # type: ignore[arg-type]
     shown = plan.rows[["file_row", "change", "patient_id", "therapist_id", "week", "instrument", "score"]].copy()
     shown["change"] = shown["change"].map(CHANGE_LABELS)
     order = shown["change"].map({CHANGE_LABELS["conflict"]: 0, CHANGE_LABELS["new"]: 1}).fillna(2)
@@ -140,8 +140,15 @@ def _plan(session, actor: Actor, name: str, data: bytes) -> tuple[Preview, Impor
                    therapist_note=plan.therapist_note()), plan
 
 
+#: What a non-admin is told when they try to import (the page guard normally stops them first).
+ADMINS_ONLY = "Only an admin may import scores; ask your clinic's admin."
+
+
 def preview_upload(actor: Actor, name: str, data: bytes) -> Preview:
-    """Validate and plan an upload without writing anything (the transaction is rolled back)."""
+    """Validate and plan an upload without writing anything (the transaction is rolled back);
+    admins only (``db.writes.plan_import`` refuses anyone else)."""
+    if actor.role != "admin":
+        return _refusal(ADMINS_ONLY)
     with session_factory(get_engine())() as session:
         preview, _ = _plan(session, actor, name, data)
         session.rollback()
@@ -157,7 +164,7 @@ def run_upload(actor: Actor, name: str, data: bytes, *, replace: bool) -> tuple[
     which would otherwise surface as an uncaught ``IntegrityError``).
     """
     if actor.role != "admin":
-        return False, "Only an admin may import scores; ask your clinic's admin."
+        return False, ADMINS_ONLY
     engine = get_engine()
     with session_factory(engine)() as session:
         result = _read(session, actor, name, data)

@@ -18,6 +18,7 @@ from sqlalchemy import Engine, func, select
 import db.writes as writes
 import ui.dataio as dataio
 from core.validation import read_scores_csv, validate_scores
+from db.access import SYSTEM
 from db.engine import session_factory, transaction
 from db.models import Score
 from tests.db.helpers import build_clinic
@@ -75,7 +76,7 @@ def test_the_race_is_real_without_retrying(engine: Engine, monkeypatch: pytest.M
 
     def old_way() -> dict[str, int]:
         with transaction(engine) as session:
-            plan = writes.plan_import(session, scores=scores)
+            plan = writes.plan_import(session, actor=SYSTEM, scores=scores)
             return writes.apply_import(session, actor=actors["admin"], plan=plan, filename="same.csv")
 
     results = _at_once(old_way)

@@ -26,6 +26,22 @@ def test_the_preview_says_when_a_row_names_another_therapist(app_as) -> None:  #
     assert [m.value for m in at.metric] == ["2", "0", "0"]
 
 
+def test_the_preview_and_the_import_refuse_a_therapist_themselves(app_as, demo_db: str) -> None:  # type: ignore[no-untyped-def]
+    # issue 14: preview_upload checked no role (the page guard was the only fence)
+    from tests.app.conftest import actor_for
+    from ui import dataio
+
+    app_as(None)  # points the app at the demo clinic
+    anna = actor_for(demo_db, "therapist.anna")
+    data = f"{H}\nP00011,therapist.anna,60,WAI-SR,40\n".encode()
+    preview = dataio.preview_upload(anna, "mine.csv", data)
+    assert preview.n_problems == 1 and preview.rows.empty
+    assert preview.errors["problem"].tolist() == ["Only an admin may import scores; ask your clinic's admin."]
+    assert dataio.run_upload(anna, "mine.csv", data, replace=False) == (False, dataio.ADMINS_ONLY)
+    admin_preview = dataio.preview_upload(actor_for(demo_db, "admin"), "mine.csv", data)
+    assert admin_preview.n_problems == 0 and admin_preview.new == 1  # the same file, for an admin
+
+
 def test_the_preview_lists_the_first_hundred_problems_and_counts_the_rest(app_as) -> None:  # type: ignore[no-untyped-def]
     at = app_as("admin", script="pages/import.py").run()
     data = (H + "\n" + "".join(f"P{i:05d},therapist.anna,0,SPIN,99\n" for i in range(1000))).encode()

@@ -37,5 +37,5 @@ def build_clinic(engine: Engine) -> dict[str, Actor]:
             actors[name] = Actor.from_account(account)
         rows = [(p, t, w, "WAI-SR", 40 + w) for p, t in
                 [("PA1", "ther.a"), ("PA2", "ther.a"), ("PB1", "ther.b"), ("PC1", "ther.c")] for w in (1, 2, 3)]
-        apply_import(session, actor=SYSTEM, plan=plan_import(session, scores=scores_frame(rows)))
+        apply_import(session, actor=SYSTEM, plan=plan_import(session, actor=SYSTEM, scores=scores_frame(rows)))
     return actors

@@ -1,9 +1,9 @@
 """Access control is default-deny: the matrix of who sees which patient, denials included."""
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
-from db.access import Actor
+from db.access import SYSTEM, Actor
 from db.engine import session_factory, transaction
 from db.queries import list_patients, patient_info, read_flag_notes, read_scores
 from tests.db.helpers import build_clinic
@@ -66,3 +66,25 @@ def test_unknown_and_forbidden_patients_answer_alike(engine: Engine) -> None:
         forbidden = patient_info(session, actor=actors["ther.a"], code="PC1")
         missing = patient_info(session, actor=actors["ther.a"], code="PZZ9")
     assert forbidden is None and missing is None
+
+
+# --------------------------------------------------------------------------- imports check the actor themselves
+def test_import_planning_and_writing_refuse_a_therapist_and_a_supervisor(engine) -> None:  # type: ignore[no-untyped-def]
+    # issue 14: plan_import read any patient's stored scores without an acting user, and
+    # apply_import had no admin check of its own; the page guard was the only fence
+    from db.writes import PermissionDenied, apply_import, plan_import
+    from tests.db.helpers import scores_frame
+
+    rows = scores_frame([("P1", "t.x", 1, "WAI-SR", 40)])
+    with transaction(engine) as session:
+        plan = plan_import(session, actor=SYSTEM, scores=rows)
+    for role in ("therapist", "supervisor"):
+        someone = Actor(id=99, name=f"a.{role}", role=role, team="North")
+        with session_factory(engine)() as session:
+            with pytest.raises(PermissionDenied):
+                plan_import(session, actor=someone, scores=rows)
+            with pytest.raises(PermissionDenied):
+                apply_import(session, actor=someone, plan=plan)
+            session.rollback()
+    with session_factory(engine)() as session:
+        assert session.scalar(text("SELECT count(*) FROM scores")) == 0  # nothing was written

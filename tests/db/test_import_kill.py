@@ -1,8 +1,8 @@
 """An import killed half-way (SIGKILL, a separate process) leaves the store exactly as before.
 
-The import runs as ``python manage.py import-scores`` in a subprocess with small batches
-and the test hook ``ALLIANCE_IMPORT_PAUSE_AFTER_BATCH``: after writing its first batch
-(inside the still-open transaction) it says so on stderr and sleeps. The test waits for that
+The import runs as ``manage.py import-scores`` in a subprocess through tests/db/paused_import.py,
+which wraps the score insert: after writing its first 2,000 rows (inside the still-open
+transaction) it says so on stderr and sleeps. The test waits for that
 line, so the kill lands reliably mid-write, then compares a full dump of the store.
 """
 
@@ -18,7 +18,6 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from db.writes import PAUSE_ENV
 from manage import app
 from tests.db.test_import_bad_files import BASELINE, H, dump_store
 
@@ -34,8 +33,9 @@ def test_sigkill_mid_import_leaves_the_store_as_before(db_url: str, tmp_path: Pa
                                       for p in range(600) for w in range(1, 51)), encoding="utf-8")
     before = dump_store(db_url)
 
-    env = {**os.environ, PAUSE_ENV: "120", "ALLIANCE_IMPORT_BATCH_ROWS": "2000"}
-    proc = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "import-scores", str(big), "--db", db_url],
+    env = {**os.environ, "ALLIANCE_IMPORT_BATCH_ROWS": "2000"}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "db" / "paused_import.py"), "import-scores", str(big),
+                             "--db", db_url],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 90

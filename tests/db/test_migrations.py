@@ -58,7 +58,7 @@ def test_a_bulk_import_for_known_patients_moves_the_data_version(engine) -> None
     with session_factory(engine)() as session:
         before = data_version(session)
     with transaction(engine) as session:  # patients and therapist exist: only scores are written
-        apply_import(session, actor=SYSTEM, plan=plan_import(session, scores=scores_frame(
+        apply_import(session, actor=SYSTEM, plan=plan_import(session, actor=SYSTEM, scores=scores_frame(
             [("PA1", "ther.a", 4, "WAI-SR", 44)])))
     with session_factory(engine)() as session:
         assert data_version(session) > before

@@ -78,7 +78,7 @@ def test_read_flags_shows_addressed_status_and_note(engine) -> None:  # type: ig
     actors = build_clinic(engine)
     rows = [("PA1", "ther.a", w, "WAI-SR", s) for w, s in [(4, 47), (5, 46), (6, 47), (7, 33)]]
     with transaction(engine) as session:
-        apply_import(session, actor=SYSTEM, plan=plan_import(session, scores=scores_frame(rows)))
+        apply_import(session, actor=SYSTEM, plan=plan_import(session, actor=SYSTEM, scores=scores_frame(rows)))
     with session_factory(engine)() as session:
         flags = read_flags(session, actor=actors["ther.a"], patient_code="PA1")
     rupture = flags[flags["kind"].eq("rupture")]
@@ -112,7 +112,7 @@ def test_a_missed_questionnaire_flag_can_be_addressed(engine) -> None:  # type: 
 
     actors = build_clinic(engine)  # PA1 has WAI-SR weeks 1-3
     with transaction(engine) as session:
-        apply_import(session, actor=SYSTEM, plan=plan_import(session, scores=scores_frame(
+        apply_import(session, actor=SYSTEM, plan=plan_import(session, actor=SYSTEM, scores=scores_frame(
             [("PA1", "ther.a", 6, "WAI-SR", 44)])))  # weeks 4 and 5 missed
     with session_factory(engine)() as session:
         flags = read_flags(session, actor=actors["ther.a"], patient_code="PA1")
