@@ -155,7 +155,11 @@ def set_email(session: Session, *, actor: Actor, name: str, email: str | None) -
         return
     old = account.email
     account.email = email
-    audit.record(session, actor=actor, action="set_email", account=name, old=old, new=email)
+    # a new address is a new identity to vouch for it: the next single sign-on binds again
+    unbound = account.sso_subject is not None
+    account.sso_issuer = account.sso_subject = None
+    audit.record(session, actor=actor, action="set_email", account=name, old=old, new=email,
+                 **({"sso_unbound": True} if unbound else {}))
 
 
 def reset_password(session: Session, *, actor: Actor, name: str, password: str) -> None:
@@ -212,21 +216,25 @@ def move_patients(session: Session, *, actor: Actor, codes: list[str], therapist
 def account_table(session: Session, *, actor: Actor) -> pd.DataFrame:
     """Every account with its role, team, state, caseload size and last login (admins only).
 
-    Columns: ``name, display_name, email, role, team, active, has_password, patients, last_login``.
+    Columns: ``name, display_name, email, role, team, active, has_password, sso_linked, patients,
+    last_login`` (``sso_linked``: a single sign-on identity is bound to the account, ``db.auth``).
     """
     _require_admin(actor)
     caseload = (select(Patient.therapist_id, func.count().label("n")).group_by(Patient.therapist_id).subquery())
     last_login = (select(AuditEvent.actor, func.max(AuditEvent.at).label("at"))
                   .where(AuditEvent.action == "login").group_by(AuditEvent.actor).subquery())
     stmt = (select(Account.name, Account.display_name, Account.email, Account.role, Account.team, Account.active,
-                   Account.password_hash.is_not(None), func.coalesce(caseload.c.n, 0), last_login.c.at)
+                   Account.password_hash.is_not(None), Account.sso_subject.is_not(None),
+                   func.coalesce(caseload.c.n, 0), last_login.c.at)
             .outerjoin(caseload, caseload.c.therapist_id == Account.id)
             .outerjoin(last_login, last_login.c.actor == Account.name)
             .order_by(Account.role, Account.name))
-    cols = ["name", "display_name", "email", "role", "team", "active", "has_password", "patients", "last_login"]
+    cols = ["name", "display_name", "email", "role", "team", "active", "has_password", "sso_linked", "patients",
+            "last_login"]
     frame = pd.DataFrame(session.execute(stmt).all(), columns=cols)
     frame["active"] = frame["active"].astype(bool)
     frame["has_password"] = frame["has_password"].astype(bool)
+    frame["sso_linked"] = frame["sso_linked"].astype(bool)
     frame["patients"] = frame["patients"].astype("int64")
     frame["last_login"] = pd.to_datetime(frame["last_login"], utc=True)
     return frame

@@ -286,19 +286,26 @@ def authenticate(session: Session, *, name: str, password: str, address: str | N
 
 
 SSO_NO_ACCOUNT_MESSAGE = (
-    "Your single sign-on worked, but no active Alliance Monitor account has the e-mail address {email}. "
-    "Ask your clinic's admin to add this address to your account (Admin → Accounts), then log in again."
+    "Your single sign-on worked, but no active Alliance Monitor account has the e-mail address {email} "
+    "as an address your provider has verified and that is not yet linked to another sign-on. Ask your "
+    "clinic's admin to add this address to your account (Admin → Accounts), then log in again."
 )
 
 
 def authenticate_sso(session: Session, *, email: str | None, email_verified: object = None,
-                     provider: str = "oidc", clock: Callable[[], dt.datetime] = utcnow) -> Actor | None:
-    """The actor whose account has ``email`` (an identity an OpenID Connect provider vouched for).
+                     issuer: str | None = None, subject: str | None = None, provider: str = "oidc",
+                     clock: Callable[[], dt.datetime] = utcnow) -> Actor | None:
+    """The actor an OpenID Connect identity logs in as, or ``None`` (refused).
 
-    The match is on the whole address, case-insensitively, and only active accounts match; the
-    role and team come from the account, never from the provider. An identity whose provider says
-    ``email_verified`` is false is refused. Both outcomes are audited (``login`` with
-    ``method="sso"``, or ``login_failed``); the caller commits.
+    An account is bound to the provider's identity (``issuer`` and ``subject``, the ID token's
+    ``iss`` and ``sub``) at its first single sign-on, and from then on answers to that identity
+    alone: a later change of the e-mail at the provider neither locks the person out nor lets
+    someone else who gets that address in. An identity not yet bound matches an active, unbound
+    account by its whole e-mail address (case-insensitively), and only when the provider says
+    the address is verified (``email_verified`` true; a missing claim refuses). The role and
+    team come from the account, never from the provider. Every outcome is audited (``login``
+    with ``method="sso"``, ``sso_bound`` at the first, or ``login_failed`` with the reason); the
+    caller commits.
 
     Parameters
     ----------
@@ -307,7 +314,9 @@ def authenticate_sso(session: Session, *, email: str | None, email_verified: obj
     email : str or None
         The ``email`` claim of the ID token.
     email_verified : object, optional
-        The ``email_verified`` claim; only an explicit false refuses (some providers omit it).
+        The ``email_verified`` claim: ``True`` (or ``"true"``) is needed to match by e-mail.
+    issuer, subject : str, optional
+        The ``iss`` and ``sub`` claims; without both, nobody logs in.
     provider : str
         A name for the audit trail.
     clock : callable
@@ -315,13 +324,35 @@ def authenticate_sso(session: Session, *, email: str | None, email_verified: obj
     """
     now = clock()
     address = (email or "").strip().lower()
-    account = None
-    if address and email_verified not in (False, "false", "False", 0):
-        account = session.scalar(select(Account).where(func.lower(Account.email) == address,
-                                                        Account.active.is_(True)))
-    if account is None:
-        audit.record(session, actor=address[:64] or "(no e-mail)", action="login_failed", at=now,
-                     method="sso", provider=provider, reason="no active account with this e-mail")
+    who = address[:64] or "(no e-mail)"
+
+    def refuse(reason: str) -> None:
+        audit.record(session, actor=who, action="login_failed", at=now, method="sso", provider=provider,
+                     reason=reason)
+
+    iss, sub = (issuer or "").strip(), (subject or "").strip()
+    if not iss or not sub:
+        refuse("the provider gave no issuer or subject")
         return None
+    account = session.scalar(select(Account).where(Account.sso_issuer == iss, Account.sso_subject == sub))
+    if account is not None:
+        if not account.active:
+            refuse("the account bound to this identity is deactivated")
+            return None
+        audit.record(session, actor=account.name, action="login", at=now, method="sso", provider=provider)
+        return Actor.from_account(account)
+    if email_verified not in (True, "true", "True", 1):
+        refuse("the provider has not verified this e-mail")
+        return None
+    account = session.scalar(select(Account).where(func.lower(Account.email) == address,
+                                                    Account.active.is_(True))) if address else None
+    if account is None:
+        refuse("no active account with this e-mail")
+        return None
+    if account.sso_subject is not None:
+        refuse("the account with this e-mail is bound to another single sign-on identity")
+        return None
+    account.sso_issuer, account.sso_subject = iss, sub
+    audit.record(session, actor=account.name, action="sso_bound", at=now, provider=provider, issuer=iss)
     audit.record(session, actor=account.name, action="login", at=now, method="sso", provider=provider)
     return Actor.from_account(account)

@@ -54,12 +54,16 @@ class Account(Base):
     """A person who logs in: therapist, supervisor or admin."""
 
     __tablename__ = "accounts"
-    __table_args__ = (CheckConstraint("role IN ('therapist', 'supervisor', 'admin')", name="role"),)
+    __table_args__ = (CheckConstraint("role IN ('therapist', 'supervisor', 'admin')", name="role"),
+                      Index("uq_accounts_sso_identity", "sso_issuer", "sso_subject", unique=True))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     display_name: Mapped[str | None] = mapped_column(String(128))
     email: Mapped[str | None] = mapped_column(String(254), unique=True)
+    #: The OpenID Connect identity (issuer, subject) bound at the first single sign-on (db.auth).
+    sso_issuer: Mapped[str | None] = mapped_column(String(512))
+    sso_subject: Mapped[str | None] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16))
     team: Mapped[str | None] = mapped_column(String(64), index=True)
     password_hash: Mapped[str | None] = mapped_column(String(256))

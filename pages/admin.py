@@ -32,6 +32,9 @@ with tab_accounts:
         "name": "Username", "display_name": "Name", "email": "E-mail (single sign-on)", "role": "Role",
         "team": "Team", "active": st.column_config.CheckboxColumn("Active"),
         "has_password": st.column_config.CheckboxColumn("Password set"),
+        "sso_linked": st.column_config.CheckboxColumn(
+            "Sign-on linked", help="A single sign-on identity is bound to the account (its first sign-on); "
+                                   "changing the e-mail address unlinks it."),
         "patients": st.column_config.NumberColumn("Patients", format="%d"),
         "last_login": st.column_config.TextColumn("Last login (UTC)")})
 

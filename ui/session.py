@@ -96,6 +96,7 @@ def _adopt_sso() -> Actor | None:
         return None
     with transaction(get_engine()) as session:
         actor = authenticate_sso(session, email=email, email_verified=claims.get("email_verified"),
+                                 issuer=str(claims.get("iss") or ""), subject=str(claims.get("sub") or ""),
                                  provider=sso_name(sso_settings() or {}), clock=clock)
     if actor is None:
         st.session_state["sso_refused"] = email

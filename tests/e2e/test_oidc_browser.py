@@ -41,6 +41,9 @@ def oidc_server(tmp_path: Path) -> Iterator[tuple[str, str]]:
     engine.dispose()
     with oidc_provider_mock.run_server_in_thread(port=free_port()) as provider:
         issuer = f"http://localhost:{provider.server_port}"
+        # the provider vouches for Anna's address (email_verified), not for the impostor's
+        _provider_user(issuer, "Anna@Clinic.example", {"email": "Anna@Clinic.example", "email_verified": True})
+        _provider_user(issuer, "impostor", {"email": "anna@clinic.example"})  # no email_verified claim
         secrets_file = tmp_path / "secrets.toml"
         secrets_file.write_text(
             "[auth]\n"
@@ -57,6 +60,17 @@ def oidc_server(tmp_path: Path) -> Iterator[tuple[str, str]]:
         finally:
             proc.terminate()
             proc.wait(timeout=20)
+
+
+def _provider_user(issuer: str, sub: str, claims: dict) -> None:
+    """Register a user and its claims at the mock provider (its PUT /users/SUB)."""
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(f"{issuer}/users/{sub}", data=json.dumps(claims).encode(), method="PUT",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 204
 
 
 def _sso_login(page, base: str, email: str) -> None:  # type: ignore[no-untyped-def]
@@ -83,6 +97,15 @@ def test_oidc_login_end_to_end(oidc_server: tuple[str, str], page) -> None:  # t
 def test_oidc_identity_without_an_account_is_refused(oidc_server: tuple[str, str], page) -> None:  # type: ignore[no-untyped-def]
     base, _issuer = oidc_server
     _sso_login(page, base, "stranger@elsewhere.example")
+    page.get_by_text("no active Alliance Monitor account has the e-mail address").wait_for()
+    assert page.get_by_role("heading", name="My patients").count() == 0
+    assert re.findall(r"P\d{5}", page.content()) == []
+
+
+def test_oidc_identity_with_an_unverified_email_is_refused(oidc_server: tuple[str, str], page) -> None:  # type: ignore[no-untyped-def]
+    # issue 14: a missing or false email_verified let an address the provider never checked in
+    base, _issuer = oidc_server
+    _sso_login(page, base, "impostor")  # its claims: anna@clinic.example, and no email_verified
     page.get_by_text("no active Alliance Monitor account has the e-mail address").wait_for()
     assert page.get_by_role("heading", name="My patients").count() == 0
     assert re.findall(r"P\d{5}", page.content()) == []
