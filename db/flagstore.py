@@ -203,32 +203,45 @@ def _pg_score_columns(raw, where: list[str]) -> dict:  # type: ignore[no-untyped
 
 
 # --------------------------------------------------------------------------- computing
+def _keys(scores: pd.DataFrame, flags: pd.DataFrame, by: list[str]) -> tuple[np.ndarray, np.ndarray, int]:
+    """One int64 key per row of ``scores`` and of ``flags``: ``group * span + week offset``, the
+    group numbering the distinct values of ``by`` in ``scores`` (a flag whose ``by`` values no
+    score has gets group -1). Sorting keys sorts by group, then week; ``key // span`` is the group."""
+    s_group = np.zeros(len(scores), dtype=np.int64)
+    f_group = np.zeros(len(flags), dtype=np.int64)
+    for column in by:
+        codes, distinct = pd.factorize(scores[column])
+        f_codes = pd.Index(distinct).get_indexer(flags[column].astype(object).where(flags[column].notna(), None))
+        s_group = s_group * (len(distinct) + 1) + codes
+        f_group = np.where((f_group < 0) | (f_codes < 0), -1, f_group * (len(distinct) + 1) + f_codes)
+    s_week = scores["week"].to_numpy(dtype=np.int64)
+    f_week = flags["week"].to_numpy(dtype=np.int64)
+    low = min(s_week.min(), f_week.min())
+    span = int(max(s_week.max(), f_week.max()) - low + 1)
+    return s_group * span + (s_week - low), np.where(f_group < 0, -1, f_group * span + (f_week - low)), span
+
+
 def _raised_at(flags: pd.DataFrame, scores: pd.DataFrame) -> pd.Series:
     """When the data that raised each flag arrived (see the module docstring).
 
     ``arrived`` of a patient's week is the latest ``entered_at`` of that week or an earlier one
     (a running maximum); a flag takes it from its own week or the nearest stored week before it,
-    a ``missed`` run from the first stored week after it (else as the others). Keys are one
-    integer per (patient, week) so that both lookups are ``searchsorted`` over sorted arrays.
+    a ``missed`` run from the first stored week after it (else as the others). Both lookups are
+    ``searchsorted`` over sorted (patient, week) keys (:func:`_keys`).
     """
     stamps = scores["entered_at"]
     if flags.empty or scores.empty:
         return pd.Series(pd.array([pd.NaT] * len(flags), dtype=stamps.dtype), index=flags.index)
-    s_patient, patients = pd.factorize(scores["patient_id"])
-    f_patient = pd.Index(patients).get_indexer(flags["patient_id"])
-    s_week = scores["week"].to_numpy(dtype=np.int64)
-    f_week = flags["week"].to_numpy(dtype=np.int64)
-    low = min(s_week.min(), f_week.min())
-    span = max(s_week.max(), f_week.max()) - low + 1
-    per_week = pd.Series(stamps.to_numpy(dtype="datetime64[us]").view(np.int64)).groupby(
-        s_patient * span + (s_week - low)).max()
+    s_key, f_key, span = _keys(scores, flags, ["patient_id"])
+    per_week = pd.Series(stamps.to_numpy(dtype="datetime64[us]").view(np.int64)).groupby(s_key).max()
     keys = per_week.index.to_numpy(dtype=np.int64)
     arrived = per_week.groupby(keys // span).cummax().to_numpy()
-    f_key = f_patient * span + (f_week - low)
+    known = f_key >= 0
+    patient = np.where(known, f_key // span, -1)
     back = np.searchsorted(keys, f_key, side="right") - 1
     fwd = back + 1
-    has_back = (f_patient >= 0) & (back >= 0) & (keys[np.clip(back, 0, None)] // span == f_patient)
-    has_fwd = (f_patient >= 0) & (fwd < len(keys)) & (keys[np.clip(fwd, None, len(keys) - 1)] // span == f_patient)
+    has_back = known & (back >= 0) & (keys[np.clip(back, 0, None)] // span == patient)
+    has_fwd = known & (fwd < len(keys)) & (keys[np.clip(fwd, None, len(keys) - 1)] // span == patient)
     use_fwd = has_fwd & (flags["kind"].to_numpy(dtype=object) == "missed")
     pick = np.where(use_fwd, fwd, back)
     found = use_fwd | has_back
@@ -239,26 +252,15 @@ def _raised_at(flags: pd.DataFrame, scores: pd.DataFrame) -> pd.Series:
 
 def _administered_on(flags: pd.DataFrame, scores: pd.DataFrame) -> np.ndarray:
     """The date the flag's own score was filled in (first score of its patient, instrument and
-    week; ``None`` for patient-level flags and undated scores), by ``searchsorted`` over one
-    integer key per (patient, instrument, week)."""
+    week; ``None`` for patient-level flags and undated scores), by ``searchsorted`` over sorted
+    (patient, instrument, week) keys (:func:`_keys`)."""
     if flags.empty or scores.empty:
         return np.full(len(flags), None, dtype=object)
-    s_patient, patients = pd.factorize(scores["patient_id"])
-    s_inst, instruments = pd.factorize(scores["instrument"])
-    f_patient = pd.Index(patients).get_indexer(flags["patient_id"])
-    f_inst = pd.Index(instruments).get_indexer(flags["instrument"].astype(object).where(flags["instrument"].notna(),
-                                                                                       None))
-    s_week = scores["week"].to_numpy(dtype=np.int64)
-    f_week = flags["week"].to_numpy(dtype=np.int64)
-    low = min(s_week.min(), f_week.min())
-    span = max(s_week.max(), f_week.max()) - low + 1
-    width = len(instruments) + 1
-    keys = (s_patient * width + s_inst) * span + (s_week - low)
-    order = np.argsort(keys, kind="stable")
-    ordered = keys[order]
-    f_key = (f_patient * width + f_inst) * span + (f_week - low)
+    s_key, f_key, _ = _keys(scores, flags, ["patient_id", "instrument"])
+    order = np.argsort(s_key, kind="stable")
+    ordered = s_key[order]
     at = np.clip(np.searchsorted(ordered, f_key, side="left"), 0, len(ordered) - 1)
-    found = (f_patient >= 0) & (f_inst >= 0) & (ordered[at] == f_key)
+    found = (f_key >= 0) & (ordered[at] == f_key)
     dates = scores["administered_on"].to_numpy(dtype=object)[order[at]]
     return np.where(found & pd.notna(dates), dates, None)
 
@@ -282,33 +284,29 @@ def compute_stored(scores: pd.DataFrame, *, config: FlagConfig, rules_version: i
     return flags
 
 
-def _records(flags: pd.DataFrame, pids: dict[str, int]) -> tuple[list[str], list[tuple]]:
-    """Column names and one tuple per flag, ``None`` for missing values (built column by column)."""
+def _columns(flags: pd.DataFrame, pids: dict[str, int]) -> dict[str, list]:
+    """The stored columns of ``flags`` as lists, ``None`` for missing values."""
     frame = flags[_STORED_FLAG_COLUMNS + STORED_EXTRA]
-    columns = list(frame.columns)
-    values = []
-    for c in columns:
+    out = {}
+    for c in frame.columns:
         col = frame[c]
         if c == "patient_id":
-            values.append(col.map(pids).astype("int64").tolist())
+            out[c] = col.map(pids).astype("int64").tolist()
             continue
         if c == "instrument":
             col = col.fillna(PATIENT_LEVEL)
-        if c == "raised_at":
-            out = list(col.dt.to_pydatetime())
-        else:
-            out = col.astype(object).tolist()
+        values = list(col.dt.to_pydatetime()) if c == "raised_at" else col.astype(object).tolist()
         known = col.notna().to_numpy()
-        values.append([v if k else None for v, k in zip(out, known, strict=True)])
-    return columns, list(zip(*values, strict=True))
+        out[c] = [v if k else None for v, k in zip(values, known, strict=True)]
+    return out
 
 
 def _write(session: Session, flags: pd.DataFrame, pids: dict[str, int]) -> None:
     """Insert the flags through the driver (PostgreSQL ``COPY``, SQLite ``executemany``), in the
     caller's transaction, with values stored exactly as the columns' SQLAlchemy types store them."""
-    columns, records = _records(flags, pids)
-    if not records:
+    if flags.empty:
         return
+    columns = _columns(flags, pids)
     table = StoredFlag.__table__
     dialect = session.get_bind().dialect
     names = ", ".join(dialect.identifier_preparer.quote(c) for c in columns)  # "drop" is a keyword
@@ -316,19 +314,16 @@ def _write(session: Session, flags: pd.DataFrame, pids: dict[str, int]) -> None:
     try:
         if dialect.name == "postgresql":
             with cursor.copy(f"COPY flags ({names}) FROM STDIN") as copy:
-                for r in records:
+                for r in zip(*columns.values(), strict=True):
                     copy.write_row(r)
             return
-        procs = [table.c[c].type.bind_processor(dialect) for c in columns]
-        converted = []
-        for j, proc in enumerate(procs):  # column by column, each distinct value converted once
-            column = [r[j] for r in records]
+        for c, values in columns.items():  # SQLite: each distinct value through the type's processor once
+            proc = table.c[c].type.bind_processor(dialect)
             if proc is not None:
-                cache = {v: proc(v) for v in set(column) if v is not None}
-                column = [None if v is None else cache[v] for v in column]
-            converted.append(column)
+                cache = {v: proc(v) for v in set(values) if v is not None}
+                columns[c] = [None if v is None else cache[v] for v in values]
         cursor.executemany(f"INSERT INTO flags ({names}) VALUES ({', '.join('?' * len(columns))})",
-                           list(zip(*converted, strict=True)))
+                           list(zip(*columns.values(), strict=True)))
     finally:
         cursor.close()
 
