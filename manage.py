@@ -189,9 +189,9 @@ def _import(file: Path, *, db: str | None, dry_run: bool, replace: bool, source:
 
 def _note_therapists(plan) -> None:  # type: ignore[no-untyped-def]
     """Say so when rows name another therapist than the caseload their patient stays on."""
-    note = plan.therapist_note()
-    if note:
-        typer.echo(f"Note: {note}")
+    for note in (plan.therapist_note(), plan.risk_note(), plan.calendar_note()):
+        if note:
+            typer.echo(f"Note: {note}")
 
 
 def _summary(plan) -> str:  # type: ignore[no-untyped-def]
@@ -317,6 +317,64 @@ def assign(patient: Annotated[str, typer.Argument(help="Patient code.")],
     except ValueError as exc:
         fail(str(exc), 2)
     typer.echo(f"Patient {patient} is now on {therapist}'s caseload.")
+
+
+def _day(value: str | None, option: str) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        fail(f"{option} {value!r} is not a date; write it YYYY-MM-DD.", 2)
+
+
+@app.command("set-patient")
+def set_patient(patient: Annotated[str, typer.Argument(help="Patient code.")],
+                status: Annotated[str | None, typer.Option(
+                    "--status", help="active, paused, discharged (or completed, dropped_out).")] = None,
+                since: Annotated[str | None, typer.Option("--since", help="The day the status began (YYYY-MM-DD; "
+                                                                          "default: today).")] = None,
+                start_date: Annotated[str | None, typer.Option("--start-date", help="Treatment start "
+                                                                                    "(YYYY-MM-DD).")] = None,
+                planned_weeks: Annotated[int | None, typer.Option("--planned-weeks", min=0, max=520,
+                                                                  help="0: no planned end.")] = None,
+                therapist: Annotated[str | None, typer.Option("--therapist", help="Therapist's account name.")] = None,
+                create: Annotated[bool, typer.Option("--create", help="Add the patient if the code is new.")] = False,
+                reason: Annotated[str | None, typer.Option("--reason", help="Kept in the audit trail.")] = None,
+                db: DbOption = None) -> None:
+    """Set a patient's treatment calendar: start date, status (active, paused, discharged) and since when.
+
+    The calendar decides which weeks are expected: missed questionnaires and repair windows count from
+    the start date; a paused patient's calendar stops on the pause day; a discharged patient raises no
+    new missed or repair alerts.
+    """
+    from core.caseload import STATUS_WORDS
+    from db.access import SYSTEM
+    from db.engine import transaction
+    from db.writes import set_patient_calendar
+
+    engine = _engine(db)
+    try:
+        with transaction(engine) as session:
+            changed = set_patient_calendar(session, actor=SYSTEM, code=patient, status=status,
+                                           status_since=_day(since, "--since"),
+                                           start_date=_day(start_date, "--start-date"), planned_weeks=planned_weeks,
+                                           therapist=therapist, reason=reason, create=create)
+    except ValueError as exc:
+        fail(str(exc), 2)
+    if not changed:
+        typer.echo(f"Patient {patient}: nothing to change.")
+        return
+    words = {"start_date": "start date", "status": "status", "status_since": "status since",
+             "planned_weeks": "planned weeks", "therapist": "therapist"}
+
+    def shown(field: str, value: object) -> str:
+        if value is None:
+            return "none"
+        return STATUS_WORDS.get(str(value), str(value)) if field == "status" else str(value)
+
+    typer.echo(f"Patient {patient}: " + "; ".join(f"{words[k]} {shown(k, o)} -> {shown(k, n)}"
+                                                  for k, (o, n) in changed.items()) + ".")
 
 
 @app.command("flags")

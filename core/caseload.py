@@ -8,6 +8,9 @@ which missing ones are flagged). Project rules, documented in docs/flags.md:
 * completed patient: the planned weeks (or the last stored week when none is planned);
 * dropped-out patient: the last stored week plus ``grace`` weeks, so the run of missing
   questionnaires that announced the dropout stays visible, and no more;
+* paused patient: the week the calendar had reached on the pause day (``status_since``; the last
+  stored week without one): no questionnaire is expected while a treatment is paused;
+* discharged patient: the last stored week, so a discharge raises no new missed or repair alerts;
 * no start date: the last stored week (only gaps inside the course count);
 * ``as_of_week`` caps every patient at that week.
 """
@@ -33,8 +36,16 @@ def current_weeks(patients: pd.DataFrame, *, today: dt.date, as_of_week: int | N
     start = pd.to_datetime(frame["start_date"], errors="coerce")
     elapsed = ((pd.Timestamp(today) - start).dt.days // 7 + 1).astype("float64")
     active_week = np.fmin(elapsed, planned)  # fmin ignores a missing plan
-    week = np.where(frame["status"].eq("completed"), np.where(planned.notna(), planned, last),
-                    np.where(frame["status"].eq("dropped_out"), last + grace, active_week))
+    since = pd.to_datetime(frame["status_since"], errors="coerce") if "status_since" in frame.columns else \
+        pd.Series(pd.NaT, index=frame.index)
+    paused_week = np.fmin(((since.clip(upper=pd.Timestamp(today)) - start).dt.days // 7 + 1).astype("float64"),
+                          planned)
+    status = frame["status"]
+    week = np.select(
+        [status.eq("completed").to_numpy(), status.eq("dropped_out").to_numpy(), status.eq("paused").to_numpy(),
+         status.eq("discharged").to_numpy()],
+        [np.where(planned.notna(), planned, last), (last + grace).to_numpy(), paused_week.to_numpy(),
+         last.to_numpy()], default=active_week.to_numpy())
     week = pd.Series(week, index=frame.index, dtype="float64")
     week = week.where(week.notna(), last)
     week = week.clip(lower=last.where(last.notna(), 0))  # never before a stored week
@@ -42,6 +53,10 @@ def current_weeks(patients: pd.DataFrame, *, today: dt.date, as_of_week: int | N
         week = week.clip(upper=as_of_week)
     return week.round().astype("Int64")
 
+
+#: What each patient status means, in the words pages and the command line use.
+STATUS_WORDS = {"active": "active", "paused": "paused", "completed": "completed (discharged)",
+                "dropped_out": "dropped out (discharged)", "discharged": "discharged"}
 
 #: What needs attention first (lower = first). PRODUCT.md: risk item, new rupture,
 #: unrepaired rupture, reliable deterioration, missed questionnaires, then the rest.
@@ -178,7 +193,8 @@ def common_instrument(codes: pd.Series) -> str | None:
 
 
 def attention_table(patients: pd.DataFrame, flags: pd.DataFrame, *, scores: pd.DataFrame | None = None,
-                    reasons: list[str] | tuple[str, ...] | None = None) -> pd.DataFrame:
+                    reasons: list[str] | tuple[str, ...] | None = None,
+                    notices: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per patient, sorted by what needs attention first.
 
     A rupture is *new* when it was raised for the patient's latest stored week and is still
@@ -189,7 +205,10 @@ def attention_table(patients: pd.DataFrame, flags: pd.DataFrame, *, scores: pd.D
     ``link`` (the patient page's URL).
 
     With ``scores`` (the core column contract; WAI-SR, WAI-P and the symptom measures are
-    enough) the columns of :func:`course_summary` are added. With ``reasons`` (keys of
+    enough) the columns of :func:`course_summary` are added. With ``notices``
+    (``core.notices.patient_notices``) ``clinical_range`` ("SPIN since week 1; …") and ``notices``
+    (what cannot be checked) join each patient's labels (blank without any): states and blind
+    spots that are not alerts and do not change the order. With ``reasons`` (keys of
     ``ATTENTION_ORDER``, e.g. ``["risk_item", "unrepaired_rupture"]``) only patients with an
     open flag for one of them are kept.
     """
@@ -202,7 +221,10 @@ def attention_table(patients: pd.DataFrame, flags: pd.DataFrame, *, scores: pd.D
         live = _live_flags(base, flags)
         labelled = (live.sort_values(["priority", "week"]).drop_duplicates(["patient_id", "reason"])
                     .assign(label=lambda f: f["reason"].map(ATTENTION_LABELS)
-                            .fillna(f["reason"].str.replace("_", " ")) + " (week " + f["week"].astype(str) + ")"))
+                            .fillna(f["reason"].str.replace("_", " ")) + " (week " + f["week"].astype(str)
+                            + np.where(f["reason"].eq("unrepaired_rupture")
+                                       & pd.to_numeric(f["last_week"], errors="coerce").le(f["week"]).fillna(False),
+                                       ", no questionnaire since", "") + ")"))
         words = pd.Series({k: "; ".join(v) for k, v in _in_order(labelled["patient_id"], labelled["label"]).items()},
                           dtype=labelled["label"].dtype)
         firsts = live.sort_values("priority").drop_duplicates(["patient_id", "reason"])
@@ -221,6 +243,12 @@ def attention_table(patients: pd.DataFrame, flags: pd.DataFrame, *, scores: pd.D
             out["newest_raised_at"] = out["patient_id"].map(newest)
         matching = live.loc[live["reason"].isin(list(reasons or [])), "patient_id"]
     out["link"] = "/patient?patient=" + out["patient_id"]
+    if notices is not None:
+        from core.notices import notice_labels
+
+        codes = out["patient_id"].astype(str)
+        out["clinical_range"] = codes.map(notice_labels(notices, states=True)).fillna("").astype(str)
+        out["notices"] = codes.map(notice_labels(notices, states=False)).fillna("").astype(str)
     if scores is not None:
         out = out.merge(course_summary(scores), left_on="patient_id", right_index=True, how="left")
     if reasons:

@@ -715,34 +715,52 @@ def _subscale_fall(frame: pd.DataFrame, s: _SeriesArrays, idx: np.ndarray,
 
 
 def _risk_parts(frame: pd.DataFrame, s: _SeriesArrays, config: FlagConfig) -> list[pd.DataFrame]:
-    """Risk-item rows, one part per instrument with risk items: an item answered above the threshold."""
+    """Risk-item rows, one part per instrument with risk items.
+
+    Raised when a risk item was answered above the threshold, or, for a questionnaire stored
+    without item answers, when its total implies it: every other item is at most ``item_max``,
+    so the risk item is at least ``total - (n_items - 1) * item_max`` (PHQ-9: total - 24, so a
+    total of 25 or more means item 9 >= 1).
+    """
     if config.risk_item is None:
         return []
     threshold = config.risk_item.threshold
     parts = []
     for code_i, row in s.itab.iterrows():  # loop over instruments
         inst = row["inst"]
-        cols = [f"item_{i}" for i in inst.risk_items if f"item_{i}" in frame.columns]
-        if not cols:
+        if not inst.risk_items:
             continue
         rows = s.icode == code_i
-        vals = frame[cols].to_numpy(dtype="float64", na_value=np.nan)
+        all_cols = [c for c in inst.items if c in frame.columns]
+        answered = (~np.isnan(frame[all_cols].to_numpy(dtype="float64", na_value=np.nan))).any(axis=1) \
+            if all_cols else np.zeros(len(frame), dtype=bool)
+        cols = [f"item_{i}" for i in inst.risk_items]
+        vals = np.column_stack([frame[c].to_numpy(dtype="float64", na_value=np.nan) if c in frame.columns
+                                else np.full(len(frame), np.nan) for c in cols])
         above = np.where(np.isnan(vals), False, vals > threshold) & rows[:, None]
-        hit = above.any(axis=1)
+        # no item answered at all: the least each risk item can be, given the total
+        least = s.x[:, None] - (inst.n_items - 1) * inst.item_max + np.zeros((1, len(cols)))
+        implied = np.where(np.isnan(least), False, least > threshold) & (rows & ~answered)[:, None]
+        hit = (above | implied).any(axis=1)
         if not hit.any():
             continue
         idx = np.flatnonzero(hit)
         desc = pd.Series([""] * len(idx), dtype="string")
-        for j, col in enumerate(cols):
-            num = int(col.split("_")[1])
+        for j, num in enumerate(inst.risk_items):
             text = inst.item_label(num)
-            piece = (f"item {num}" + (f" (\u201c{text}\u201d)" if text != f"Item {num}" else "")
-                     + " was answered ")
-            add = piece + _fmt(vals[idx, j])
+            name = f"item {num}" + (f" (\u201c{text}\u201d)" if text != f"Item {num}" else "")
             sep = pd.Series(np.where(desc == "", "", "; "), dtype="string")
-            desc = desc.where(~above[idx, j], desc + sep + add)
+            desc = desc.where(~above[idx, j], desc + sep + name + " was answered " + _fmt(vals[idx, j]))
+            sep = pd.Series(np.where(desc == "", "", "; "), dtype="string")
+            desc = desc.where(~implied[idx, j], desc + sep + name + " must have been answered at least "
+                              + _fmt(least[idx, j]))
         expl = (f"{inst.code} " + desc + f" (above {threshold:g}): ask about risk and follow the clinic's "
                 "risk procedure today.")
+        from_total = ~answered[idx]
+        expl = expl.where(~from_total, f"{inst.code} total of " + _fmt(s.x[idx]) + " was stored without item "
+                          "answers, so " + desc + f" (implied by the total: each of the other {inst.n_items - 1} "
+                          f"items is at most {inst.item_max:g}; above {threshold:g}): ask about risk and follow "
+                          "the clinic's risk procedure today.")
         parts.append(_part(s.base, idx, kind="risk_item", rule="risk_item", severity="urgent",
                            score=s.x[idx], baseline=np.full(len(idx), np.nan), explanation=expl))
     return parts

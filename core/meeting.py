@@ -74,7 +74,8 @@ def caseload_table(alerts: pd.DataFrame, *, overdue_days: int = OVERDUE_DAYS) ->
 
     Kept: flags whose kind is an alert (not ``improvement``) and whose status is one of
     :data:`ALERT_STATUSES`. Order: first the rows that need the supervisor (``urgent_first``:
-    an unrepaired rupture, or an alert not addressed within ``overdue_days`` days), then by
+    an unaddressed urgent alert such as a risk item, whatever its age or whether its date is known;
+    an unrepaired rupture; or an alert not addressed within ``overdue_days`` days), then by
     severity (urgent → low), then the oldest first, then therapist, patient and week.
 
     Parameters
@@ -98,13 +99,23 @@ def caseload_table(alerts: pd.DataFrame, *, overdue_days: int = OVERDUE_DAYS) ->
     for col in _CASELOAD_COLUMNS:
         if col not in frame.columns:
             frame[col] = pd.NA
+    if "last_week" in frame.columns:  # rupture then silence: say why it is unrepaired
+        silent = (frame["kind"].eq("rupture") & frame["status"].eq("unrepaired")
+                  & pd.to_numeric(frame["last_week"], errors="coerce").le(frame["week"])).fillna(False).astype(bool)
+        frame["explanation"] = frame["explanation"].astype("string")
+        frame.loc[silent, "explanation"] = (frame.loc[silent, "explanation"].fillna("")
+                                            + " Unrepaired: no questionnaire since week "
+                                            + frame.loc[silent, "week"].astype(str)
+                                            + ", and the repair window has passed.")
     keep = frame["status"].isin(ALERT_STATUSES) & ~frame["kind"].isin(NOT_ALERTS)
     out = frame.loc[keep.fillna(False).astype(bool), _CASELOAD_COLUMNS].reset_index(drop=True)
     age = pd.to_numeric(out["age_days"], errors="coerce").astype("Float64")
     out["age_days"] = age.round().astype("Int64")
     out["overdue"] = (out["status"].ne("addressed") & age.gt(overdue_days)).fillna(False).astype(bool)
     out["unrepaired_rupture"] = (out["kind"].eq("rupture") & out["status"].eq("unrepaired")).fillna(False).astype(bool)
-    out["urgent_first"] = out["overdue"] | out["unrepaired_rupture"]
+    # an unaddressed urgent alert (a risk item) stands first whatever its age, dated or not
+    urgent = (out["severity"].eq("urgent") & out["status"].ne("addressed")).fillna(False).astype(bool)
+    out["urgent_first"] = urgent | out["overdue"] | out["unrepaired_rupture"]
     out["note"] = out["note"].astype("string")
     out["link"] = "/patient?patient=" + out["patient_id"].astype("string")
     rank = out["severity"].map(SEVERITY_ORDER).fillna(len(SEVERITY_ORDER)).astype(int)

@@ -155,6 +155,11 @@ def rupture_cards(flags: pd.DataFrame, *, last_week: int | None = None, recent_w
     )
     cards["series"] = cards["instrument"].map(_SERIES_LABELS).fillna(cards["instrument"])
     cards["status_words"] = cards["status"].map(CARD_STATUS_WORDS).fillna(cards["status"])
+    if last_week is not None:  # rupture then silence: the window passed without any questionnaire
+        end = cards["weeks"].map(max)
+        silent = cards["status"].eq("unrepaired") & end.ge(int(last_week))
+        cards.loc[silent, "status_words"] = ("not repaired: no questionnaire since week " + end[silent].astype(str)
+                                             + ", and the repair window has passed")
     cards["prompts"] = cards["subscale"].map(repair_prompts)
     latest = int(flags["week"].max()) if last_week is None else int(last_week)
     recent = cards["week"] >= latest - recent_weeks + 1

@@ -16,6 +16,9 @@ a health value beyond the patient code. Checks, in order:
   none of an instrument's items; when items are given the score is their sum and a given
   ``score`` must agree;
 * ``administered_on`` an ISO date (YYYY-MM-DD);
+* the patient's calendar, optional: ``start_date`` and ``status_since`` ISO dates,
+  ``patient_status`` one of ``PATIENT_STATUSES``; every row of a patient that gives one gives the
+  same value (an empty cell says nothing);
 * no two rows for the same patient, instrument and week (conflicts with *stored* scores are
   checked by the database layer, which knows them).
 
@@ -40,7 +43,11 @@ import pandas as pd
 from core import instruments
 
 REQUIRED = ("patient_id", "therapist_id", "week", "instrument", "score")
-OPTIONAL = ("administered_on",)
+OPTIONAL = ("administered_on", "start_date", "patient_status", "status_since")
+#: Optional per-patient columns (the treatment calendar): one value per patient in a file.
+PATIENT_COLUMNS = ("start_date", "patient_status", "status_since")
+#: Patient statuses an import may set (``db.models.PATIENT_STATUSES``).
+PATIENT_STATUSES = ("active", "paused", "completed", "dropped_out", "discharged")
 ITEM_RE = re.compile(r"^item_([1-9][0-9]*)$")
 _CODE_RE = r"^[A-Za-z0-9][A-Za-z0-9._@-]*$"
 FIRST_DATA_ROW = 2
@@ -337,6 +344,37 @@ def validate_scores(raw: pd.DataFrame, *, first_row: int = FIRST_DATA_ROW, unit:
     else:
         date = pd.Series(pd.NaT, index=frame.index)
 
+    calendar = {}
+    for col in PATIENT_COLUMNS:
+        if col not in frame.columns:
+            continue
+        cell = text[col]
+        if col == "patient_status":
+            value = cell.str.lower()
+            problems.add(value.ne("") & ~value.isin(PATIENT_STATUSES), rows, col,
+                         "must be one of " + ", ".join(PATIENT_STATUSES) + " (or empty).")
+            calendar[col] = value.where(value.ne(""))
+        else:
+            day = pd.to_datetime(cell.where(cell.ne("")), format="%Y-%m-%d", errors="coerce")
+            problems.add(cell.ne("") & day.isna(), rows, col, "must be a date written YYYY-MM-DD (or empty).")
+            calendar[col] = day.dt.date.where(day.notna(), None)
+            value = cell
+        given = value.ne("") & text["patient_id"].ne("")
+        firsts = value[given].groupby(text["patient_id"][given]).transform("first")
+        other = pd.Series(False, index=frame.index)
+        other[given] = value[given].ne(firsts)
+        bad_rows = other[other].index[:max_errors]
+        problems.extend([RowError(int(rows[k]), col, f"patient {text['patient_id'][k]} has another {col} in an "
+                                                      f"earlier row; give one value per patient (or leave the "
+                                                      f"other cells empty).") for k in bad_rows],
+                        count=int(other.sum()))
+
+    if "start_date" in calendar and "status_since" in calendar:
+        start = pd.to_datetime(calendar["start_date"], errors="coerce")
+        since = pd.to_datetime(calendar["status_since"], errors="coerce")
+        problems.add(start.notna() & since.notna() & (since < start), rows, "status_since",
+                     "is before the row's start_date; a status cannot begin before the treatment started.")
+
     key = pd.DataFrame({"p": text["patient_id"], "i": code, "w": week_num})
     dup = key.duplicated(keep=False) & week_ok & known & text["patient_id"].ne("")
     if dup.any():
@@ -357,6 +395,8 @@ def validate_scores(raw: pd.DataFrame, *, first_row: int = FIRST_DATA_ROW, unit:
         "score": total.astype("float64"),
         "administered_on": date.dt.date,
     })
+    for col, values in calendar.items():
+        out[col] = values.astype(object).to_numpy()
     width = max(item_cols.values(), default=0)
     for n in range(1, width + 1):
         col = f"item_{n}"

@@ -41,7 +41,8 @@ def read_alerts(session: Session, *, actor: Actor | None, today: dt.date | None 
 
     The stored flags as :func:`db.flags.read_flags` gives them (``status`` "addressed",
     ``note``, ``note_by``, ``note_at`` from the therapists' actions; ``raised_at``), plus
-    ``therapist_name`` (display name), ``team``, ``start_date``, ``flag_date`` and ``age_days``
+    ``therapist_name`` (display name), ``team``, ``start_date``, ``last_week`` (the patient's latest
+    stored week), ``flag_date`` and ``age_days``
     (see :func:`flag_dates`). No scores are read. Filtering to open alerts is
     :func:`core.meeting.caseload_table`'s job.
     """
@@ -49,7 +50,7 @@ def read_alerts(session: Session, *, actor: Actor | None, today: dt.date | None 
     patients = list_patients(session, actor=actor)
     flags = read_flags(session, actor=actor, today=today)
     out = flag_dates(flags, patients=patients, today=today)
-    info = patients[["patient_id", "therapist_name", "team", "start_date"]]
+    info = patients[["patient_id", "therapist_name", "team", "start_date", "last_week"]]
     return out.merge(info, on="patient_id", how="left")
 
 

@@ -138,6 +138,9 @@ def save_entry(session: Session, *, actor: Actor, code: str, instrument: str, we
             raise StaleEntry(f"Someone else saved the {instrument} of week {week} for patient {code} while you "
                              f"were entering it; reload the page to see their values, then edit them if "
                              f"needed.") from exc
+        if administered_on is not None:  # the first dated entry starts an undated patient's calendar
+            session.execute(update(Patient).where(Patient.id == pid, Patient.start_date.is_(None))
+                            .values(start_date=administered_on - dt.timedelta(days=7 * (week - 1))))
         flagstore.refresh_patients(session, [pid])  # the patient's flags, in the same transaction
         audit.record(session, actor=actor, action="enter_score", patient_code=code, instrument=instrument,
                      week=week, source="entry")

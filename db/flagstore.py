@@ -462,14 +462,15 @@ def patient_facts(session: Session, *, actor: Actor | None, patient_code: str | 
     """The stored per-patient facts the time-dependent kinds need, for the visible patients."""
     therapist = aliased(Account)
     stmt = (select(Patient.code, therapist.name, Patient.status, Patient.start_date, Patient.planned_weeks,
-                   Patient.last_week)
+                   Patient.last_week, Patient.status_since)
             .outerjoin(therapist, Patient.therapist_id == therapist.id)
             .where(Patient.id.in_(visible_patients(actor))))
     if patient_code is not None:
         stmt = stmt.where(Patient.code == patient_code)
     frame = pd.DataFrame.from_records(fetch_rows(session, stmt), columns=[
-        "patient_id", "therapist_id", "status", "start_date", "planned_weeks", "last_week"])
+        "patient_id", "therapist_id", "status", "start_date", "planned_weeks", "last_week", "status_since"])
     frame["start_date"] = _date(frame["start_date"])
+    frame["status_since"] = _date(frame["status_since"])
     return frame
 
 

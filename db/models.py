@@ -36,7 +36,7 @@ NAMING_CONVENTION = {
 }
 
 ROLES = ("therapist", "supervisor", "admin")
-PATIENT_STATUSES = ("active", "completed", "dropped_out")
+PATIENT_STATUSES = ("active", "paused", "completed", "dropped_out", "discharged")
 SCORE_SOURCES = ("import", "entry", "fhir", "demo")
 
 
@@ -80,7 +80,7 @@ class Patient(Base):
 
     __tablename__ = "patients"
     __table_args__ = (
-        CheckConstraint("status IN ('active', 'completed', 'dropped_out')", name="status"),
+        CheckConstraint("status IN ('active', 'paused', 'completed', 'dropped_out', 'discharged')", name="status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -88,6 +88,8 @@ class Patient(Base):
     therapist_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
     start_date: Mapped[dt.date | None] = mapped_column(Date)
     status: Mapped[str] = mapped_column(String(16), default="active")
+    #: The day the status began (a pause or a discharge stops the calendar there); ``None``: not recorded.
+    status_since: Mapped[dt.date | None] = mapped_column(Date)
     planned_weeks: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     #: Stored per-patient facts, kept by ``db.flagstore`` in the same transaction as the scores:

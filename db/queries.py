@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Text, cast, select
+from sqlalchemy import Text, and_, case, cast, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from db.access import Actor, may_see_patient, visible_patients
@@ -114,6 +114,7 @@ class PatientInfo:
     start_date: dt.date | None
     status: str
     planned_weeks: int | None
+    status_since: dt.date | None = None
 
 
 def read_scores(session: Session, *, actor: Actor | None, patient_code: str | None = None,
@@ -153,20 +154,53 @@ def read_scores(session: Session, *, actor: Actor | None, patient_code: str | No
     return frame.sort_values(["patient_id", "instrument", "week"], ignore_index=True)
 
 
+def risk_item_coverage(session: Session, *, actor: Actor | None, patient_code: str | None = None) -> pd.DataFrame:
+    """Per patient and instrument with a risk item (PHQ-9): how many of its questionnaires came
+    without item answers and do not imply the risk item by their total, so the risk question
+    could not be checked (``core.notices``). One grouped query, no scores fetched.
+
+    Columns ``patient_id, instrument, unchecked, stored, last_unchecked_week, last_week``; only
+    (patient, instrument) pairs with at least one unchecked questionnaire.
+    """
+    from core import instruments
+
+    risky = {c: i for c, i in instruments.registry().items() if i.risk_items}
+    cols = ["patient_id", "instrument", "unchecked", "stored", "last_unchecked_week", "last_week"]
+    if not risky:
+        return pd.DataFrame(columns=cols)
+    no_items = or_(Score.items.is_(None), cast(Score.items, Text) == "null")
+    # a total above this implies the risk item was answered above 0 (core.flags._risk_parts)
+    implied_at = case(*[(Score.instrument == c, float((i.n_items - 1) * i.item_max)) for c, i in risky.items()])
+    unchecked = and_(no_items, Score.total <= implied_at)
+    stmt = (select(Patient.code, Score.instrument, func.sum(case((unchecked, 1), else_=0)), func.count(),
+                   func.max(case((unchecked, Score.week))), func.max(Score.week))
+            .join(Patient, Score.patient_id == Patient.id)
+            .where(Score.instrument.in_(list(risky)), Score.patient_id.in_(visible_patients(actor)))
+            .group_by(Patient.code, Score.instrument))
+    if patient_code is not None:
+        stmt = stmt.where(Patient.code == patient_code)
+    frame = pd.DataFrame.from_records(fetch_rows(session, stmt), columns=cols)
+    frame = frame[pd.to_numeric(frame["unchecked"]).gt(0)].reset_index(drop=True)
+    for c in ("unchecked", "stored", "last_unchecked_week", "last_week"):
+        frame[c] = frame[c].astype("int64")
+    return frame
+
+
 def list_patients(session: Session, *, actor: Actor | None, patient_code: str | None = None) -> pd.DataFrame:
     """The patients the actor may see (only ``patient_code`` when given): code, therapist, status,
     start, weeks stored, last week."""
     therapist = aliased(Account)
     # last_week and weeks_stored are stored facts, kept by db.flagstore with every write.
     stmt = (select(Patient.code, therapist.name, therapist.display_name, therapist.team, Patient.status,
-                   Patient.start_date, Patient.planned_weeks, Patient.last_week, Patient.weeks_stored)
+                   Patient.start_date, Patient.planned_weeks, Patient.last_week, Patient.weeks_stored,
+                   Patient.status_since)
             .outerjoin(therapist, Patient.therapist_id == therapist.id)
             .where(Patient.id.in_(visible_patients(actor)))
             .order_by(Patient.code))
     if patient_code is not None:
         stmt = stmt.where(Patient.code == patient_code)
     cols = ["patient_id", "therapist_id", "therapist_name", "team", "status", "start_date",
-            "planned_weeks", "last_week", "weeks_stored"]
+            "planned_weeks", "last_week", "weeks_stored", "status_since"]
     return frame_of(session.execute(stmt).all(), cols)
 
 
@@ -182,7 +216,7 @@ def patient_info(session: Session, *, actor: Actor | None, code: str) -> Patient
     return PatientInfo(code=patient.code, therapist=therapist.name if therapist else None,
                        therapist_display=therapist.display_name if therapist else None,
                        start_date=patient.start_date, status=patient.status,
-                       planned_weeks=patient.planned_weeks)
+                       planned_weeks=patient.planned_weeks, status_since=patient.status_since)
 
 
 def read_flag_notes(session: Session, *, actor: Actor | None,

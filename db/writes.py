@@ -25,7 +25,7 @@ from db import audit, flagstore
 from db.access import Actor, visible_patients
 from db.auth import hash_password
 from db.engine import bump_revision, transaction
-from db.models import ROLES, Account, Patient, Score, Setting, utcnow
+from db.models import PATIENT_STATUSES, ROLES, Account, Patient, Score, Setting, utcnow
 
 
 class PermissionDenied(Exception):
@@ -51,6 +51,42 @@ class ImportPlan:
     #: stored patient, and a new patient goes to the first therapist the file names.
     other_therapists: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
         columns=["file_row", "patient_id", "therapist_id", "kept_therapist"]))
+    #: Rows of instruments with a risk item (PHQ-9) that come without item answers, by instrument:
+    #: ``{code: (rows, of which the total implies the risk item)}``.
+    risk_without_items: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: Patients of the file with no start date stored and no ``administered_on`` in the file: no
+    #: treatment calendar, so missed questionnaires cannot be detected for them.
+    without_calendar: tuple[str, ...] = ()
+
+    def risk_note(self) -> str | None:
+        """One sentence about :attr:`risk_without_items` for the preview and the CLI, or ``None``."""
+        from core import instruments
+
+        parts = []
+        for code, (n, implied) in sorted(self.risk_without_items.items()):
+            inst = instruments.get(code)
+            items = " and ".join(f"item {i}" for i in inst.risk_items)
+            parts.append(f"{n:,} {code} row{'s' if n != 1 else ''} come{'' if n != 1 else 's'} without item "
+                         f"answers, so the risk question ({items}) cannot be checked for "
+                         f"{'them' if n != 1 else 'it'}" + (f"; {implied:,} of them ha{'ve' if implied != 1 else 's'}"
+                                                            f" a total that implies it and will raise a risk alert"
+                                                            if implied else ""))
+        if not parts:
+            return None
+        return ("; ".join(parts) + ". Import the item answers (item_1 … item_N columns) to have the risk "
+                "question checked every week.")
+
+    def calendar_note(self, *, limit: int = 5) -> str | None:
+        """One sentence about :attr:`without_calendar` for the preview and the CLI, or ``None``."""
+        n = len(self.without_calendar)
+        if not n:
+            return None
+        shown = ", ".join(self.without_calendar[:limit]) + (f" and {n - limit:,} more" if n > limit else "")
+        return (f"{n:,} patient{'s have' if n != 1 else ' has'} no treatment calendar ({shown}): the file has no "
+                f"administered_on dates for {'them' if n != 1 else 'it'} and no start date is stored, so missed "
+                f"questionnaires cannot be detected for {'them' if n != 1 else 'it'}. Add administered_on dates, "
+                f"or set the start date on the admin page (Patients) or with manage.py set-patient CODE "
+                f"--start-date YYYY-MM-DD.")
 
     def therapist_note(self, *, limit: int = 5) -> str | None:
         """One sentence about :attr:`other_therapists` for the preview and the CLI, or ``None``."""
@@ -182,7 +218,116 @@ def plan_import(session: Session, *, actor: Actor, scores: pd.DataFrame, first_r
     return ImportPlan(rows=merged, new=int((change == "new").sum()),
                       unchanged=int((change == "unchanged").sum()),
                       conflicts=int((change == "conflict").sum()), errors=errors,
-                      other_therapists=_other_therapists(session, frame))
+                      other_therapists=_other_therapists(session, frame),
+                      risk_without_items=_risk_without_items(frame),
+                      without_calendar=_without_calendar(session, frame))
+
+
+def _risk_without_items(frame: pd.DataFrame) -> dict[str, tuple[int, int]]:
+    """``{instrument: (rows without item answers, of which the total implies the risk item)}``."""
+    from core import instruments
+
+    out = {}
+    for code in frame["instrument"].unique().tolist():  # loop over instruments
+        inst = instruments.registry().get(code)
+        if inst is None or not inst.risk_items:
+            continue
+        rows = frame["instrument"].eq(code).to_numpy() & frame["items_list"].isna().to_numpy()
+        if rows.any():
+            least = frame["score"].to_numpy(dtype="float64")[rows] - (inst.n_items - 1) * inst.item_max
+            out[code] = (int(rows.sum()), int((least > 0).sum()))
+    return out
+
+
+def _stored_start_dates(session: Session, codes: list[str]) -> dict[str, dt.date | None]:
+    """The stored start date of each known patient of ``codes`` (chunks of 500 codes)."""
+    known: dict[str, dt.date | None] = {}
+    for start in range(0, len(codes), 500):
+        chunk = codes[start:start + 500]
+        known.update(session.execute(select(Patient.code, Patient.start_date).where(Patient.code.in_(chunk))).all())
+    return known
+
+
+def _without_calendar(session: Session, frame: pd.DataFrame) -> tuple[str, ...]:
+    """Patients of the file with no stored start date and no ``administered_on`` or ``start_date`` in the file."""
+    dated: set[str] = set()
+    for col in ("administered_on", "start_date"):  # either gives the patient a start date
+        if col in frame:
+            dated |= set(frame.loc[frame[col].notna(), "patient_id"].unique().tolist())
+    undated = sorted(set(frame["patient_id"].unique().tolist()) - dated)
+    if not undated:
+        return ()
+    known = _stored_start_dates(session, undated)
+    return tuple(c for c in undated if known.get(c) is None)
+
+
+def start_dates_from(rows: pd.DataFrame) -> pd.Series:
+    """Each patient's treatment start implied by their dated rows: the earliest of
+    ``administered_on - 7 * (week - 1)`` (index ``patient_id``; patients without a date left out)."""
+    dated = rows[rows["administered_on"].notna()] if "administered_on" in rows else rows.iloc[0:0]
+    if dated.empty:
+        return pd.Series(dtype=object)
+    day = pd.to_datetime(dated["administered_on"]) - pd.to_timedelta(7 * (dated["week"].astype("int64") - 1), unit="D")
+    return day.groupby(dated["patient_id"]).min().dt.date
+
+
+#: The weekly-scores file's calendar columns and the patient fields they set.
+_CALENDAR_FIELDS = {"start_date": "start_date", "patient_status": "status", "status_since": "status_since"}
+
+
+def _apply_calendars(session: Session, *, actor: Actor, rows: pd.DataFrame) -> int:
+    """Set what the file's ``start_date``, ``patient_status`` and ``status_since`` columns give
+    (one value per patient, checked by the validator); returns how many patients changed.
+
+    Read and compared in bulk (chunks of 500 codes), written with one executemany; one
+    ``patient_details`` audit row per changed patient, as ``set_patient_calendar`` writes. A
+    status change without ``status_since`` is dated today.
+    """
+    cols = [c for c in _CALENDAR_FIELDS if c in rows.columns]
+    if not cols:
+        return 0
+    given = rows[["patient_id", *cols]].groupby("patient_id", sort=True)[cols].first().dropna(how="all")
+    if given.empty:
+        return 0
+    codes = given.index.tolist()
+    stored: list[tuple] = []
+    for start in range(0, len(codes), 500):
+        stored += session.execute(select(Patient.id, Patient.code, Patient.start_date, Patient.status,
+                                         Patient.status_since).where(Patient.code.in_(codes[start:start + 500]))).all()
+    old = pd.DataFrame(stored, columns=["id", "patient_id", "start_date", "status", "status_since"]).set_index(
+        "patient_id").reindex(given.index)
+    new = old.copy()
+    for col in cols:
+        value = given[col]
+        new[_CALENDAR_FIELDS[col]] = value.where(value.notna(), old[_CALENDAR_FIELDS[col]])
+    moved = new["status"].ne(old["status"]) & ("status_since" not in cols or given["status_since"].isna())
+    new.loc[moved, "status_since"] = dt.date.today()
+    fields = ["start_date", "status", "status_since"]
+    differs = pd.concat([~((new[f] == old[f]) | (new[f].isna() & old[f].isna())) for f in fields], axis=1)
+    differs.columns = fields
+    changed = differs.any(axis=1)
+    if not changed.any():
+        return 0
+    todo = new[changed]
+    session.execute(update(Patient), [{"id": int(r.id), "start_date": r.start_date, "status": r.status,
+                                       "status_since": r.status_since} for r in todo.itertuples()])
+    for code in todo.index:  # one audit row per changed patient (as a replaced score gets one)
+        detail = {f: {"old": old.at[code, f], "new": new.at[code, f]} for f in fields if differs.at[code, f]}
+        audit.record(session, actor=actor, action="patient_details", patient_code=code, reason="import", **detail)
+    return int(changed.sum())
+
+
+def _fill_start_dates(session: Session, rows: pd.DataFrame, patient_ids: dict[str, int]) -> int:
+    """Give patients without a stored start date the one their dated rows imply; returns how many."""
+    implied = start_dates_from(rows)
+    if implied.empty:
+        return 0
+    stored = _stored_start_dates(session, implied.index.tolist())
+    todo = [(patient_ids[c], d) for c, d in implied.items() if c in patient_ids and stored.get(c) is None]
+    for start in range(0, len(todo), 500):
+        chunk = todo[start:start + 500]
+        session.execute(update(Patient), [{"id": pid, "start_date": day} for pid, day in chunk])
+    return len(todo)
 
 
 def _ensure_accounts(session: Session, names: list[str]) -> dict[str, int]:
@@ -283,6 +428,7 @@ def apply_import(session: Session, *, actor: Actor, plan: ImportPlan, replace: b
     todo = rows[rows["change"] != "unchanged"]
     counts = {"new": plan.new, "unchanged": plan.unchanged, "replaced": 0}
     if todo.empty:
+        counts["calendars"] = _apply_calendars(session, actor=actor, rows=rows)
         audit.record(session, actor=actor, action="import", file=filename, **counts)
         return counts
     therapist_ids = _ensure_accounts(session, sorted(todo["therapist_id"].unique().tolist()))
@@ -304,6 +450,8 @@ def apply_import(session: Session, *, actor: Actor, plan: ImportPlan, replace: b
                      instrument=r.instrument, week=int(r.week), old=r.stored_total, new=float(r.score),
                      old_items=r.stored_items, new_items=r.items_list, reason="import --replace")
     counts["replaced"] = len(conflicts)
+    counts["calendars"] = _apply_calendars(session, actor=actor, rows=rows)  # the file's own calendar columns
+    _fill_start_dates(session, todo, patient_ids)  # the treatment calendar of undated patients
     # the flags of the patients this import touched, in the same transaction (db.flagstore)
     flagstore.refresh_patients(session, [patient_ids[c] for c in pairs["patient_id"]])
     audit.record(session, actor=actor, action="import", file=filename, patients=len(pairs), **counts)
@@ -408,6 +556,77 @@ def set_patient_details(session: Session, *, actor: Actor, details: pd.DataFrame
     for r in details.itertuples(index=False):
         session.execute(update(Patient).where(Patient.code == r.patient_id).values(
             start_date=pd.Timestamp(r.start_date).date(), status=r.status, planned_weeks=int(r.planned_weeks)))
+
+
+def set_patient_calendar(session: Session, *, actor: Actor, code: str, start_date: dt.date | None = None,
+                         status: str | None = None, status_since: dt.date | None = None,
+                         planned_weeks: int | None = None, therapist: str | None = None,
+                         reason: str | None = None, create: bool = False) -> dict[str, tuple[object, object]]:
+    """Set a patient's treatment calendar (admins only): start date, status (with the day it began),
+    planned weeks (0: no planned end), therapist. ``None`` leaves a field as it is. With ``create`` an unknown code is
+    added as a new patient (with no scores yet).
+
+    The calendar decides which weeks are expected, so which questionnaires count as missed and when
+    a repair window has passed (``core.caseload.current_weeks``). A status change without
+    ``status_since`` is dated today. Returns the changed fields as ``{field: (old, new)}``; each
+    change is one ``patient_details`` audit row (``create_patient`` for a new patient).
+    """
+    _require_admin(actor)
+    code = (code or "").strip()
+    if not code or len(code) > 32 or not code.isprintable():
+        raise ValueError("A patient code is 1 to 32 printable characters, such as P00042; check the code.")
+    patient = session.scalar(select(Patient).where(Patient.code == code))
+    if patient is None and not create:
+        raise ValueError(f"There is no patient {code}; check the code, or add the patient first.")
+    if status is not None and status not in PATIENT_STATUSES:
+        raise ValueError(f"{status!r} is not a patient status; use one of {', '.join(PATIENT_STATUSES)}.")
+    if planned_weeks is not None and not 0 <= int(planned_weeks) <= 520:
+        raise ValueError("Planned weeks must be a whole number from 1 to 520, or 0 for no planned end.")
+    today = dt.date.today()
+    if start_date is not None and start_date > today + dt.timedelta(days=366):
+        raise ValueError(f"The start date {start_date:%Y-%m-%d} is more than a year ahead; check the year.")
+    account = None
+    if therapist is not None:
+        account = session.scalar(select(Account).where(Account.name == therapist))
+        if account is None or account.role != "therapist" or not account.active:
+            raise ValueError(f"{therapist} is not an active therapist account; choose one from the list "
+                             "(or add the account first).")
+    created = patient is None
+    if created:
+        patient = Patient(code=code, status="active")
+        session.add(patient)
+        session.flush()
+        audit.record(session, actor=actor, action="create_patient", patient_code=code, reason=reason or None)
+    if status is not None and status != patient.status and status_since is None:
+        status_since = today
+    start = patient.start_date if start_date is None else start_date
+    since = status_since if status_since is not None else patient.status_since
+    if start is not None and since is not None and since < start:
+        raise ValueError(f"The status cannot begin ({since:%Y-%m-%d}) before the treatment started "
+                         f"({start:%Y-%m-%d}); check both dates.")
+    wanted = {"start_date": start_date, "status": status, "status_since": status_since,
+              "planned_weeks": None if planned_weeks is None else int(planned_weeks),
+              "therapist": therapist}
+    changed: dict[str, tuple[object, object]] = {}
+    for field_name, new in wanted.items():
+        if new is None:
+            continue
+        if field_name == "planned_weeks" and new == 0:  # 0: no planned end
+            new = None
+        old = (patient.therapist.name if patient.therapist else None) if field_name == "therapist" else \
+            getattr(patient, field_name)
+        if old == new:
+            continue
+        changed[field_name] = (old, new)
+        if field_name == "therapist":
+            patient.therapist_id = account.id  # type: ignore[union-attr]
+        else:
+            setattr(patient, field_name, new)
+    if changed:
+        session.flush()
+        audit.record(session, actor=actor, action="patient_details", patient_code=code, reason=reason or None,
+                     **{k: {"old": o, "new": n} for k, (o, n) in changed.items()})
+    return changed
 
 
 def set_setting(session: Session, *, actor: Actor, key: str, value: str) -> None:

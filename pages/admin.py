@@ -19,8 +19,8 @@ message = admin.flash()
 if message:
     st.success(message)
 
-tab_accounts, tab_caseloads, tab_rules, tab_audit = st.tabs(["Accounts", "Move patients", "Rule parameters",
-                                                            "Audit trail"])
+tab_accounts, tab_patients, tab_caseloads, tab_rules, tab_audit = st.tabs(
+    ["Accounts", "Patients", "Move patients", "Rule parameters", "Audit trail"])
 
 with tab_accounts:
     table = admin.account_table(actor)
@@ -97,9 +97,65 @@ with tab_accounts:
                                       email=new_email.strip().lower() or None)
             admin.finish(error)
 
+patients = admin.patient_table(actor)
+therapists = table.loc[(table["role"] == "therapist") & table["active"], "name"].tolist()
+
+with tab_patients:
+    st.caption("A patient's treatment calendar decides which weeks are expected: missed questionnaires and "
+               "repair windows count from the start date. Pausing stops the calendar on the pause day; a "
+               "discharged patient raises no new missed or repair alerts. Every change is audited.")
+    undated = patients.loc[pd.to_datetime(patients["start_date"], errors="coerce").isna()
+                           & patients["status"].isin(["active", "paused"]), "patient_id"].tolist()
+    if undated:
+        n = len(undated)
+        listed = ", ".join(undated[:10]) + (f" and {n - 10} more" if n > 10 else "")
+        st.warning(text(f"{n} patient{'s have' if n != 1 else ' has'} no start date ({listed}): missed "
+                        f"questionnaires cannot be detected for {'them' if n != 1 else 'this patient'}. Set the "
+                        "start date below, or import their scores with administered_on dates."))
+    code = st.selectbox("Patient", patients["patient_id"].tolist(), index=None, placeholder="Choose a patient…",
+                        key="calendar_patient")
+    if code:
+        row = patients.set_index("patient_id").loc[code]
+        with st.form("patient_calendar"):
+            c1, c2 = st.columns(2)
+            start = c1.date_input("Start of treatment", value=admin.day(row["start_date"]), format="YYYY-MM-DD",
+                                  help="Week 1 begins on this day; weeks are counted from it.")
+            planned = c2.number_input("Planned weeks", min_value=0, max_value=520, step=1,
+                                      value=int(row["planned_weeks"]) if admin.known(row["planned_weeks"]) else 0,
+                                      help="0: no planned end.")
+            status = c1.selectbox("Status", admin.STATUSES, index=admin.STATUSES.index(row["status"]),
+                                  format_func=admin.status_words)
+            status_since = c2.date_input("Status since", value=admin.day(row["status_since"]) or None,
+                                         format="YYYY-MM-DD", help="Empty: today, when the status changes.")
+            therapist = c1.selectbox("Therapist", therapists, index=therapists.index(row["therapist_id"])
+                                     if row["therapist_id"] in therapists else None, placeholder="No therapist")
+            reason = c2.text_input("Reason (kept in the audit trail)", key="calendar_reason")
+            if st.form_submit_button("Save calendar"):
+                admin.finish(admin.save_calendar(actor, code=code, start_date=start, status=status,
+                                                 status_since=status_since, planned_weeks=int(planned),
+                                                 therapist=therapist, reason=reason))
+    with st.form("add_patient", clear_on_submit=False):
+        st.markdown("**Add a patient** (before their first questionnaire)")
+        c1, c2, c3 = st.columns(3)
+        new_code = c1.text_input("Patient code", help="The clinic's pseudonym, such as P00042; no names.")
+        new_therapist = c2.selectbox("Therapist", therapists, index=None, placeholder="Choose a therapist…",
+                                     key="add_patient_therapist")
+        new_start = c3.date_input("Start of treatment", value=None, format="YYYY-MM-DD", key="add_patient_start")
+        if st.form_submit_button("Add patient"):
+            admin.finish(admin.save_calendar(actor, code=new_code, start_date=new_start, therapist=new_therapist,
+                                             create=True))
+    shown_patients = patients.assign(status=patients["status"].map(admin.status_words),
+                                     start_date=admin.day_text(patients["start_date"]),
+                                     status_since=admin.day_text(patients["status_since"]))
+    st.dataframe(shown_patients, hide_index=True, width="stretch",
+                 column_order=["patient_id", "therapist_id", "status", "status_since", "start_date", "planned_weeks",
+                               "last_week"],
+                 column_config={"patient_id": "Patient", "therapist_id": "Therapist", "status": "Status",
+                                "status_since": "Since", "start_date": "Start",
+                                "planned_weeks": st.column_config.NumberColumn("Planned weeks", format="%d"),
+                                "last_week": st.column_config.NumberColumn("Last week", format="%d")})
+
 with tab_caseloads:
-    patients = admin.patient_table(actor)
-    therapists = table.loc[(table["role"] == "therapist") & table["active"], "name"].tolist()
     st.caption("Each patient is on one therapist's caseload; the therapist's supervisor sees them too.")
     with st.form("move_patients"):
         codes = st.multiselect("Patients", patients["patient_id"].tolist(), placeholder="Choose patients…")

@@ -10,6 +10,7 @@ import streamlit as st
 
 from core.caseload import mark_new
 from core.clinic_figures import build_small_multiples
+from core.markdown import text
 from core.meeting import (
     OVERDUE_DAYS,
     SEVERITY_ORDER,
@@ -19,7 +20,14 @@ from core.meeting import (
     therapist_counts,
 )
 from ui.loaders import previous_visit
-from ui.meeting_loaders import audit_once, csv_download, current_version, load_caseload_table, load_course_scores
+from ui.meeting_loaders import (
+    audit_once,
+    csv_download,
+    current_version,
+    load_blind_spots,
+    load_caseload_table,
+    load_course_scores,
+)
 from ui.session import require
 
 #: The columns the alert table shows (only these and ``link`` are sent to the browser).
@@ -36,6 +44,18 @@ table = load_caseload_table(actor, version, dt.date.today())
 since = previous_visit(actor, "caseload")
 table = mark_new(table, since)
 audit_once(actor, "view_caseload", alerts=len(table))
+blind = load_blind_spots(actor, version)
+if len(blind):
+    words = {"risk_unchecked": "the self-harm item was not answered or not imported (it cannot be checked)",
+             "no_calendar": "no start date is stored (missed questionnaires cannot be detected)"}
+    lines = []
+    for notice, group in blind.groupby("notice", sort=False):
+        codes = sorted(group["patient_id"].unique())
+        listed = ", ".join(codes[:8]) + (f" and {len(codes) - 8} more" if len(codes) > 8 else "")
+        lines.append(f"- {len(codes)} patient{'s' if len(codes) != 1 else ''}: {words.get(notice, notice)} "
+                     f"— {text(listed)}")
+    st.info("**Not alerts, but the monitor cannot check everything:**\n" + "\n".join(lines),
+            icon=":material/info:")
 if table.empty:
     st.info(f"No open alerts in {scope}. New alerts appear here as questionnaires arrive.")
     st.stop()
@@ -72,7 +92,8 @@ def scan() -> None:
                  "From your next visit on, alerts raised since your last visit are marked New. ")
     st.caption(f"{len(shown)} of {len(table)} alerts in {scope}, for {shown['patient_id'].nunique()} patients. "
                + new_words +
-               f"{first} stand first: unrepaired ruptures and alerts not addressed within {OVERDUE_DAYS} days. "
+               f"{first} stand first: risk items, unrepaired ruptures and alerts not addressed within "
+               f"{OVERDUE_DAYS} days. "
                "Select a row, or choose a patient below, to open their page.")
     # blanks, not "None", where a therapist has written no note or a flag has no instrument
     # (a patient-level flag such as missed questionnaires)
@@ -83,8 +104,8 @@ def scan() -> None:
         height=min(36 * (len(shown) + 1) + 4, 640), key="caseload_table", on_select="rerun",
         selection_mode="single-row", column_order=TABLE_COLUMNS,
         column_config={
-            "urgent_first": st.column_config.CheckboxColumn("First", help="Unrepaired rupture, or not addressed "
-                                                            f"within {OVERDUE_DAYS} days", width="small"),
+            "urgent_first": st.column_config.CheckboxColumn("First", help="Risk item, unrepaired rupture, or not "
+                                                            f"addressed within {OVERDUE_DAYS} days", width="small"),
             "new_mark": st.column_config.TextColumn("New", width="small", help="Raised since your last visit"),
             "patient_id": st.column_config.TextColumn("Patient", pinned=True),
             "therapist_id": "Therapist", "kind": "Kind", "instrument": "Instrument", "rule": "Rule",

@@ -41,7 +41,11 @@ new.metric("New", preview.new)
 same.metric("Unchanged", preview.unchanged)
 conflicts.metric("Conflicting", preview.conflicts)
 if preview.therapist_note:
-    st.warning(preview.therapist_note)
+    st.warning(text(preview.therapist_note))  # names and codes from the file, shown as typed
+if preview.risk_note:
+    st.warning(text(preview.risk_note))  # names and codes from the file, shown as typed
+if preview.calendar_note:
+    st.warning(text(preview.calendar_note))  # names and codes from the file, shown as typed
 if preview.conflicts:
     st.warning(f"{preview.conflicts} rows conflict with scores already stored (same patient, questionnaire and "
                f"week, another value). They are refused unless you replace them; replaced values stay in the "

@@ -54,8 +54,8 @@ def caseload_table() -> None:
     symptom_range = ({"y_min": instruments.get(symptom).total_min, "y_max": instruments.get(symptom).total_max}
                      if symptom else {})
     wai = instruments.get("WAI-SR")
-    columns = ["link", "new_mark", "attention", "open_in_words", "latest_alliance", "alliance_trend", "latest_program",
-               "latest_symptom", "symptom_trend", "last_questionnaire", "status"]
+    columns = ["link", "new_mark", "attention", "open_in_words", "notices", "latest_alliance", "alliance_trend",
+               "latest_program", "latest_symptom", "symptom_trend", "clinical_range", "last_questionnaire", "status"]
     if actor.role != "therapist":
         columns.insert(3, "therapist_id")
     st.dataframe(
@@ -88,6 +88,14 @@ def caseload_table() -> None:
                 help="The main symptom measure week by week (higher = worse)."),
             "last_questionnaire": st.column_config.NumberColumn(
                 "Last week", format="%d", help="The treatment week of the latest questionnaire."),
+            "notices": st.column_config.TextColumn(
+                "Cannot check", width="medium",
+                help="Not alerts: what the monitor cannot check for this patient (a self-harm item not answered "
+                     "or not imported; no start date, so missed questionnaires are not detected)."),
+            "clinical_range": st.column_config.TextColumn(
+                "In clinical range", help="Symptom measures whose latest score is at or past the caseness cut-off "
+                                          "(PHQ-9 10, GAD-7 8, SPIN 19), since the week the patient's current run "
+                                          "there began. A state, not an alert."),
             "therapist_id": "Therapist", "status": "Status",
         },
     )

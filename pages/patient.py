@@ -8,12 +8,22 @@ PDF, HTML, CSV). A code the user may not see answers exactly like one that does 
 
 import streamlit as st
 
+from core.caseload import STATUS_WORDS
 from core.figures import build_patient_figure, build_subscale_figure
 from core.markdown import text
+from core.notices import patient_notices
 from core.repair import REFERENCES, addressable_flags, describe_card, risk_alerts, rupture_cards
 from core.reports import week_by_week
 from core.static_export import NO_BROWSER_MESSAGE, chart_available
-from ui.loaders import audit_view, current_version, load_patient, load_patients, mark_flags, report_download
+from ui.loaders import (
+    audit_view,
+    current_version,
+    load_patient,
+    load_patient_notices,
+    load_patients,
+    mark_flags,
+    report_download,
+)
 from ui.session import require
 
 NO_SUCH_PATIENT = ("No such patient. Check the code, or choose a patient from the list; you can only "
@@ -41,9 +51,14 @@ if info is None:
 audit_view(actor, info.code)
 
 st.title(f"Patient {text(info.code)}")
+since = f" since {info.status_since:%d %b %Y}" if info.status_since and info.status != "active" else ""
+facts, coverage = load_patient_notices(actor, info.code, version)
+notices = patient_notices(facts, coverage=coverage, scores=scores)
+states = notices.loc[notices["notice"].eq("clinical_range"), "text"].tolist()
 st.caption(f"Therapist: {text(info.therapist_display or info.therapist or 'none')} · status: "
-           f"{info.status.replace('_', ' ')}"
-           + (f" · started {info.start_date:%d %b %Y}" if info.start_date else ""))
+           f"{STATUS_WORDS.get(info.status, info.status)}{since}"
+           + (f" · started {info.start_date:%d %b %Y}" if info.start_date else " · no start date")
+           + "".join(f" · {text(state.rstrip('.'))}" for state in states))
 done = st.session_state.pop("flag_action_done", None)
 if done:
     st.success(done)
@@ -55,6 +70,9 @@ if not flags.empty:
         st.error(f"**Risk item — act today.** {message}", icon=":material/emergency:")
     for message in risks.loc[risks["addressed"], "message"]:
         st.warning(f"Risk item (addressed in feedback): {message}", icon=":material/emergency:")
+
+for line in notices.loc[notices["notice"].ne("clinical_range"), "text"]:
+    st.info(line, icon=":material/info:")
 
 if scores.empty:
     st.info("No questionnaires are stored for this patient yet.")

@@ -14,12 +14,14 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from core.caseload import STATUS_WORDS
 from core.markdown import text
 from db import accounts, audit
 from db.access import Actor
 from db.engine import session_factory, transaction
+from db.models import PATIENT_STATUSES
 from db.queries import list_patients
-from db.writes import PermissionDenied, create_account
+from db.writes import PermissionDenied, create_account, set_patient_calendar
 from ui.session import get_engine
 
 _FLASH = "admin_flash"
@@ -35,6 +37,37 @@ def patient_table(actor: Actor) -> pd.DataFrame:
     """The patients the admin may see (all), with their therapist."""
     with session_factory(get_engine())() as session:
         return list_patients(session, actor=actor)
+
+
+#: Statuses in the order the admin chooses them.
+STATUSES = list(PATIENT_STATUSES)
+
+
+def status_words(status: str) -> str:
+    """A status as the admin reads it (``dropped_out`` -> "dropped out (discharged)")."""
+    return STATUS_WORDS.get(status, status).capitalize()
+
+
+def known(value: Any) -> bool:
+    """True unless ``value`` is missing (None, NaN, NaT, <NA>)."""
+    return not pd.isna(value)
+
+
+def day(value: Any) -> dt.date | None:
+    """A stored date as a ``datetime.date`` (``None`` when missing)."""
+    return None if pd.isna(value) else pd.Timestamp(value).date()
+
+
+def day_text(values: pd.Series) -> pd.Series:
+    """Dates as ``YYYY-MM-DD`` text, blank where missing (a table column of one type)."""
+    return pd.to_datetime(values, errors="coerce").dt.strftime("%Y-%m-%d").fillna("")
+
+
+def save_calendar(actor: Actor, *, code: str, reason: str | None = None, **fields: Any) -> str | None:
+    """Set a patient's calendar or add a patient (``db.writes.set_patient_calendar``); see :func:`change`."""
+    created = fields.get("create", False)
+    done = (f"Added patient {code.strip()}." if created else f"Saved the calendar of {code}.")
+    return change(actor, set_patient_calendar, done, code=code, reason=reason or None, **fields)
 
 
 def change(actor: Actor, action: Callable[..., Any], done: str, **kwargs: Any) -> str | None:

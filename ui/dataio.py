@@ -89,6 +89,10 @@ class Preview:
     n_problems: int = 0
     more: str | None = None
     therapist_note: str | None = None
+    #: Risk-instrument rows without item answers (``ImportPlan.risk_note``).
+    risk_note: str | None = None
+    #: Patients left without a treatment calendar (``ImportPlan.calendar_note``).
+    calendar_note: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -137,7 +141,8 @@ def _plan(session, actor: Actor, name: str, data: bytes) -> tuple[Preview, Impor
     shown = shown.assign(_o=order).sort_values(["_o", "file_row"], kind="stable").drop(columns="_o")
     return Preview(errors=_error_table([]), rows=shown.reset_index(drop=True), new=plan.new,
                    unchanged=plan.unchanged, conflicts=plan.conflicts,
-                   therapist_note=plan.therapist_note()), plan
+                   therapist_note=plan.therapist_note(), risk_note=plan.risk_note(),
+                   calendar_note=plan.calendar_note()), plan
 
 
 #: What a non-admin is told when they try to import (the page guard normally stops them first).

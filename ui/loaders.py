@@ -17,13 +17,14 @@ from sqlalchemy.orm import Session
 
 from core.caseload import attention_table, open_counts
 from core.exporting import scores_for_export, to_csv_bytes
+from core.notices import patient_notices
 from core.reports import ReportHeader, build_patient_report, build_report_html, render_png
 from db import audit
 from db.access import Actor
 from db.engine import session_factory, transaction
 from db.flags import read_flags
 from db.notes import mark_flag
-from db.queries import PatientInfo, data_version, list_patients, patient_info, read_scores
+from db.queries import PatientInfo, data_version, list_patients, patient_info, read_scores, risk_item_coverage
 from db.visits import record_visit
 from ui.session import get_engine
 
@@ -92,7 +93,17 @@ def load_caseload(actor: Actor, version: tuple[int, ...]) -> tuple[pd.DataFrame,
     flags = load_flags(actor, version)
     with session_factory(get_engine())() as session:
         scores = read_scores(session, actor=actor, instruments=CASELOAD_INSTRUMENTS)
-    return attention_table(patients, flags, scores=scores), open_counts(patients, flags)
+        coverage = risk_item_coverage(session, actor=actor)
+    notices = patient_notices(patients, coverage=coverage, scores=scores)
+    return attention_table(patients, flags, scores=scores, notices=notices), open_counts(patients, flags)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def load_patient_notices(actor: Actor, code: str, version: tuple[int, ...]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The patient's row of ``list_patients`` and their risk-item coverage (for ``core.notices``)."""
+    with session_factory(get_engine())() as session:
+        return (list_patients(session, actor=actor, patient_code=code),
+                risk_item_coverage(session, actor=actor, patient_code=code))
 
 
 def mark_flags(actor: Actor, code: str, keys: list[tuple[str, int, str]], *, action: str, note: str) -> str | None:

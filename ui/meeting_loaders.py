@@ -22,16 +22,17 @@ import streamlit as st
 from core.exporting import to_csv_bytes
 from core.meeting import caseload_table
 from core.models import AnalysisResult, Progress, fit_within_between, too_little_data
+from core.notices import patient_notices
 from core.static_export import render_png
 from db import audit
 from db.access import Actor
 from db.caseload import list_teams, read_alerts, read_scope
 from db.engine import session_factory, transaction
-from db.queries import read_scores
+from db.queries import list_patients, read_scores, risk_item_coverage
 from ui.loaders import current_version
 from ui.session import get_engine
 
-__all__ = ["audit_once", "csv_download", "current_version", "load_alerts", "load_caseload_table",
+__all__ = ["audit_once", "csv_download", "current_version", "load_alerts", "load_blind_spots", "load_caseload_table",
            "load_course_scores", "load_analysis", "load_scope", "load_scope_alerts", "load_teams", "png_download"]
 
 
@@ -52,6 +53,16 @@ def load_caseload_table(actor: Actor, version: tuple[int, ...], today: dt.date) 
     """
     with session_factory(get_engine())() as session:
         return caseload_table(read_alerts(session, actor=actor, today=today))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def load_blind_spots(actor: Actor, version: tuple[int, ...]) -> pd.DataFrame:
+    """What the monitor cannot check for the visible patients (``core.notices``: a risk item not
+    answered or not imported, no start date); no scores are read."""
+    with session_factory(get_engine())() as session:
+        patients = list_patients(session, actor=actor)
+        coverage = risk_item_coverage(session, actor=actor)
+    return patient_notices(patients, coverage=coverage)
 
 
 #: The series of the caseload page's small multiples.

@@ -33,14 +33,19 @@ def _db(clinic_url: str):  # type: ignore[no-untyped-def]
     return engine, session_factory(engine)()
 
 
-def _account(clinic_url: str, name: str) -> Account | None:
+def _one(clinic_url: str, model, where):  # type: ignore[no-untyped-def]
+    """The row of ``model`` matching ``where`` (detached), or None."""
     engine, session = _db(clinic_url)
     with session:
-        account = session.scalar(select(Account).where(Account.name == name))
-        if account is not None:
-            session.expunge(account)
+        row = session.scalar(select(model).where(where))
+        if row is not None:
+            session.expunge(row)
     engine.dispose()
-    return account
+    return row
+
+
+def _account(clinic_url: str, name: str) -> Account | None:
+    return _one(clinic_url, Account, Account.name == name)
 
 
 def _last_event(clinic_url: str, action: str) -> dict:
@@ -64,7 +69,7 @@ def _choose(at: AppTest, name: str) -> AppTest:
 def test_admin_page_lists_accounts_and_the_audit_trail(app_for) -> None:  # type: ignore[no-untyped-def]
     at = app_for("admin", script=PAGE).run()
     assert not at.exception, at.exception
-    assert [t.label for t in at.tabs] == ["Accounts", "Move patients", "Rule parameters", "Audit trail"]
+    assert [t.label for t in at.tabs] == ["Accounts", "Patients", "Move patients", "Rule parameters", "Audit trail"]
     names = at.dataframe[0].value["name"].tolist()
     assert {"admin", "therapist.anna", "supervisor.sara"} <= set(names)
     assert "password_hash" not in at.dataframe[0].value.columns
@@ -177,7 +182,7 @@ def test_move_patients_between_caseloads(app_for, clinic: str) -> None:  # type:
 
 def test_rule_parameters_tab_shows_each_numbers_source_and_freezes_a_new_rule_set(app_for, clinic: str) -> None:  # type: ignore[no-untyped-def]
     at = app_for("admin", script=PAGE).run()
-    params = at.dataframe[2].value
+    params = at.dataframe[3].value
     assert set(params["instrument"]) >= {"WAI-SR", "SPIN", "PHQ-9"}
     source = params.set_index("instrument")["source"]
     assert source["WAI-SR"].startswith("literature: SD 10") and "Hatcher & Gillaspy (2006)" in source["WAI-SR"]
@@ -189,3 +194,41 @@ def test_rule_parameters_tab_shows_each_numbers_source_and_freezes_a_new_rule_se
     after = next(m.value for m in at.markdown if "is in force" in m.value)
     assert after != before
     assert _last_event(clinic, "setting")["key"] == "rule_set"
+
+
+def _patient(clinic_url: str, code: str) -> Patient | None:
+    return _one(clinic_url, Patient, Patient.code == code)
+
+
+def test_patients_tab_sets_the_calendar_and_adds_a_patient(app_for, clinic: str) -> None:  # type: ignore[no-untyped-def]
+    import datetime as dt
+
+    at = app_for("admin", script=PAGE).run()
+    _widget(at.selectbox, "Patient").set_value("P00002")
+    at.run()
+    assert not at.exception, at.exception
+    _widget(at.selectbox, "Status").set_value("paused")
+    _widget(at.date_input, "Status since").set_value(dt.date(2026, 11, 2))
+    _widget(at.text_input, "Reason (kept in the audit trail)").input("patient on holiday")
+    _widget(at.button, "Save calendar").click().run()
+    assert not at.error, [e.value for e in at.error]
+    assert any("Saved the calendar of P00002" in s.value for s in at.success)
+    stored = _patient(clinic, "P00002")
+    assert stored is not None and stored.status == "paused" and stored.status_since == dt.date(2026, 11, 2)
+    event = _last_event(clinic, "patient_details")
+    assert event["actor"] == "admin" and event["patient_code"] == "P00002"
+    assert event["status"] == {"old": "active", "new": "paused"} and event["reason"] == "patient on holiday"
+    # a pause before the start of treatment is refused with a sentence, and nothing changes
+    before_start = stored.start_date - dt.timedelta(days=7)  # type: ignore[operator]
+    _widget(at.date_input, "Status since").set_value(before_start)
+    _widget(at.button, "Save calendar").click().run()
+    assert any("cannot begin" in e.value for e in at.error)
+    assert _patient(clinic, "P00002").status_since == dt.date(2026, 11, 2)  # type: ignore[union-attr]
+    # add a patient before their first questionnaire
+    _widget(at.text_input, "Patient code").input("P09999")
+    _widget(at.selectbox, "Therapist").set_value("therapist.anna")
+    _widget(at.button, "Add patient").click().run()
+    assert not at.error, [e.value for e in at.error]
+    added = _patient(clinic, "P09999")
+    assert added is not None and added.status == "active"
+    assert _last_event(clinic, "create_patient")["patient_code"] == "P09999"

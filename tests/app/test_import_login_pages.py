@@ -9,7 +9,7 @@ import tomllib
 import pytest
 
 from core.validation import MAX_REPORTED_ERRORS
-from tests.app.conftest import ROOT, main_text
+from tests.app.conftest import ROOT, main_text, shown
 from ui.session import client_address
 
 H = "patient_id,therapist_id,week,instrument,score"
@@ -20,7 +20,9 @@ def test_the_preview_says_when_a_row_names_another_therapist(app_as) -> None:  #
     data = f"{H}\nP00001,therapist.ben,60,WAI-SR,40\nP09998,therapist.ben,1,SPIN,20\n".encode()
     at.file_uploader[0].set_value(("moved.csv", data, "text/csv")).run()
     assert not at.exception
-    [warning] = [w.value for w in at.warning]
+    warning, calendar = [shown(w.value) for w in at.warning]  # shown as typed (core.markdown.text)
+    # the new patient P09998 comes without dates: no treatment calendar (issue 13); P00001 has one
+    assert calendar.startswith("1 patient has no treatment calendar (P09998)")
     assert warning.startswith("1 patient stays on the caseload it is on, not that of the therapist the file names: "
                               "P00001 (row 2: file therapist.ben, stays with therapist.anna).")
     assert [m.value for m in at.metric] == ["2", "0", "0"]

@@ -51,6 +51,15 @@ def test_caseload_keeps_open_alerts_and_puts_the_urgent_ones_first() -> None:
     assert table["link"].iloc[0] == "/patient?patient=P2"
 
 
+def test_an_unaddressed_risk_item_stands_first_even_without_a_date() -> None:
+    table = caseload_table(alerts([("P1", "ann", "missed", "low", "open", 3, 30, pd.NA, None),
+                                   ("P2", "ann", "risk_item", "urgent", "open", 2, pd.NA, pd.NA, None),
+                                   ("P3", "ann", "risk_item", "urgent", "addressed", 2, 30, pd.NA, None)]))
+    assert table["patient_id"].tolist()[:2] == ["P2", "P1"]
+    assert dict(zip(table["patient_id"], table["urgent_first"], strict=True)) == {"P1": True, "P2": True,
+                                                                                  "P3": False}
+
+
 def test_an_alert_exactly_seven_days_old_is_not_yet_overdue() -> None:
     table = caseload_table(alerts([("P1", "ann", "missed", "low", "open", 1, 7, pd.NA, None),
                                    ("P2", "ann", "missed", "low", "open", 1, 8, pd.NA, None)]))
