@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -257,12 +258,20 @@ def is_demo(session: Session) -> bool:
     return get_setting(session, "demo") == "1"
 
 
+#: The seeded demo accounts (``manage.py seed-demo``): the only ones the demo login page lists.
+DEMO_ACCOUNTS_FILE = Path(__file__).resolve().parent.parent / "sample_data" / "demo_accounts.csv"
+
+
 def demo_accounts(session: Session) -> pd.DataFrame | None:
-    """The accounts to show on the login page of the demo clinic; ``None`` on any other database."""
+    """The seeded demo accounts to show on the login page of the demo clinic (active, with a
+    password); ``None`` on any other database. An account an admin added to the demo clinic is
+    never listed: its name is not the public demo password's to advertise."""
     if not is_demo(session):
         return None
+    seeded = pd.read_csv(DEMO_ACCOUNTS_FILE, dtype=str, keep_default_na=False)["name"].tolist()
     stmt = (select(Account.name, Account.role, Account.team, Account.display_name)
-            .where(Account.active.is_(True), Account.password_hash.is_not(None)).order_by(Account.role, Account.name))
+            .where(Account.active.is_(True), Account.password_hash.is_not(None), Account.name.in_(seeded))
+            .order_by(Account.role, Account.name))
     return frame_of(session.execute(stmt).all(), ["name", "role", "team", "display_name"])
 
 
