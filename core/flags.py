@@ -81,8 +81,14 @@ from core.symptoms import (
 __all__ = [
     "BelowOwnLevelRule", "CasenessRule", "DEFAULT_CONFIG", "FLAG_COLUMNS", "CONTRACT_COLUMNS",
     "FlagConfig", "LowAllianceRule", "MissedRule", "RULES", "ReliableChangeRule", "ReliableDropRule",
-    "RepairRule", "RiskItemRule", "SEVERITIES", "SuddenLossRule", "compute_flags", "empty_flags",
+    "RULES_REVISION", "RepairRule", "RiskItemRule", "SEVERITIES", "SuddenLossRule", "compute_flags", "empty_flags",
 ]
+
+#: The revision of the rules' code. Bump it (and say why in CHANGELOG.md) whenever a release changes
+#: what a rule raises for the same scores and parameters: stored flags computed under another
+#: revision are recomputed once at the next start (``db.flagstore.ensure_current``).
+#: 1: the first stored flags. 2: PHQ-9 item 9 implied by totals of 25 or more (issue 13).
+RULES_REVISION = 2
 
 #: Machine names of every rule; each has a section in docs/flags.md.
 RULES = ("reliable_drop", "below_own_level", "rupture_episodes", "sudden_loss", "repair", "low_alliance",

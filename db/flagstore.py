@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session, aliased
 
 from core import flag_time
 from core.caseload import current_weeks
-from core.flags import FLAG_COLUMNS, FlagConfig, compute_flags, empty_flags
+from core.flags import FLAG_COLUMNS, RULES_REVISION, FlagConfig, compute_flags, empty_flags
 from db.access import SYSTEM, Actor, visible_patients
 from db.engine import bump_revision, session_factory, transaction
 from db.models import Account, Patient, Setting, StoredFlag
@@ -385,20 +385,28 @@ def refresh_all(session: Session) -> int:
     _set_facts(session)
     row = session.get(Setting, COMPUTED_FOR)
     if row is None:
-        session.add(Setting(key=COMPUTED_FOR, value=str(rule_set.version)))
+        session.add(Setting(key=COMPUTED_FOR, value=_computed_for(rule_set.version)))
     else:
-        row.value = str(rule_set.version)
+        row.value = _computed_for(rule_set.version)
     session.flush()
     return len(flags)
 
 
+def _computed_for(version: int) -> str:
+    """What ``COMPUTED_FOR`` holds: the rule-set version and the rules' code revision
+    (``core.flags.RULES_REVISION``), e.g. ``"2/r2"``."""
+    return f"{version}/r{RULES_REVISION}"
+
+
 def is_current(session: Session) -> bool:
-    """True when the stored flags were computed under the current rule set (reads only)."""
+    """True when the stored flags were computed under the current rule set and the current code
+    of the rules (reads only). A release that changes what a rule raises bumps
+    ``core.flags.RULES_REVISION``, so its first start recomputes every stored flag once."""
     from db.parameters import current_rule_set
 
     rule_set = current_rule_set(session)
     stored = session.scalar(select(Setting.value).where(Setting.key == COMPUTED_FOR))
-    return rule_set is not None and stored == str(rule_set.version)
+    return rule_set is not None and stored == _computed_for(rule_set.version)
 
 
 def ensure_current(engine: Engine) -> bool:

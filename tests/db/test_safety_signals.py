@@ -47,7 +47,7 @@ def _import_text(tmp_path: Path, db_url: str, body: str):  # type: ignore[no-unt
 def _flags(db_url: str, *extra: str) -> pd.DataFrame:
     result = runner.invoke(app, ["flags", "--db", db_url, *extra])
     assert result.exit_code == 0, result.output + result.stderr
-    return pd.read_csv(io.StringIO(result.output), dtype={"patient_id": str})
+    return pd.read_csv(io.StringIO(result.stdout), dtype={"patient_id": str})
 
 
 def test_phq9_totals_of_25_to_27_raise_the_risk_alert_without_items(db_url: str, tmp_path: Path) -> None:
@@ -193,3 +193,28 @@ def test_an_import_refuses_calendar_values_that_disagree_or_are_wrong(db_url: st
     assert "row 5, column status_since: is before the row's start_date" in result.stderr
     assert "row 6, column start_date: must be a date written YYYY-MM-DD" in result.stderr
     assert "nothing was written" in result.stderr
+
+
+def test_stored_flags_of_an_older_rules_revision_are_recomputed_at_the_next_start(db_url: str,
+                                                                                   tmp_path: Path) -> None:
+    from sqlalchemy import delete, update
+
+    from db.engine import transaction
+    from db.flagstore import COMPUTED_FOR, ensure_current
+    from db.models import Setting, StoredFlag
+
+    _import(tmp_path, db_url, ["T26,anna,1,PHQ-9,26,"])
+    engine = make_engine(db_url)
+    assert not ensure_current(engine)  # stored under this revision: nothing to do
+    # as a database left by the previous release: no implied risk alert, computed for "rule set 1"
+    with transaction(engine) as session:
+        session.execute(delete(StoredFlag))
+        session.execute(update(Setting).where(Setting.key == COMPUTED_FOR).values(value="1"))
+    assert ensure_current(engine)  # the app's start (ui.session) recomputes once
+    with transaction(engine) as session:  # and again, left by the previous release
+        session.execute(delete(StoredFlag))
+        session.execute(update(Setting).where(Setting.key == COMPUTED_FOR).values(value="1"))
+    engine.dispose()
+    result = runner.invoke(app, ["flags", "--db", db_url])  # so does every command's
+    assert "Computed and stored every flag once" in result.stderr
+    assert _flags(db_url).query("kind == 'risk_item'")["patient_id"].tolist() == ["T26"]
