@@ -493,11 +493,12 @@ def analyze(symptom: Annotated[str, typer.Option("--symptom")] = "SPIN",
             alliance: Annotated[str, typer.Option("--alliance")] = "WAI-SR",
             format: Annotated[Fmt, typer.Option("--format")] = Fmt.csv,
             db: DbOption = None) -> None:
-    """The three multilevel models (total, within, between) on all stored data."""
+    """The three multilevel models (total, within, between) on all stored data, and the
+    sensitivity model adjusted for treatment week (JSON key "sensitivity"; CSV rows "detrended")."""
     import pandas as pd
 
     from core import instruments
-    from core.models import fit_within_between
+    from core.models import WITHIN_BETWEEN_NOTE, fit_within_between
     from db.access import SYSTEM
     from db.engine import transaction
     from db.queries import read_scores
@@ -518,9 +519,16 @@ def analyze(symptom: Annotated[str, typer.Option("--symptom")] = "SPIN",
     if format is Fmt.json:
         typer.echo(json.dumps(payload, indent=1))
         return
-    rows = [{"model": m, "term": t, **v} for m, model in payload["models"].items()
-            for t, v in model["terms"].items()]
+    # the CONTRACT models' rows as before, then the sensitivity model's; notes for people go to stderr
+    models = {**payload["models"], **payload.get("sensitivity", {})}
+    rows = [{"model": m, "term": t, **v} for m, model in models.items() for t, v in model["terms"].items()]
     sys.stdout.write(pd.DataFrame(rows).to_csv(index=False, lineterminator="\n", float_format="%.6g"))
+    typer.echo(f"Note on within,alliance_between: {WITHIN_BETWEEN_NOTE}", err=True)
+    if "detrended" in models:
+        typer.echo("Note on detrended: the within model adjusted for treatment week (each patient's own "
+                   "straight-line alliance course taken out, week in the model; docs/supervisor.md). When "
+                   "alliance and symptoms both trend over the weeks, read its alliance_detrended_t rather than "
+                   "the within model's alliance_within_t, which also counts the shared trend.", err=True)
 
 
 @app.command("audit")

@@ -19,8 +19,8 @@ from core import instruments
 from core.figures import INSTRUMENT_COLOURS, OKABE_ITO, _hex_to_rgba
 from core.models import PUBLISHED, AnalysisResult, PublishedResults
 
-__all__ = ["KIND_COLOURS", "build_alerts_per_week_figure", "build_courses_figure", "build_forest_figure",
-           "build_small_multiples", "forest_rows"]
+__all__ = ["KIND_COLOURS", "TERM_TABLE_NOTES", "build_alerts_per_week_figure", "build_courses_figure",
+           "build_forest_figure", "build_small_multiples", "forest_rows"]
 
 KIND_COLOURS = {"rupture": OKABE_ITO["vermillion"], "risk_item": "#000000", "deterioration": OKABE_ITO["orange"],
                 "low_alliance": OKABE_ITO["blue"], "missed": OKABE_ITO["grey"], "caseness": OKABE_ITO["purple"]}
@@ -28,9 +28,25 @@ _TERM_LABELS = {
     ("total", "symptom_t"): "total: symptom this week",
     ("total", "alliance_t"): "total: alliance this week",
     ("within", "symptom_within_t"): "within: own symptom deviation",
-    ("within", "alliance_within_t"): "within: own alliance deviation",
-    ("within", "alliance_between"): "within model: person-mean alliance",
+    ("within", "alliance_within_t"): "within (trial's): alliance off own average",
+    ("within", "alliance_between"): "within model: person-mean alliance (≈0 by construction)",
     ("between", "alliance_between"): "between: person-mean alliance",
+    ("detrended", "symptom_within_t"): "adjusted for week: own symptom deviation",
+    ("detrended", "alliance_detrended_t"): "adjusted for week: alliance off own course",
+    ("detrended", "week"): "adjusted for week: treatment week",
+}
+#: Short notes for the models table (the full sentence is ``core.models.WITHIN_BETWEEN_NOTE``).
+TERM_TABLE_NOTES = {
+    ("within", "alliance_between"): "About 0 by construction: the outcome is each patient's distance from their own "
+                                    "average, so nothing between patients is left to explain. Not a between-person "
+                                    "effect, here or in the trial (same specification); see the between model.",
+    ("within", "alliance_within_t"): "The trial's specification: keeps each patient's trend over the weeks inside "
+                                     "the within part.",
+    ("detrended", "alliance_detrended_t"): "Sensitivity model (not in the trial): each patient's own straight-line "
+                                           "alliance course taken out, treatment week in the model. Read this one "
+                                           "when alliance and symptoms both trend.",
+    ("detrended", "symptom_within_t"): "Sensitivity model (not in the trial).",
+    ("detrended", "week"): "Average change in next week's symptom score per treatment week, beyond the rest.",
 }
 
 
@@ -102,9 +118,12 @@ def build_courses_figure(courses: pd.DataFrame, *, published: PublishedResults =
 def forest_rows(result: AnalysisResult, *, published: PublishedResults = PUBLISHED) -> pd.DataFrame:
     """The clinic's and the published terms side by side, one row per model term.
 
-    Columns ``model, term, label, estimate, se, ci_low, ci_high, p, published_estimate,
-    published_se, published_ci_low, published_ci_high, published_p`` (published CIs are
-    ``B ± 1.96·SE``; NaN where the trial did not use these instruments).
+    The three CONTRACT models, then the sensitivity model adjusted for treatment week
+    (``model == "detrended"``, no published values: the trial did not fit it). Columns
+    ``model, term, label, estimate, se, ci_low, ci_high, p, published_estimate, published_se,
+    published_ci_low, published_ci_high, published_p, note`` (published CIs are
+    ``B ± 1.96·SE``; NaN where the trial did not use these instruments; ``note`` from
+    :data:`TERM_TABLE_NOTES`, empty elsewhere).
     """
     frame = result.to_frame()
     same = result.symptom == published.symptom and result.alliance == published.alliance
@@ -115,9 +134,11 @@ def forest_rows(result: AnalysisResult, *, published: PublishedResults = PUBLISH
     out = frame.merge(pub, on=["model", "term"], how="left")
     out["published_ci_low"] = out["published_estimate"] - 1.96 * out["published_se"]
     out["published_ci_high"] = out["published_estimate"] + 1.96 * out["published_se"]
-    out["label"] = [_TERM_LABELS.get((m, t), f"{m}: {t}") for m, t in zip(out["model"], out["term"], strict=True)]
+    keys = list(zip(out["model"], out["term"], strict=True))
+    out["label"] = [_TERM_LABELS.get((m, t), f"{m}: {t}") for m, t in keys]
+    out["note"] = [TERM_TABLE_NOTES.get(k, "") for k in keys]
     cols = ["model", "term", "label", "estimate", "se", "ci_low", "ci_high", "p", "published_estimate",
-            "published_se", "published_ci_low", "published_ci_high", "published_p"]
+            "published_se", "published_ci_low", "published_ci_high", "published_p", "note"]
     return out[cols]
 
 
@@ -125,11 +146,15 @@ def build_forest_figure(result: AnalysisResult, *, published: PublishedResults =
                         terms: Sequence[tuple[str, str]] | None = None) -> go.Figure:
     """Forest plot: each alliance term's estimate and 95% CI for this clinic and the trial.
 
-    By default the alliance terms only (the autoregressive symptom terms, near 0.8–0.9, would
-    squash the scale); pass ``terms`` as ``(model, term)`` pairs to choose.
+    By default the alliance effects only: total, the within model's (the trial's
+    specification) with the model adjusted for treatment week right under it, and between.
+    Left out by default: the autoregressive symptom terms (near 0.8–0.9, they would squash
+    the scale) and the within model's person-mean alliance, which is about 0 by construction
+    (``core.models.WITHIN_BETWEEN_NOTE``) and would look like a between-person effect beside
+    the trial's −0.028. Pass ``terms`` as ``(model, term)`` pairs to choose.
     """
     rows = forest_rows(result, published=published)
-    chosen = terms or [("total", "alliance_t"), ("within", "alliance_within_t"), ("within", "alliance_between"),
+    chosen = terms or [("total", "alliance_t"), ("within", "alliance_within_t"), ("detrended", "alliance_detrended_t"),
                        ("between", "alliance_between")]
     key = pd.MultiIndex.from_frame(rows[["model", "term"]])
     rows = rows.set_index(key).reindex(pd.MultiIndex.from_tuples(chosen)).dropna(subset=["label"]).iloc[::-1]
@@ -153,7 +178,7 @@ def build_forest_figure(result: AnalysisResult, *, published: PublishedResults =
                       title=f"Alliance terms with 95% CIs ({result.symptom} on {result.alliance})",
                       xaxis_title=f"{result.symptom} points per {result.alliance} point", legend={"orientation": "h",
                                                                                                   "y": -0.3},
-                      margin={"l": 220, "r": 20, "t": 50, "b": 40})
+                      margin={"l": 290, "r": 20, "t": 50, "b": 40})
     return fig
 
 

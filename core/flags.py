@@ -88,7 +88,8 @@ __all__ = [
 #: what a rule raises for the same scores and parameters: stored flags computed under another
 #: revision are recomputed once at the next start (``db.flagstore.ensure_current``).
 #: 1: the first stored flags. 2: PHQ-9 item 9 implied by totals of 25 or more (issue 13).
-RULES_REVISION = 2
+#: 3: repaired also needs half of the fall won back (RepairRule.min_recovered, CLINICAL.md "Repair").
+RULES_REVISION = 3
 
 #: Machine names of every rule; each has a section in docs/flags.md.
 RULES = ("reliable_drop", "below_own_level", "rupture_episodes", "sudden_loss", "repair", "low_alliance",
@@ -626,7 +627,7 @@ def _rupture_part(frame: pd.DataFrame, s: _SeriesArrays, hit: np.ndarray, fired:
         drop_sd = np.where(sd_used > 0, (s.rmean[idx] - x) / sd_used, np.nan)
     severity = np.where(which.all(axis=1) & (which.shape[1] > 1), "high", "medium")
     status, rep_week = repair_status(s.gid[idx], week, baseline, s.rc[idx], s.now[idx], s.lookup,
-                                     rule=config.repair)
+                                     rule=config.repair, score=x)
     confirmed = _sudden_loss_confirmed(s, idx, config)
     sub_name, sub_drop = _subscale_fall(frame, s, idx, used_rd)
     expl = _rupture_explanation(s, idx, drop_sd, sub_name)

@@ -8,7 +8,9 @@ Two screens build on this module (PRODUCT.md, users 2 and 3):
 * the **clinic meeting** (``/clinic``): alerts per week by kind (:func:`alerts_per_week`),
   rupture and repair rates and the median weeks to repair (:func:`rupture_summary`), the
   average courses by treatment week with their spread (:func:`average_courses`), a reading
-  of the within-person estimate in plain words (:func:`read_within_estimate`), and the
+  of the within-person estimates in plain words (:func:`read_within_estimate`: the trial's
+  specification and the one adjusted for treatment week, and which to read when the scores
+  trend, :func:`weekly_trends`, :func:`alliance_within_sd`), and the
   privacy tools of *meeting mode*: small-count suppression (:func:`suppress_counts`) and
   pseudonyms (:func:`pseudonymise`).
 
@@ -39,13 +41,20 @@ import numpy as np
 import pandas as pd
 
 from core.caseload import NOT_ALERTS
-from core.models import PUBLISHED, AnalysisResult, PublishedResults
+from core.models import (
+    MIN_DETREND_WEEKS,
+    PUBLISHED,
+    AnalysisResult,
+    PublishedResults,
+    TermEstimate,
+    detrend_by_person,
+)
 
 __all__ = [
-    "ALERT_STATUSES", "OVERDUE_DAYS", "SEVERITY_ORDER", "SUPPRESSED", "SUPPRESS_RANGE", "RuptureSummary",
-    "alerts_per_week", "alliance_within_sd", "average_courses", "caseload_table", "filter_alerts",
-    "flagged_courses", "flagged_patients", "format_counts", "pseudonymise", "read_within_estimate", "rupture_summary",
-    "suppress_count", "suppress_counts", "therapist_counts",
+    "ALERT_STATUSES", "OVERDUE_DAYS", "SEVERITY_ORDER", "SUPPRESSED", "SUPPRESS_RANGE", "TREND_POINTS_PER_WEEK",
+    "RuptureSummary", "alerts_per_week", "alliance_within_sd", "average_courses", "both_trend", "caseload_table",
+    "filter_alerts", "flagged_courses", "flagged_patients", "format_counts", "pseudonymise", "read_within_estimate",
+    "rupture_summary", "suppress_count", "suppress_counts", "therapist_counts", "weekly_trends",
 ]
 
 #: Statuses that make a flag part of the caseload scan: still open, an unrepaired rupture, or
@@ -60,6 +69,11 @@ SEVERITY_ORDER = {"urgent": 0, "high": 1, "medium": 2, "low": 3}
 SUPPRESS_RANGE = (1, 10)
 #: What a suppressed count shows.
 SUPPRESSED = "≤10"
+#: Alliance and symptoms "both trend" when each changes by at least this many points a week on
+#: average over treatment (project choice: 2 points over a 10-week course, about half the typical
+#: week's distance from the patient's own course; the trial's WAI-SR rose about 1.1 and its SPIN
+#: fell about 1.6 points a week).
+TREND_POINTS_PER_WEEK = 0.2
 
 _CASELOAD_COLUMNS = ["therapist_id", "therapist_name", "team", "patient_id", "kind", "rule", "severity",
                      "instrument", "week", "flag_date", "age_days", "status", "note", "note_by", "explanation",
@@ -430,15 +444,62 @@ def average_courses(scores: pd.DataFrame, *, instruments: Sequence[str] = ("WAI-
 
 
 def alliance_within_sd(scores: pd.DataFrame, *, alliance: str = "WAI-SR") -> float | None:
-    """The SD of weekly alliance scores around each patient's own mean (pooled, ddof 1 per
-    patient's deviations overall): the size of a typical within-person swing."""
-    sel = scores.loc[scores["instrument"] == alliance, ["patient_id", "score"]]
-    if len(sel) < 3:
+    """How far a typical week's alliance lies from the patient's own course, in points.
+
+    The pooled SD of the detrended alliance scores: each patient's own least-squares line
+    over their stored weeks is taken out (``core.models.detrend_by_person``; patients with at
+    least 3 weeks), and ::
+
+        SD = sqrt( Σ_i Σ_t r̂_it² / (N − 2·P) )      (N scores of P patients; 2 = the line's
+                                                     intercept and slope per patient)
+
+    Unlike the SD around each patient's *average*, a steady rise over the weeks does not count
+    as week-to-week swing: in a course rising 1 point a week for 11 weeks, the SD around the
+    average carries about 3.2 points of trend alone. This is the scale of the detrended
+    model's ``alliance_detrended_t`` (points off the patient's own course), so
+    ``|b|·SD`` is the symptom change that goes with a typical week. ``None`` when no patient
+    has 3 weeks.
+    """
+    sel = scores.loc[(scores["instrument"] == alliance) & scores["score"].notna(), ["patient_id", "week", "score"]]
+    resid = detrend_by_person(sel, "score")
+    used = resid.notna()
+    n_patients = int(sel.loc[used, "patient_id"].nunique())
+    dof = int(used.sum()) - 2 * n_patients
+    return float(np.sqrt(float((resid[used] ** 2).sum()) / dof)) if dof > 0 else None
+
+
+def weekly_trends(scores: pd.DataFrame, *, instruments: Sequence[str] = ("WAI-SR", "SPIN"),
+                  min_weeks: int = MIN_DETREND_WEEKS) -> dict[str, float | None]:
+    """The average weekly change of each instrument over treatment: the mean, over patients
+    with at least ``min_weeks`` stored weeks, of each patient's own least-squares slope ::
+
+        β̂_i = Σ_t (t − t̄_i)(x_it − x̄_i) / Σ_t (t − t̄_i)²      (points per week)
+
+    Used to say whether alliance and symptoms both trend (:data:`TREND_POINTS_PER_WEEK`), the
+    case in which the trial's within specification overstates the weekly link. ``None`` for
+    an instrument without such patients.
+    """
+    sel = scores.loc[scores["instrument"].isin(list(instruments)) & scores["score"].notna(),
+                     ["patient_id", "instrument", "week", "score"]]
+    t = sel["week"].astype("float64")
+    x = sel["score"].astype("float64")
+    keys = [sel["instrument"], sel["patient_id"]]
+    sums = pd.DataFrame({"n": 1.0, "t": t, "x": x, "tt": t * t, "tx": t * x}).groupby(keys, sort=False).sum()
+    sxx = sums["tt"] - sums["t"] ** 2 / sums["n"]
+    sxy = sums["tx"] - sums["t"] * sums["x"] / sums["n"]
+    ok = (sums["n"] >= min_weeks) & (sxx > 1e-12)
+    slopes = (sxy[ok] / sxx[ok]).groupby(level=0).mean()
+    return {code: (float(slopes[code]) if code in slopes.index else None) for code in instruments}
+
+
+def both_trend(trends: Mapping[str, float | None], *, alliance: str, symptom: str,
+               threshold: float = TREND_POINTS_PER_WEEK) -> bool | None:
+    """True when both instruments change by at least ``threshold`` points a week on average
+    (:func:`weekly_trends`), False when one does not, ``None`` when a trend is unknown."""
+    a, s = trends.get(alliance), trends.get(symptom)
+    if a is None or s is None:
         return None
-    dev = sel["score"] - sel.groupby("patient_id")["score"].transform("mean")
-    n_pat = sel["patient_id"].nunique()
-    dof = len(sel) - n_pat
-    return float(np.sqrt((dev**2).sum() / dof)) if dof > 0 else None
+    return abs(a) >= threshold and abs(s) >= threshold
 
 
 def _p_text(p: float) -> str:
@@ -447,42 +508,118 @@ def _p_text(p: float) -> str:
     return "p < .001" if p < 0.001 else f"p = {p:.3f}".replace("0.", ".", 1)
 
 
+def _followed_by(b: float, lo: float, hi: float, p: float, symptom: str) -> str:
+    direction = "lower" if b < 0 else "higher"
+    return (f"a {symptom} score {abs(b):.3f} points {direction} the next week, on average "
+            f"(95% CI {lo:.3f} to {hi:.3f}; {_p_text(p)})")
+
+
+def _rose(x: float) -> str:
+    return f"rose by {x:.1f}" if x >= 0 else f"fell by {abs(x):.1f}"
+
+
 def read_within_estimate(result: AnalysisResult, *, within_sd: float | None = None,
+                         trends: Mapping[str, float | None] | None = None,
                          published: PublishedResults = PUBLISHED) -> str:
     """What the within-person alliance estimate means for this clinic, in plain words.
 
-    The estimate ``b`` of ``alliance_within_t`` in the within model: a week in which a patient's
-    alliance is 1 point above *their own* average is followed, on average, by a symptom score
-    ``b`` points different the next week (symptom scales here: higher = worse). With
-    ``within_sd`` the sentence also scales ``b`` to a typical weekly swing.
+    Reads two estimates (symptom scales here: higher = worse):
+
+    * the trial's specification, ``alliance_within_t`` of the within model: a week in which a
+      patient's alliance is 1 point above *their own average* is followed, on average, by a
+      symptom score ``b`` points different the next week;
+    * the model adjusted for treatment week, ``alliance_detrended_t`` of the detrended model
+      (``core.models``, Wang & Maxwell 2015): the same for a week 1 point above the patient's
+      own straight-line *course*, with the week in the model.
+
+    When alliance and symptoms both trend (``trends``, from :func:`weekly_trends`; both at
+    least :data:`TREND_POINTS_PER_WEEK` points a week) the text says to read the adjusted
+    estimate, and reads its size and significance; otherwise the trial's. With ``within_sd``
+    (:func:`alliance_within_sd`, the typical distance of a week from the patient's own
+    course) it scales the estimate read to a typical week: ``|b|·SD``. A clinic's result is
+    said to agree with the published trial only in direction, and only with the caveat that
+    the trial used the first specification on scores that rose and fell over the weeks.
+
+    Returns two Markdown paragraphs: the estimates and which to read, then what it means.
     """
     model = result.within
     if not model.converged:
         return ("The within-person model did not converge, so its estimate cannot be read. "
                 + (model.message or "Try another pair of instruments or wait for more data."))
+    a_code, s_code = result.alliance, result.symptom
     term = model.term("alliance_within_t")
-    b, lo, hi, p = term.estimate, term.ci_low, term.ci_high, term.p
-    direction = "lower" if b < 0 else "higher"
-    sentence = (f"In these data, a week in which a patient's {result.alliance} was 1 point above their own "
-                f"average was followed by a {result.symptom} score {abs(b):.3f} points {direction} the next "
-                f"week, on average (95% CI {lo:.3f} to {hi:.3f}; {_p_text(p)}).")
-    if within_sd:
-        sentence += (f" A typical week-to-week swing in {result.alliance} here is {within_sd:.1f} points, "
-                     f"which goes with about {abs(b) * within_sd:.1f} {result.symptom} points.")
-    if math.isfinite(p) and p < 0.05:
-        meaning = ("Better alliance weeks were followed by fewer symptoms, as in the published trial: "
-                   "worth repairing ruptures even when a patient's overall alliance is high."
-                   if b < 0 else
-                   "Better alliance weeks were followed by *more* symptoms here, unlike the published trial; "
-                   "look at how the data were collected before drawing conclusions.")
-    else:
-        meaning = ("The interval includes 0, so these data cannot tell this effect from chance; "
-                   "more patients or weeks would narrow it.")
+    parts = [f"With the trial's specification (each score against the patient's own average), a week in which "
+             f"a patient's {a_code} was 1 point above their own average was followed by "
+             f"{_followed_by(term.estimate, term.ci_low, term.ci_high, term.p, s_code)}."]
+    chosen, chosen_name = term, "trial's"
+    adjusted = result.detrended
+    if adjusted is not None and adjusted.converged:
+        adj = adjusted.term("alliance_detrended_t")
+        parts.append(f"Adjusted for treatment week (each patient's own straight-line {a_code} course taken out, "
+                     f"and the week in the model), a week 1 point above the patient's own course was followed by "
+                     f"{_followed_by(adj.estimate, adj.ci_low, adj.ci_high, adj.p, s_code)}.")
+        sentence, read_adjusted = _which_to_read(trends or {}, a_code, s_code)
+        parts.append(sentence)
+        if read_adjusted:
+            chosen, chosen_name = adj, "adjusted"
+    elif adjusted is not None:
+        parts.append("The model adjusted for treatment week did not converge, so only the trial's specification "
+                     "can be read; if alliance and symptoms both trend over the weeks, it overstates the weekly "
+                     "link. " + (adjusted.message or ""))
+    reading: list[str] = []  # the second paragraph: what the estimate read means
+    if within_sd and math.isfinite(chosen.estimate):
+        reading.append(f"A typical week's {a_code} here lies {within_sd:.1f} points off the patient's own course "
+                     f"(their straight-line trend taken out); with the {chosen_name} estimate that goes with about "
+                     f"{abs(chosen.estimate) * within_sd:.1f} {s_code} points the next week.")
+    reading.append(_meaning(chosen, own="average" if chosen is term else "course"))
+    if a_code == published.alliance and s_code == published.symptom:
+        reading.append(_beside_the_trial(chosen, published))
+    return " ".join(x for x in parts if x) + "\n\n" + " ".join(x for x in reading if x)
+
+
+def _which_to_read(trends: Mapping[str, float | None], alliance: str, symptom: str) -> tuple[str, bool]:
+    """The sentence on which estimate to read, and whether it is the adjusted one."""
+    a_slope, s_slope = trends.get(alliance), trends.get(symptom)
+    if a_slope is None or s_slope is None:
+        return ("When alliance and symptoms both trend over the weeks, the first estimate also counts that shared "
+                "trend as a week-to-week link, so read the adjusted one.", True)
+    if both_trend({alliance: a_slope, symptom: s_slope}, alliance=alliance, symptom=symptom):
+        return (f"Here {alliance} {_rose(a_slope)} and {symptom} {_rose(s_slope)} points a week (the average of "
+                "each patient's own straight line). When both trend like this, the first estimate also counts the "
+                "shared trend as a week-to-week link, so read the adjusted one.", True)
+    return (f"Here {alliance} and {symptom} hardly trend together ({alliance} {a_slope:+.1f}, {symptom} "
+            f"{s_slope:+.1f} points a week on average), so the two estimates should be close and the first can "
+            "be read.", False)
+
+
+def _significant_negative(t: TermEstimate) -> bool:
+    return math.isfinite(t.p) and t.p < 0.05 and t.estimate < 0
+
+
+def _meaning(t: TermEstimate, *, own: str) -> str:
+    """What the estimate read means for practice (``own``: "average" or "course")."""
+    if _significant_negative(t):
+        return (f"Weeks in which a patient's alliance was above their own {own} were followed by fewer symptoms: "
+                "worth repairing ruptures even when a patient's overall alliance is high.")
+    if math.isfinite(t.p) and t.p < 0.05:
+        return ("Better alliance weeks were followed by *more* symptoms here, unlike the published trial; look at "
+                "how the data were collected before drawing conclusions.")
+    return ("The interval includes 0, so these data cannot tell this effect from chance; more patients or weeks "
+            "would narrow it.")
+
+
+def _beside_the_trial(t: TermEstimate, published: PublishedResults) -> str:
+    """The published within estimate, with the caveat that it comes from the first specification."""
     pub = published.models.get("within", {}).get("alliance_within_t")
-    ref = (f" The published trial ({published.n_patients} patients) found {pub.estimate:.3f} "
-           f"(SE {pub.se:.3f}).") if pub and result.alliance == published.alliance and \
-        result.symptom == published.symptom else ""
-    return f"{sentence} {meaning}{ref}"
+    if pub is None:
+        return ""
+    a_means, s_means = published.week_means.get(published.alliance), published.week_means.get(published.symptom)
+    trend = (f" ({published.alliance} week means {min(a_means):.0f} to {max(a_means):.0f}, {published.symptom} "
+             f"{max(s_means):.0f} to {min(s_means):.0f})") if a_means and s_means else ""
+    agree = "This agrees in direction with" if _significant_negative(t) and pub.estimate < 0 else "Compare with"
+    return (f"{agree} the published trial ({published.n_patients} patients: {pub.estimate:.3f}, SE {pub.se:.3f}), "
+            f"with a caveat: the trial used the first specification only, on scores that rose and fell over the "
+            f"weeks{trend}, so part of its size may be that shared trend.")
 
 
 # --------------------------------------------------------------------------- pseudonyms
@@ -543,8 +680,9 @@ def models_table(forest: pd.DataFrame) -> pd.DataFrame:
     """The models table of the clinic page: three decimals, clinic beside published.
 
     ``forest`` is ``core.clinic_figures.forest_rows``. Returns strings: ``Model, Term,
-    Estimate, SE, 95% CI, p, Published B, Published SE, Published p`` (p below .001 as
-    ``<.001``; published p as printed in the paper).
+    Estimate, SE, 95% CI, p, Published B, Published SE, Published p, Note`` (p below .001 as
+    ``<.001``; published p as printed in the paper; ``Note`` says what a term is when it is not
+    what it looks like, e.g. the within model's person-mean alliance, ~0 by construction).
     """
     ci = [f"{_fmt3(lo)} to {_fmt3(hi)}" if _fmt3(lo) else "" for lo, hi in
           zip(forest["ci_low"], forest["ci_high"], strict=True)]
@@ -555,6 +693,7 @@ def models_table(forest: pd.DataFrame) -> pd.DataFrame:
         "Published B": forest["published_estimate"].map(lambda v: _fmt3(float(v)) if pd.notna(v) else ""),
         "Published SE": forest["published_se"].map(lambda v: _fmt3(float(v)) if pd.notna(v) else ""),
         "Published p": forest["published_p"].fillna("").astype(str),
+        "Note": forest["note"].fillna("").astype(str) if "note" in forest else "",
     })
 
 

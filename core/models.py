@@ -1,4 +1,5 @@
-"""The three multilevel models of ``analyze``: total, within-person and between-person effects.
+"""The three multilevel models of ``analyze`` (total, within-person, between-person effects)
+and a sensitivity model adjusted for treatment week.
 
 Does a week in which a patient's alliance is higher than *their own* average go with lower
 symptoms the next week? Following Hamaker & Muthén (2020), each weekly score ``x_it`` of
@@ -23,17 +24,61 @@ with ``u_i ~ N(0, τ²)`` and ``e_it ~ N(0, σ²)`` independent. "Next week" is 
 patient's score at exactly ``week + 1``: a missing week breaks the pair. Person means use all
 of the patient's stored weeks of that instrument, whether or not the week is part of a pair.
 
+The within model's ``alliance_between`` (``b3``) is about 0 by construction: the outcome is
+already each patient's distance from their own symptom average, so no difference between
+patients' averages is left for ``Ā_i`` to explain. It is not exactly 0 only because the
+pairs leave out each patient's first outcome week, last predictor week and the weeks beside a
+gap, so the pairs' mean outcome is not quite 0 per patient: on simulated 400-patient
+clinics it was −0.007 to −0.003 whatever between-person effect was planted (−0.5 to 0.8,
+``tests/core/test_models.py``; issue 13 reports −0.007 to −0.001 on six other clinics).
+The published −0.028 comes from the same specification (SPINw on WAIb), so it is not a
+between-person effect either; the between model estimates that.
+
+Sensitivity model: adjusted for treatment week
+-----------------------------------------------
+Person-mean centring keeps each patient's trend over the weeks inside the within parts. When
+alliance rises while symptoms fall (as in the trial: WAI-SR week means 36 → 47, SPIN
+45 → 29), ``A_it − Ā_i`` is high in late weeks and ``S_i,t+1 − S̄_i`` is low in late weeks, so
+the within model's ``b2`` mixes the week-to-week link with the shared trend and overstates it
+(Wang & Maxwell, 2015; Curran & Bauer, 2011). The sensitivity model ``detrended`` follows
+their advice for a time-varying predictor that trends: take each patient's own trend out of
+the predictor and put time in the model::
+
+    (S_i,t+1 − S̄_i) = b0 + b1·(S_it − S̄_i) + b2·Ã_it + b3·t + u_i + e_it
+    Ã_it = A_it − (α̂_i + β̂_i·t)      (each patient's own least-squares line over all of
+                                       their stored alliance weeks; detrend_by_person)
+
+``alliance_detrended_t`` (``b2``) is then the link between a week's distance from the
+patient's own alliance *course* and next week's symptoms. ``Ã`` is orthogonal, patient by
+patient, to any straight line in ``t``, so neither the patient's own symptom trend nor the
+clinic's average one (``week``, ``b3``) can load on it. The outcome and the lagged symptom stay
+person-mean centred as in the trial: detrending them too would remove two degrees of freedom
+per patient from an autoregressive series of about 10 weeks, which biases ``b1`` strongly
+towards 0 and ``b2`` by about 15% (−0.17 for a planted −0.20 in simulation), and ``Ā_i`` is
+left out (about 0 by construction, as above). Patients with fewer than
+:data:`MIN_DETREND_WEEKS` alliance weeks are left out of this model. Only straight-line
+trends are removed: a course that rises fast and then levels off keeps its curve in ``Ã``.
+
+On simulated cohorts (``simulate_cohort(3000, 11, within=-0.2, ..., alliance_trend=1.0,
+symptom_trend=-1.6, ...)``, ``tests/core/test_models.py``) the within model's estimate is about
+−0.29 for a planted −0.20 and the detrended model's −0.20 (SE 0.008); without trends the two
+agree (both about −0.19, the small attenuation of person means over 11 weeks).
+
 Public API
 ----------
 prepare_pairs
     One row per patient-week with the scores, person means, within parts and next week.
 fit_within_between
-    Fit the three models; returns an :class:`AnalysisResult` (small frozen dataclasses,
-    never a statsmodels object). ``AnalysisResult.to_dict()`` is the CONTRACT JSON.
+    Fit the three models and the sensitivity model; returns an :class:`AnalysisResult`
+    (small frozen dataclasses, never a statsmodels object). ``AnalysisResult.to_dict()`` is
+    the CONTRACT JSON, with the sensitivity model under the added key ``"sensitivity"``.
+detrend_by_person
+    Each value's distance from the patient's own straight-line course over the weeks.
 too_little_data
     A plain sentence when a clinic has too few patients or weeks for the models.
 simulate_cohort
-    A seeded synthetic cohort with a planted within-person and between-person effect.
+    A seeded synthetic cohort with a planted within-person and between-person effect,
+    optionally with alliance rising and symptoms falling over the weeks.
 PUBLISHED
     The published table and week means of Shalom et al. (2025), for display beside a
     clinic's own results.
@@ -80,9 +125,11 @@ routes run they agree to about 1e-5 in estimates and SEs. The between model is O
 (statsmodels) in every engine.
 
 Inference: mixed-model terms use Wald z tests and 95% CIs ``estimate ± 1.96·SE`` (as
-statsmodels ``MixedLM``; with hundreds of pairs, t tests with approximate degrees of freedom
-would give the same p to display precision); the between model uses t with ``n − 2``
-degrees of freedom.
+statsmodels ``MixedLM``); the between model uses t with ``n − 2`` degrees of freedom. With
+hundreds of pairs, t tests with Satterthwaite degrees of freedom (lmerTest) give nearly the
+same p: on the reference data both are below .001 for every week-level term, and the
+person-level ``alliance_between`` of the within model (about 50 df there) reads .359 (z)
+against .363 (t).
 
 Checked against
 ---------------
@@ -97,6 +144,14 @@ estimates and SEs, statsmodels to 5e-6; the test (``tests/core/test_models.py``)
 A simulated cohort with a planted negative within effect and positive between effect
 returns both signs, significantly.
 
+``tests/reference/lme4_models.R``: R's ``lme4::lmer`` (REML, bobyqa to 1e-12) and ``lm`` for
+all four models (total, within, between, detrended) on the same reference data, with pairs,
+person means and the per-patient ``lm(score ~ week)`` detrending built in base R; its output
+is kept in ``tests/reference/lme4_models.json``. The profiled engine agrees with it to 5e-8
+in estimates and SEs (relative; 6e-9 absolute), statsmodels to 4.3e-6 (9e-7 absolute);
+``tests/core/test_models_lme4.py`` requires 1e-6 and 1e-5 and, where ``Rscript`` is
+installed, re-runs the script.
+
 References
 ----------
 Hamaker, E. L., & Muthén, B. (2020). The fixed versus random effects debate and how it
@@ -104,6 +159,14 @@ relates to centering in multilevel modeling. *Psychological Methods*, 25(3), 365
 
 Shalom, Prihar, Strauss, Huppert, Andersson & Aderka (2025). Internet-delivered CBT for
 social anxiety, weekly WAI-SR and SPIN. *Behavior Therapy*, 56, 812–822.
+
+Wang, L. P., & Maxwell, S. E. (2015). On disaggregating between-person and within-person
+effects with longitudinal data using multilevel models. *Psychological Methods*, 20(1),
+63–83. doi:10.1037/met0000030
+
+Curran, P. J., & Bauer, D. J. (2011). The disaggregation of within-person and between-person
+effects in longitudinal models of change. *Annual Review of Psychology*, 62, 583–619.
+doi:10.1146/annurev.psych.093008.100356
 
 Patterson, H. D., & Thompson, R. (1971). Recovery of inter-block information when block
 sizes are unequal. *Biometrika*, 58(3), 545–554 (REML).
@@ -126,16 +189,22 @@ from scipy import optimize, stats
 
 __all__ = [
     "AUTO_STATSMODELS_MAX_OBS",
+    "CONTRACT_MODELS",
     "DEFAULT_OPTIMIZERS",
     "ENGINES",
+    "MIN_DETREND_WEEKS",
     "MIN_PATIENTS",
     "MIN_WEEKS",
     "PUBLISHED",
+    "SENSITIVITY_MODELS",
+    "TERM_NOTES",
+    "WITHIN_BETWEEN_NOTE",
     "AnalysisResult",
     "ModelResult",
     "PublishedResults",
     "PublishedTerm",
     "TermEstimate",
+    "detrend_by_person",
     "fit_within_between",
     "prepare_pairs",
     "simulate_cohort",
@@ -164,8 +233,24 @@ _TERMS = {
     "total": ("symptom_t", "alliance_t"),
     "within": ("symptom_within_t", "alliance_within_t", "alliance_between"),
     "between": ("alliance_between",),
+    "detrended": ("symptom_within_t", "alliance_detrended_t", "week"),
 }
-_RESPONSES = {"total": "symptom_next", "within": "symptom_within_next"}
+_RESPONSES = {"total": "symptom_next", "within": "symptom_within_next", "detrended": "symptom_within_next"}
+#: The models of CONTRACT.md ``analyze`` (``AnalysisResult.models``), in order.
+CONTRACT_MODELS: tuple[str, ...] = ("total", "within", "between")
+#: Sensitivity models fitted beside them (``AnalysisResult.sensitivity``; JSON key ``"sensitivity"``).
+SENSITIVITY_MODELS: tuple[str, ...] = ("detrended",)
+#: A patient's alliance series is detrended only with at least this many stored weeks (with 2 the
+#: straight line passes through both points and nothing is left; project choice).
+MIN_DETREND_WEEKS = 3
+#: What the within model's ``alliance_between`` is (and is not), wherever it is shown.
+WITHIN_BETWEEN_NOTE = (
+    "About 0 by construction: the within model's outcome is each patient's distance from their own average, "
+    "so no difference between patients' averages is left for the average alliance to explain. It is not a "
+    "between-person effect (the between model is); the trial's -0.028 comes from the same specification."
+)
+#: Plain notes on terms, keyed by (model, term): shown beside the numbers and in the JSON.
+TERM_NOTES: Mapping[tuple[str, str], str] = MappingProxyType({("within", "alliance_between"): WITHIN_BETWEEN_NOTE})
 # warnings.catch_warnings changes process-wide state; the web app fits from several threads.
 _WARNINGS_LOCK = threading.Lock()
 
@@ -209,7 +294,7 @@ class ModelResult:
 
     Attributes
     ----------
-    name : {"total", "within", "between"}
+    name : {"total", "within", "between", "detrended"}
     formula : str
         The model in words, e.g. ``"symptom_next ~ symptom_t + alliance_t + (1 | patient)"``.
     n_obs : int
@@ -265,6 +350,10 @@ class ModelResult:
             out["n_obs"] = self.n_obs
             out["n_patients"] = self.n_patients
         out["terms"] = {t.name: t.to_dict() for t in self.terms}
+        notes = {t.name: TERM_NOTES[(self.name, t.name)] for t in self.terms if (self.name, t.name) in TERM_NOTES}
+        if notes:
+            out["notes"] = notes
+        out["formula"] = self.formula
         out["converged"] = self.converged
         out["optimizer"] = self.optimizer
         out["engine"] = self.engine
@@ -279,10 +368,12 @@ class ModelResult:
 
 @dataclass(frozen=True)
 class AnalysisResult:
-    """The three models for one symptom/alliance pair of instruments.
+    """The three models for one symptom/alliance pair of instruments, and the sensitivity model.
 
-    ``to_dict()`` is the JSON of ``analyze --format json`` (CONTRACT.md); ``to_frame()`` is
-    the same numbers as a tidy table, one row per model term.
+    ``to_dict()`` is the JSON of ``analyze --format json`` (CONTRACT.md) with one added key,
+    ``"sensitivity"``; ``to_frame()`` is the same numbers as a tidy table, one row per model
+    term. ``detrended`` is the within model adjusted for treatment week (module docstring,
+    "Sensitivity model"); it is ``None`` when ``fit_within_between(..., sensitivity=False)``.
     """
 
     symptom: str
@@ -292,32 +383,51 @@ class AnalysisResult:
     within: ModelResult
     between: ModelResult
     seconds: float = field(default=0.0, compare=False)
+    detrended: ModelResult | None = None
 
     @property
     def models(self) -> dict[str, ModelResult]:
-        """``{"total": ..., "within": ..., "between": ...}``."""
+        """The CONTRACT models: ``{"total": ..., "within": ..., "between": ...}``."""
         return {"total": self.total, "within": self.within, "between": self.between}
 
     @property
+    def sensitivity(self) -> dict[str, ModelResult]:
+        """The sensitivity models fitted: ``{"detrended": ...}``, or ``{}``."""
+        return {} if self.detrended is None else {"detrended": self.detrended}
+
+    @property
+    def all_models(self) -> dict[str, ModelResult]:
+        """The CONTRACT models followed by the sensitivity models."""
+        return {**self.models, **self.sensitivity}
+
+    @property
     def converged(self) -> bool:
-        """True when all three models converged."""
+        """True when the three CONTRACT models converged (the sensitivity model has its own
+        ``converged``)."""
         return all(m.converged for m in self.models.values())
 
     def to_dict(self) -> dict[str, Any]:
         """CONTRACT.md ``analyze --format json``: ``{"symptom", "alliance", "n_patients",
         "models": {"total": {"n_obs", "terms"}, "within": {...}, "between": {"n_patients",
         "terms"}}}``, each term ``{"estimate", "se", "ci_low", "ci_high", "p"}``; NaN is
-        ``None`` so that the result is valid JSON. Extra keys (``converged``, ``warnings``,
-        ``optimizer``, ...) are additions the contract allows."""
-        return {
+        ``None`` so that the result is valid JSON. Extra keys are additions the contract
+        allows: per model ``converged``, ``warnings``, ``optimizer``, ``formula``, ...,
+        ``notes`` (plain sentences on terms, e.g. the within model's ``alliance_between``),
+        and at the top ``"sensitivity": {"detrended": {...}}`` (same shape as a model), so
+        that ``"models"`` keeps exactly the three models of the contract."""
+        out: dict[str, Any] = {
             "symptom": self.symptom,
             "alliance": self.alliance,
             "n_patients": int(self.n_patients),
             "models": {name: m.to_dict() for name, m in self.models.items()},
         }
+        if self.sensitivity:
+            out["sensitivity"] = {name: m.to_dict() for name, m in self.sensitivity.items()}
+        return out
 
     def to_frame(self) -> pd.DataFrame:
-        """Tidy table: model, term, estimate, se, ci_low, ci_high, p, n, converged."""
+        """Tidy table: model, term, estimate, se, ci_low, ci_high, p, n, converged; the CONTRACT
+        models first, then the sensitivity model (``model == "detrended"``)."""
         rows = [
             {
                 "model": m.name,
@@ -330,7 +440,7 @@ class AnalysisResult:
                 "n": m.n_obs,
                 "converged": m.converged,
             }
-            for m in self.models.values()
+            for m in self.all_models.values()
             for t in m.terms
         ]
         return pd.DataFrame(rows)
@@ -491,6 +601,9 @@ def prepare_pairs(scores: pd.DataFrame, *, symptom: str = "SPIN", alliance: str 
         alliance_within_t   A_it − Ā_i
         symptom_next        S_i,t+1 (exactly week t + 1, else NaN: a missing week breaks the pair)
         symptom_within_next S_i,t+1 − S̄_i
+        alliance_detrended_t A_it − (α̂_i + β̂_i·t), the patient's own least-squares line over
+                            all of their stored A weeks taken out (detrend_by_person; NaN
+                            for patients with fewer than MIN_DETREND_WEEKS alliance weeks)
 
     Parameters
     ----------
@@ -505,7 +618,8 @@ def prepare_pairs(scores: pd.DataFrame, *, symptom: str = "SPIN", alliance: str 
     -------
     DataFrame
         Columns ``patient_id, week, symptom_t, alliance_t, symptom_next, symptom_between,
-        alliance_between, symptom_within_t, alliance_within_t, symptom_within_next``; one row
+        alliance_between, symptom_within_t, alliance_within_t, symptom_within_next,
+        alliance_detrended_t``; one row
         for every week in which the patient has a score on either instrument, sorted by
         patient and week. A row is a usable pair when ``symptom_t``, ``alliance_t`` and
         ``symptom_next`` are all present.
@@ -519,8 +633,10 @@ def prepare_pairs(scores: pd.DataFrame, *, symptom: str = "SPIN", alliance: str 
     References
     ----------
     Hamaker & Muthén (2020), Psychol Methods 25:365 (person-mean centring).
+    Wang & Maxwell (2015), Psychol Methods 20:63 (detrending).
 
-    Checked against the row-by-row pairing of ``tests/reference/make_reference.py``.
+    Checked against the row-by-row pairing of ``tests/reference/make_reference.py`` and the
+    base-R pairing and ``lm`` detrending of ``tests/reference/lme4_models.R``.
     """
     df = _select_scores(scores, symptom, alliance)
     df["instrument"] = np.where(df["instrument"].to_numpy() == symptom, "symptom_t", "alliance_t")
@@ -541,6 +657,7 @@ def prepare_pairs(scores: pd.DataFrame, *, symptom: str = "SPIN", alliance: str 
     wide["symptom_within_t"] = wide["symptom_t"] - wide["symptom_between"]
     wide["alliance_within_t"] = wide["alliance_t"] - wide["alliance_between"]
     wide["symptom_within_next"] = wide["symptom_next"] - wide["symptom_between"]
+    wide["alliance_detrended_t"] = detrend_by_person(wide, "alliance_t")
     return wide[
         [
             "patient_id",
@@ -553,8 +670,70 @@ def prepare_pairs(scores: pd.DataFrame, *, symptom: str = "SPIN", alliance: str 
             "symptom_within_t",
             "alliance_within_t",
             "symptom_within_next",
+            "alliance_detrended_t",
         ]
     ]
+
+
+def detrend_by_person(frame: pd.DataFrame, column: str, *, min_weeks: int = MIN_DETREND_WEEKS) -> pd.Series:
+    """Each value's distance from the patient's own straight-line course over the weeks.
+
+    For patient ``i`` with stored values ``x_it`` in weeks ``t`` (missing values are gaps)::
+
+        x_it = α_i + β_i·t + r_it      (least squares over all of the patient's stored weeks)
+        β̂_i = Σ_t (t − t̄_i)(x_it − x̄_i) / Σ_t (t − t̄_i)²
+        detrended_it = r̂_it = x_it − x̄_i − β̂_i·(t − t̄_i)
+
+    Person-mean centring (``x_it − x̄_i``) is the special case ``β_i = 0``: it keeps a patient's
+    steady rise or fall inside the within part. Detrending removes it, so that what is left is
+    the week-to-week fluctuation around the patient's own course (Curran & Bauer, 2011; Wang &
+    Maxwell, 2015). Vectorised: per-patient sums by ``groupby(...).transform``, no loop.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        Columns ``patient_id``, ``week`` and ``column`` (other columns ignored). Not modified.
+    column : str
+        The values to detrend (NaN = no value that week).
+    min_weeks : int
+        Patients with fewer stored values than this get NaN (default
+        :data:`MIN_DETREND_WEEKS` = 3: a line through 2 points leaves nothing).
+
+    Returns
+    -------
+    Series
+        float64, aligned with ``frame``; NaN where the value is missing or the patient has
+        fewer than ``min_weeks`` values.
+
+    References
+    ----------
+    Curran, P. J., & Bauer, D. J. (2011). The disaggregation of within-person and
+    between-person effects in longitudinal models of change. *Annual Review of Psychology*,
+    62, 583–619. doi:10.1146/annurev.psych.093008.100356
+    Wang, L. P., & Maxwell, S. E. (2015). On disaggregating between-person and within-person
+    effects with longitudinal data using multilevel models. *Psychological Methods*, 20(1),
+    63–83. doi:10.1037/met0000030
+
+    Checked against R's per-patient ``lm(score ~ week)`` residuals
+    (``tests/reference/lme4_models.R``).
+    """
+    if min_weeks < 2:
+        raise ValueError("min_weeks must be at least 2: a straight line needs two weeks.")
+    x = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+    present = x.notna()
+    week = frame["week"].astype("float64")
+    by = frame["patient_id"]
+    t = week.where(present)
+    n = present.groupby(by, sort=False).transform("sum")
+    t_bar = t.groupby(by, sort=False).transform("mean")
+    x_bar = x.groupby(by, sort=False).transform("mean")
+    dt = t - t_bar
+    sxx = (dt * dt).groupby(by, sort=False).transform("sum")
+    sxy = (dt * (x - x_bar)).groupby(by, sort=False).transform("sum")
+    enough = (n >= min_weeks) & (sxx > 0)
+    slope = (sxy / sxx.where(enough)).where(enough)
+    resid = x - x_bar - slope * (week - t_bar)
+    return resid.where(enough & present).astype("float64")
 
 
 def too_little_data(
@@ -643,7 +822,10 @@ class _Design:
 def _design(pairs: pd.DataFrame, model: str) -> _Design:
     terms = _TERMS[model]
     cols = [_RESPONSES[model], *terms]
-    usable = pairs[["symptom_t", "alliance_t", "symptom_next"]].notna().all(axis=1).to_numpy()
+    # a usable pair has both scores this week and the symptom next week; the detrended model
+    # also needs the patient's detrended alliance (at least MIN_DETREND_WEEKS alliance weeks)
+    needed = list(dict.fromkeys(["symptom_t", "alliance_t", "symptom_next", *cols]))
+    usable = pairs[needed].notna().all(axis=1).to_numpy()
     data = pairs.loc[usable, ["patient_id", *cols]]
     codes, uniques = pd.factorize(data["patient_id"], sort=False)
     x = np.column_stack([np.ones(len(data)), data[list(terms)].to_numpy(dtype="float64")])
@@ -973,18 +1155,29 @@ def fit_within_between(
     engine: str = "auto",
     optimizers: Sequence[str] = DEFAULT_OPTIMIZERS,
     optimizer_options: Mapping[str, Mapping[str, Any]] | None = None,
+    sensitivity: bool = True,
 ) -> AnalysisResult:
-    """Fit the total, within-person and between-person models (CONTRACT.md ``analyze``).
+    """Fit the total, within-person and between-person models (CONTRACT.md ``analyze``) and
+    the sensitivity model adjusted for treatment week.
 
     Models (``S`` symptom, ``A`` alliance, ``u_i ~ N(0, τ²)`` a random intercept per patient,
-    both mixed models by REML)::
+    the mixed models by REML)::
 
-        total:   S_i,t+1 = b0 + b1·S_it + b2·A_it + u_i + e_it
-                 terms symptom_t (b1), alliance_t (b2)
-        within:  S_i,t+1 − S̄_i = b0 + b1·(S_it − S̄_i) + b2·(A_it − Ā_i) + b3·Ā_i + u_i + e_it
-                 terms symptom_within_t (b1), alliance_within_t (b2), alliance_between (b3)
-        between: S̄_i = b0 + b1·Ā_i + e_i            (OLS, one row per patient)
-                 term alliance_between (b1)
+        total:     S_i,t+1 = b0 + b1·S_it + b2·A_it + u_i + e_it
+                   terms symptom_t (b1), alliance_t (b2)
+        within:    S_i,t+1 − S̄_i = b0 + b1·(S_it − S̄_i) + b2·(A_it − Ā_i) + b3·Ā_i + u_i + e_it
+                   terms symptom_within_t (b1), alliance_within_t (b2), alliance_between (b3)
+        between:   S̄_i = b0 + b1·Ā_i + e_i            (OLS, one row per patient)
+                   term alliance_between (b1)
+        detrended: S_i,t+1 − S̄_i = b0 + b1·(S_it − S̄_i) + b2·Ã_it + b3·t + u_i + e_it
+                   Ã_it = A_it − (α̂_i + β̂_i·t), the patient's own straight-line alliance
+                   course removed (:func:`detrend_by_person`); t the treatment week
+                   terms symptom_within_t (b1), alliance_detrended_t (b2), week (b3)
+
+    In the within model ``b3`` is about 0 by construction (its outcome is person-centred, so no
+    between-person differences are left to explain; :data:`WITHIN_BETWEEN_NOTE`). When
+    alliance and symptoms both trend over the weeks, the within model's ``b2`` also carries the
+    shared trend; the detrended model's ``b2`` does not (module docstring, "Sensitivity model").
 
     Parameters
     ----------
@@ -1002,6 +1195,8 @@ def fit_within_between(
     optimizer_options : mapping, optional
         Extra keyword arguments per optimiser for ``MixedLM.fit``, e.g.
         ``{"lbfgs": {"maxiter": 200}}``.
+    sensitivity : bool
+        Also fit the detrended model (default True; ``AnalysisResult.detrended``).
 
     Returns
     -------
@@ -1028,9 +1223,13 @@ def fit_within_between(
     Hamaker, E. L., & Muthén, B. (2020). Psychological Methods, 25(3), 365–379.
     Shalom, J. G., et al. (2025). Behavior Therapy, 56, 812–822.
 
+    Wang, L. P., & Maxwell, S. E. (2015). Psychological Methods, 20(1), 63–83.
+    Curran, P. J., & Bauer, D. J. (2011). Annual Review of Psychology, 62, 583–619.
+
     Checked against ``tests/reference/make_reference.py`` (an independent dense REML and
-    lstsq implementation; see the module docstring) and a simulated cohort with planted
-    within (negative) and between (positive) effects.
+    lstsq implementation; see the module docstring), against R's lme4 for all four models
+    (``tests/reference/lme4_models.R``), and simulated cohorts with planted within (negative)
+    and between (positive) effects, with and without trends over the weeks.
 
     Examples
     --------
@@ -1038,6 +1237,8 @@ def fit_within_between(
     >>> result = fit_within_between(cohort)
     >>> sorted(result.to_dict()["models"])
     ['between', 'total', 'within']
+    >>> sorted(result.to_dict()["sensitivity"])
+    ['detrended']
     """
     if engine not in ENGINES:
         raise ValueError(f"Unknown engine {engine!r}; choose one of {', '.join(ENGINES)}.")
@@ -1063,8 +1264,12 @@ def fit_within_between(
     with _WARNINGS_LOCK:
         report(0.1, "Fitting the total model")
         total = _fit_mixed(pairs, "total", engine=engine, optimizers=optimizers, optimizer_options=options)
-        report(0.5, "Fitting the within-person model")
+        report(0.4, "Fitting the within-person model")
         within = _fit_mixed(pairs, "within", engine=engine, optimizers=optimizers, optimizer_options=options)
+        detrended = None
+        if sensitivity:
+            report(0.7, "Fitting the model adjusted for treatment week")
+            detrended = _fit_mixed(pairs, "detrended", engine=engine, optimizers=optimizers, optimizer_options=options)
         report(0.9, "Fitting the between-person model")
         between = _fit_between(pairs)
     report(1.0, "Done")
@@ -1076,6 +1281,7 @@ def fit_within_between(
         within=within,
         between=between,
         seconds=time.perf_counter() - start,
+        detrended=detrended,
     )
 
 
@@ -1100,6 +1306,8 @@ def simulate_cohort(
     symptom_within_sd: float = 3.0,
     symptom_trend: float = 0.0,
     symptom_trend_sd: float = 0.0,
+    alliance_trend: float = 0.0,
+    alliance_trend_sd: float = 0.0,
     missing: float = 0.0,
     patients_per_therapist: int = 15,
 ) -> pd.DataFrame:
@@ -1113,11 +1321,17 @@ def simulate_cohort(
         s_i1  ~ N(0, symptom_within_sd² / (1 − φ²))                        (stationary start)
         s_i,t+1 = φ·s_it + within·a_it + N(0, symptom_within_sd²)          (φ = autoregression)
         d_i   = symptom_trend + N(0, symptom_trend_sd²)                    (weekly change)
-        A_it = μA_i + a_it,   S_it = μS_i + d_i·(t − (n_weeks + 1)/2) + s_it
+        c_i   = alliance_trend + N(0, alliance_trend_sd²)                  (weekly change)
+        A_it = μA_i + c_i·(t − m) + a_it,   S_it = μS_i + d_i·(t − m) + s_it,   m = (n_weeks + 1)/2
 
-    so a week above the patient's own alliance level is followed by a change of ``within``
-    points of symptom per alliance point the next week, while patients with an alliance
-    level one point higher have a symptom level ``between`` points higher. Scores are rounded
+    so a week above the patient's own alliance course (``a_it > 0``) is followed by a change
+    of ``within`` points of symptom per alliance point the next week, while patients with an
+    alliance level one point higher have a symptom level ``between`` points higher. With
+    ``alliance_trend > 0`` and ``symptom_trend < 0`` alliance rises while symptoms fall over
+    the weeks, as in the trial (WAI-SR week means 36 → 47, SPIN 45 → 29); the planted
+    ``within`` stays the effect of the week's distance from the patient's own course, which
+    the detrended model of :func:`fit_within_between` estimates and the trial's within model
+    overstates. Scores are rounded
     to whole points and kept within the instrument ranges (SPIN 0–68, WAI-SR 12–60 by
     default); then each row is dropped with probability ``missing``. With the defaults,
     clipping touches well under 1% of scores.
@@ -1136,6 +1350,9 @@ def simulate_cohort(
         Mean and between-patient SD of a linear weekly change in symptoms (centred on the
         middle week, so person means are unaffected). Default 0: no trend. The published
         SPIN week means fall by about 1.6 points a week.
+    alliance_trend, alliance_trend_sd : float
+        The same for alliance (default 0: no trend); the published WAI-SR week means rise by
+        about 1.1 points a week (most of it in the first weeks).
     missing : float
         Probability in [0, 1) that a row is dropped (a missed questionnaire).
 
@@ -1170,9 +1387,12 @@ def simulate_cohort(
     for t in range(1, n_weeks):  # a loop over weeks, vectorised over patients
         s_dev[:, t] = phi * s_dev[:, t - 1] + within * a_dev[:, t - 1] + shocks[:, t]
     slope = symptom_trend + rng.normal(0.0, symptom_trend_sd, n_patients) if symptom_trend_sd else None
+    # drawn after everything else, so that a cohort without an alliance trend is unchanged
+    a_slope = alliance_trend + rng.normal(0.0, alliance_trend_sd, n_patients) if alliance_trend_sd else None
     centred_week = np.arange(n_weeks) - (n_weeks - 1) / 2.0
     trend = (symptom_trend if slope is None else slope[:, None]) * centred_week
-    a_score = np.clip(np.round(mu_a[:, None] + a_dev), 12.0, 60.0)
+    a_trend = (alliance_trend if a_slope is None else a_slope[:, None]) * centred_week
+    a_score = np.clip(np.round(mu_a[:, None] + a_trend + a_dev), 12.0, 60.0)
     s_score = np.clip(np.round(mu_s[:, None] + trend + s_dev), 0.0, 68.0)
 
     width = max(5, len(str(n_patients)))

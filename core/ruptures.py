@@ -14,7 +14,8 @@ program alliance is never mixed with the therapist alliance. For week t of a ser
   later and never raises one;
 * ``low_alliance``: the level is below the instrument's ``low_cutoff`` (a separate kind);
 * repair: a rupture is *repaired* when, within ``weeks`` weeks after it, a score returns to
-  within one reliable change of the pre-rupture baseline.
+  within one reliable change of the pre-rupture baseline and has won back at least half of the
+  fall (``min_recovered``).
 
 ``<NA>`` in a criterion column means "not enough data", which is not "no". A missing week is
 a gap, never a zero, and a "consecutive" week is exactly week + 1.
@@ -146,10 +147,15 @@ class RepairRule:
         Repair window: weeks t+1 ... t+weeks (default 2, a project choice in CLINICAL.md).
     rc_multiple : float
         "Within one reliable change": ``baseline - score < rc_multiple * rc_cutoff``.
+    min_recovered : float or None
+        And at least this share of the fall won back: ``score(t+j) - score(t) >= min_recovered
+        * (baseline - score(t))`` (default 0.5, CLINICAL.md "Repair": "within one RC" alone calls
+        a 7-point fall that climbs back 1 point repaired). ``None``: the first criterion alone.
     """
 
     weeks: int = 2
     rc_multiple: float = 1.0
+    min_recovered: float | None = 0.5
 
 
 def _check_positive(name: str, value, *, allow_zero: bool = False) -> None:
@@ -195,6 +201,10 @@ def check_rules(*, reliable_drop=None, below_own_level=None, sudden_loss=None, l
         if not isinstance(repair.weeks, int) or repair.weeks < 1:
             raise ValueError("repair.weeks must be a whole number of weeks, at least 1.")
         _check_positive("repair.rc_multiple", repair.rc_multiple)
+        if repair.min_recovered is not None and not (isinstance(repair.min_recovered, (int, float))
+                                                     and 0 < repair.min_recovered <= 1):
+            raise ValueError("repair.min_recovered must be a share of the fall above 0 and at most 1 (0.5 = half), "
+                             "or None (off).")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -477,12 +487,15 @@ def below_own_level_criteria(score: np.ndarray, n_prior: np.ndarray, running_mea
 
 
 def repair_status(gid: np.ndarray, week: np.ndarray, baseline: np.ndarray, rc: np.ndarray,
-                  now: np.ndarray, lookup: WeekLookup, *, rule: RepairRule) -> tuple[np.ndarray, np.ndarray]:
+                  now: np.ndarray, lookup: WeekLookup, *, rule: RepairRule,
+                  score: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Status (``open``/``repaired``/``unrepaired``) and week of repair of ruptures.
 
     Repaired at the first week t+j (1 <= j <= ``weeks``) whose stored score satisfies
     ``baseline - score < rc_multiple * rc`` (back within one reliable change of the
-    pre-rupture baseline, or above it). Unrepaired when no such week exists and the window
+    pre-rupture baseline, or above it) and, with ``score`` (the rupture week's scores) and
+    ``rule.min_recovered``, ``score(t+j) - score >= min_recovered * (baseline - score)`` (at least
+    that share of the fall won back). Unrepaired when no such week exists and the window
     has elapsed (``now >= t + weeks``); open otherwise. ``lookup`` holds only weeks that are
     stored as of ``now``; an unknown ``rc`` leaves the rupture open until it elapses, then
     unrepaired.
@@ -492,6 +505,8 @@ def repair_status(gid: np.ndarray, week: np.ndarray, baseline: np.ndarray, rc: n
     for j in range(rule.weeks, 0, -1):  # loop over the (few) window weeks, not over rows
         later = lookup.at(gid, week, j)
         ok = ~np.isnan(later) & ((baseline - later) < rule.rc_multiple * rc) & (week + j <= now)
+        if rule.min_recovered is not None and score is not None:  # and half of the fall won back
+            ok &= (later - score) >= rule.min_recovered * (baseline - score) - 1e-9
         repaired_week = np.where(ok, week + j, repaired_week)
     status = np.where(repaired_week > 0, "repaired", np.where(now >= week + rule.weeks, "unrepaired", "open"))
     return status, repaired_week

@@ -27,6 +27,7 @@ from core.meeting import (
     summary_display,
     suppress_counts,
     therapist_counts,
+    weekly_trends,
 )
 from core.models import PUBLISHED
 from core.static_export import NO_BROWSER_MESSAGE, chart_available
@@ -130,21 +131,32 @@ bar.empty()
 if isinstance(result, str):
     st.warning(result + " Choose a larger team or a wider period, or wait until more weeks are stored.")
 else:
-    if not result.converged:
-        failed = [m.name for m in result.models.values() if not m.converged]
-        st.error(f"The {', '.join(failed)} model(s) did not converge, so their numbers are not shown as results. "
-                 + " ".join(m.message for m in result.models.values() if m.message)
+    failed = [m for m in result.all_models.values() if not m.converged]
+    if failed:
+        st.error(f"The {', '.join(m.name for m in failed)} model(s) did not converge, so their numbers are not shown "
+                 "as results. " + " ".join(m.message for m in failed if m.message)
                  + " Try another pair of instruments, or wait for more data.")
     forest = forest_rows(result)
     n_obs = f"{result.total.n_obs} week pairs of {result.n_patients} patients"
     st.caption(f"{symptom} next week on {alliance} this week ({n_obs}); linear mixed models with a random "
                "intercept per patient (REML) and, for between, least squares over person means. Published: "
                f"{PUBLISHED.citation} (SPIN on WAI-SR, {PUBLISHED.n_patients} patients).")
-    st.dataframe(models_table(forest), hide_index=True, width="stretch", key="models_table")
+    st.dataframe(models_table(forest), hide_index=True, width="stretch", key="models_table",
+                 column_config={"Note": st.column_config.TextColumn("Note", width="large")})
+    st.caption("**Person-mean alliance in the within model** (trial: −0.028): about 0 by construction, because "
+               "that model's outcome is each patient's distance from their own average, so no difference between "
+               "patients is left for it to explain. It is not a between-person effect, here or in the trial; the "
+               "between model is.")
+    st.caption("**Adjusted for week** (sensitivity model; Wang & Maxwell 2015, Curran & Bauer 2011): the within "
+               "model with each patient's own straight-line alliance course taken out of the alliance part and "
+               "the treatment week added. **When alliance and symptoms both trend over the weeks, read the "
+               "adjusted estimate**: the trial's specification also counts the shared trend as a week-to-week "
+               "link. When neither trends, the two agree.")
     forest_fig = build_forest_figure(result)
     st.plotly_chart(forest_fig, width="stretch", key="forest")
     st.markdown("**What the within-person estimate means.** "
-                + read_within_estimate(result, within_sd=alliance_within_sd(scores, alliance=alliance)))
+                + read_within_estimate(result, within_sd=alliance_within_sd(scores, alliance=alliance),
+                                       trends=weekly_trends(scores, instruments=(alliance, symptom))))
 
 # ---------------------------------------------------------------- downloads
 st.header("Download the figures")

@@ -54,9 +54,11 @@ def test_the_clinic_numbers_equal_analyze(app_as, demo_db: str) -> None:  # type
     expected = json.loads(result.output)
     at = _run(app_as("admin"))  # the admin's default scope is the whole clinic, as analyze
     table = next(df.value for df in at.dataframe if "Estimate" in df.value.columns)
-    assert len(table) == 6
+    assert len(table) == 6 + 3  # the three CONTRACT models, then the sensitivity model
+    models = {**expected["models"], **expected["sensitivity"]}
+    assert table["Model"].tolist()[6:] == ["detrended"] * 3
     for row in table.to_dict("records"):
-        term = expected["models"][row["Model"]]["terms"][row["Term"]]
+        term = models[row["Model"]]["terms"][row["Term"]]
         assert row["Estimate"] == f"{term['estimate']:.3f}"
         assert row["SE"] == f"{term['se']:.3f}"
         assert row["95% CI"] == f"{term['ci_low']:.3f} to {term['ci_high']:.3f}"
@@ -66,7 +68,21 @@ def test_the_clinic_numbers_equal_analyze(app_as, demo_db: str) -> None:  # type
     # the published values stand beside them
     published = table.set_index(["Model", "Term"])
     assert published.loc[("within", "alliance_within_t"), "Published B"] == "-0.060"
-    assert "What the within-person estimate means" in main_text(at)
+    # the within model's person-mean alliance is ~0 by construction, and says so beside the trial's -0.028
+    assert published.loc[("within", "alliance_between"), "Published B"] == "-0.028"
+    assert published.loc[("within", "alliance_between"), "Note"].startswith("About 0 by construction")
+    assert published.loc[("detrended", "alliance_detrended_t"), "Published B"] == ""
+    assert "read this one when alliance and symptoms both trend" in \
+        published.loc[("detrended", "alliance_detrended_t"), "Note"].lower()
+    text = main_text(at)
+    assert "What the within-person estimate means" in text
+    assert "not a between-person effect" in text
+    assert "When alliance and symptoms both trend over the weeks, read the adjusted estimate" in text
+    # the demo clinic's alliance rises and its SPIN falls: the reading says to read the adjusted estimate
+    adjusted = models["detrended"]["terms"]["alliance_detrended_t"]["estimate"]
+    assert f"{abs(adjusted):.3f} points lower" in text and "so read the adjusted one" in text
+    assert "points off the patient's own course" in text
+    assert "matches" not in text.lower() and "with a caveat" in text
 
 
 def test_meeting_mode_hides_codes_names_and_small_counts(app_as) -> None:  # type: ignore[no-untyped-def]

@@ -122,7 +122,28 @@ def test_to_dict_of_an_unfittable_model_is_valid_json_with_nulls() -> None:
 def test_to_frame_is_tidy(reference_fit: AnalysisResult) -> None:
     tidy = reference_fit.to_frame()
     assert list(tidy.columns) == ["model", "term", "estimate", "se", "ci_low", "ci_high", "p", "n", "converged"]
-    assert len(tidy) == 6
+    assert len(tidy) == 6 + 3  # the three CONTRACT models, then the detrended model
+    assert tidy["model"].tolist()[6:] == ["detrended"] * 3
+
+
+def test_the_sensitivity_model_is_an_added_key_not_a_fourth_contract_model(reference_fit: AnalysisResult) -> None:
+    out = reference_fit.to_dict()
+    assert list(out["models"]) == ["total", "within", "between"]
+    detrended = out["sensitivity"]["detrended"]
+    assert list(detrended["terms"]) == ["symptom_within_t", "alliance_detrended_t", "week"]
+    assert isinstance(detrended["n_obs"], int) and detrended["converged"] is True
+    assert "week" in detrended["formula"] and "alliance_detrended_t" in detrended["formula"]
+    assert set(reference_fit.all_models) == {"total", "within", "between", "detrended"}
+    without = fit_within_between(pd.read_csv(REFERENCE / "reference_scores.csv"), sensitivity=False)
+    assert without.detrended is None and "sensitivity" not in without.to_dict()
+    assert without.to_dict()["models"]["within"] == out["models"]["within"]
+
+
+def test_the_within_models_alliance_between_carries_its_note(reference_fit: AnalysisResult) -> None:
+    notes = reference_fit.to_dict()["models"]["within"]["notes"]
+    assert notes == {"alliance_between": models.WITHIN_BETWEEN_NOTE}
+    assert "About 0 by construction" in notes["alliance_between"] and "-0.028" in notes["alliance_between"]
+    assert "notes" not in reference_fit.to_dict()["models"]["between"]
 
 
 # --------------------------------------------------------------------------- reference
@@ -357,6 +378,82 @@ def test_planted_negative_within_and_positive_between_effects_come_back() -> Non
     assert within.estimate == pytest.approx(-0.3, abs=0.05)
     assert between.estimate == pytest.approx(0.5, abs=3 * between.se)
     assert result.converged
+
+
+@pytest.mark.parametrize("between", [-0.5, 0.0, 0.3, 0.8])
+def test_the_within_models_alliance_between_is_about_0_whatever_the_planted_between_effect(between: float) -> None:
+    """The within model's outcome is person-centred: nothing between patients is left for the
+    person-mean alliance to explain, so its coefficient is ~0 by construction, while the
+    between model finds the planted effect."""
+    cohort = simulate_cohort(400, 11, within=-0.2, between=between, seed=21, missing=0.07)
+    result = fit_within_between(cohort)
+    assert abs(result.within.term("alliance_between").estimate) < 0.01
+    assert result.between.term("alliance_between").estimate == pytest.approx(between, abs=0.15)
+
+
+#: Trial-like trends: alliance rises about 1 point a week and SPIN falls 1.6 (CLINICAL.md week
+#: means), each patient with their own slope; a planted within effect of -0.2 on the week's
+#: distance from the patient's own alliance course.
+TRENDING = {"alliance_trend": 1.0, "alliance_trend_sd": 0.5, "symptom_trend": -1.6, "symptom_trend_sd": 0.8,
+            "alliance_within_sd": 3.0, "missing": 0.07}
+PLANTED = -0.2
+#: The sensitivity model must recover the planted effect within this (3 SE at 3000 patients).
+TOLERANCE = 0.025
+
+
+def test_when_scores_trend_the_trial_spec_is_biased_and_the_detrended_model_is_not() -> None:
+    """Wang & Maxwell (2015): person-mean centring keeps the trend in the within part.
+
+    Seed 2 gives -0.287 (SE 0.006) for the trial's specification and -0.201 (SE 0.008) for the
+    detrended model (issue 13 reports -0.316 from another simulation with steeper trends)."""
+    cohort = simulate_cohort(3000, 11, within=PLANTED, between=0.3, seed=2, **TRENDING)
+    result = fit_within_between(cohort)
+    trial = result.within.term("alliance_within_t")
+    adjusted = result.detrended.term("alliance_detrended_t")
+    assert result.detrended.converged and result.detrended.n_obs > 0.8 * result.within.n_obs
+    # the trial's specification overstates the link: more than 0.06 beyond the planted -0.2,
+    # and its 95% CI excludes it
+    assert trial.estimate < PLANTED - 0.06 and trial.ci_high < PLANTED
+    # the sensitivity model recovers it, and its CI covers it
+    assert adjusted.estimate == pytest.approx(PLANTED, abs=TOLERANCE)
+    assert adjusted.ci_low < PLANTED < adjusted.ci_high
+    assert result.detrended.term("week").estimate < 0  # symptoms fall over the weeks
+
+
+def test_without_trends_the_two_specifications_agree() -> None:
+    cohort = simulate_cohort(3000, 11, within=PLANTED, between=0.3, seed=2, missing=0.07, alliance_within_sd=3.0)
+    result = fit_within_between(cohort)
+    trial = result.within.term("alliance_within_t").estimate
+    adjusted = result.detrended.term("alliance_detrended_t").estimate
+    assert abs(trial - adjusted) < 0.01
+    assert trial == pytest.approx(PLANTED, abs=TOLERANCE) and adjusted == pytest.approx(PLANTED, abs=TOLERANCE)
+
+
+def test_an_alliance_trend_leaves_a_cohort_without_one_unchanged() -> None:
+    base = simulate_cohort(40, 6, within=-0.2, between=0.3, seed=9, symptom_trend=-1.0, symptom_trend_sd=0.5)
+    same = simulate_cohort(40, 6, within=-0.2, between=0.3, seed=9, symptom_trend=-1.0, symptom_trend_sd=0.5,
+                           alliance_trend=0.0, alliance_trend_sd=0.0)
+    pd.testing.assert_frame_equal(base, same)
+    rising = simulate_cohort(200, 11, within=-0.2, between=0.3, seed=9, alliance_trend=1.0, alliance_trend_sd=0.5)
+    wai = rising[rising["instrument"] == "WAI-SR"].groupby("week")["score"].mean()
+    assert wai.loc[11] - wai.loc[1] == pytest.approx(10.0, abs=1.5)
+
+
+def test_detrending_removes_each_patients_own_straight_line() -> None:
+    scores = frame([("A", "WAI-SR", w, 30 + 2 * w + (1 if w == 3 else 0)) for w in range(1, 7)]
+                   + [("B", "WAI-SR", 1, 40), ("B", "WAI-SR", 2, 44)])  # B: 2 weeks, nothing left to detrend
+    got = models.detrend_by_person(scores, "score")
+    a = got[scores["patient_id"] == "A"].to_numpy()
+    # a line through (t, 30 + 2t) plus a bump of 1 at week 3: residuals sum to 0, none is a trend
+    assert a.sum() == pytest.approx(0.0, abs=1e-12)
+    assert np.dot(a, np.arange(1, 7) - 3.5) == pytest.approx(0.0, abs=1e-12)
+    assert a.argmax() == 2 and a[2] == pytest.approx(1 - 1 / 6 - (3 - 3.5) * (-0.5 / 17.5))
+    assert got[scores["patient_id"] == "B"].isna().all()
+    pd.testing.assert_frame_equal(scores, frame([("A", "WAI-SR", w, 30 + 2 * w + (1 if w == 3 else 0))
+                                                 for w in range(1, 7)]
+                                                + [("B", "WAI-SR", 1, 40), ("B", "WAI-SR", 2, 44)]))
+    with pytest.raises(ValueError, match="two weeks"):
+        models.detrend_by_person(scores, "score", min_weeks=1)
 
 
 def test_simulate_cohort_is_seeded_and_in_the_column_contract() -> None:
