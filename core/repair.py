@@ -74,7 +74,7 @@ _ANY = (
 PROMPTS: dict[str | None, tuple[str, ...]] = {"bond": _BOND, "goal": _GOAL, "task": _TASK, None: _ANY}
 #: A closing prompt for every card.
 FOLLOW_UP = ("Look at next week's questionnaire: the rupture counts as repaired when the alliance is "
-             "back within one reliable change of the baseline.")
+             "back within one reliable change of the baseline and has won back at least half of the fall.")
 
 _SERIES_LABELS = {"WAI-SR": "Alliance with the therapist (WAI-SR)", "WAI-P": "Alliance with the programme (WAI-P)"}
 CARD_STATUS_WORDS = {"open": "not yet known (too soon to tell)", "unrepaired": "not repaired",

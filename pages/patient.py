@@ -82,8 +82,8 @@ if scores.empty:
 cards = rupture_cards(flags, last_week=int(scores["week"].max())) if not flags.empty else rupture_cards(flags)
 if len(cards):
     st.subheader("Ruptures", help="A rupture is a fall in the alliance against the patient's own level. "
-                                  "Repaired: back within one reliable change of the baseline within the "
-                                  "repair window (default 2 weeks).")
+                                  "Repaired: back within one reliable change of the baseline, with at least "
+                                  "half of the fall won back, within the repair window (default 2 weeks).")
 for _, card in cards.iterrows():
     key = f"{card['instrument']}-{int(card['week'])}"
     with st.container(border=True, key=f"rupture_card_{key}"):
