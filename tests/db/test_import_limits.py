@@ -150,7 +150,7 @@ def test_twenty_thousand_unknown_columns_are_one_line(url: str, tmp_path: Path) 
     assert result.stderr.splitlines() == [
         "wide.csv: row 1, column x0: this column and 19,999 more (x1, x2, x3, …) are not part of the weekly-scores "
         "format; remove or rename them (known: patient_id, therapist_id, week, instrument, score, administered_on, "
-        "item_1 … item_N).", "wide.csv: 1 problem; nothing was written."]
+        "start_date, patient_status, status_since, item_1 … item_N).", "wide.csv: 1 problem; nothing was written."]
 
 
 # --- the smaller ones -----------------------------------------------------------------------------
