@@ -746,7 +746,7 @@ def _risk_parts(frame: pd.DataFrame, s: _SeriesArrays, config: FlagConfig) -> li
                                 else np.full(len(frame), np.nan) for c in cols])
         above = np.where(np.isnan(vals), False, vals > threshold) & rows[:, None]
         # no item answered at all: the least each risk item can be, given the total
-        least = s.x[:, None] - (inst.n_items - 1) * inst.item_max + np.zeros((1, len(cols)))
+        least = s.x[:, None] - inst.others_max + np.zeros((1, len(cols)))
         implied = np.where(np.isnan(least), False, least > threshold) & (rows & ~answered)[:, None]
         hit = (above | implied).any(axis=1)
         if not hit.any():

@@ -171,7 +171,7 @@ def risk_item_coverage(session: Session, *, actor: Actor | None, patient_code: s
         return pd.DataFrame(columns=cols)
     no_items = or_(Score.items.is_(None), cast(Score.items, Text) == "null")
     # a total above this implies the risk item was answered above 0 (core.flags._risk_parts)
-    implied_at = case(*[(Score.instrument == c, float((i.n_items - 1) * i.item_max)) for c, i in risky.items()])
+    implied_at = case(*[(Score.instrument == c, i.others_max) for c, i in risky.items()])
     unchecked = and_(no_items, Score.total <= implied_at)
     stmt = (select(Patient.code, Score.instrument, func.sum(case((unchecked, 1), else_=0)), func.count(),
                    func.max(case((unchecked, Score.week))), func.max(Score.week))

@@ -234,7 +234,7 @@ def _risk_without_items(frame: pd.DataFrame) -> dict[str, tuple[int, int]]:
             continue
         rows = frame["instrument"].eq(code).to_numpy() & frame["items_list"].isna().to_numpy()
         if rows.any():
-            least = frame["score"].to_numpy(dtype="float64")[rows] - (inst.n_items - 1) * inst.item_max
+            least = frame["score"].to_numpy(dtype="float64")[rows] - inst.others_max
             out[code] = (int(rows.sum()), int((least > 0).sum()))
     return out
 

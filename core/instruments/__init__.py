@@ -96,6 +96,12 @@ class Instrument:
         """This instrument's item columns, ``item_1 … item_n``."""
         return item_columns(self.n_items)
 
+    @property
+    def others_max(self) -> float:
+        """The most the other items can add up to beside one item: ``(n_items - 1) * item_max``.
+        A total above it implies that item was answered at least ``total - others_max``."""
+        return float((self.n_items - 1) * self.item_max)
+
     def item_label(self, number: int) -> str:
         """Text of item ``number`` when the clinic supplied it, else ``"Item N"``."""
         if 1 <= number <= len(self.item_texts):
