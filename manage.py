@@ -189,7 +189,7 @@ def _import(file: Path, *, db: str | None, dry_run: bool, replace: bool, source:
 
 def _note_therapists(plan) -> None:  # type: ignore[no-untyped-def]
     """Say so when rows name another therapist than the caseload their patient stays on."""
-    for note in (plan.therapist_note(), plan.risk_note(), plan.calendar_note()):
+    for note in (plan.creation_note(), plan.therapist_note(), plan.risk_note(), plan.calendar_note()):
         if note:
             typer.echo(f"Note: {note}")
 
@@ -411,6 +411,7 @@ def flags(as_of_week: Annotated[int | None, typer.Option("--as-of-week", min=1,
                 fail(f"There is no account {user}; check the name (manage.py create-user adds one).", 2)
             actor = Actor.from_account(account)
         table = read_flags(session, actor=actor, as_of_week=as_of_week, today=day)
+    table = table.drop(columns="computed_status", errors="ignore")  # the pages' view; "status" says it here
     stored = [c for c in ("administered_on", "rules_version", "raised_at") if c in table.columns]
     extra = [c for c in table.columns if c not in CONTRACT_COLUMNS and c not in stored]
     table = table[list(CONTRACT_COLUMNS) + extra + stored]  # new columns last: old readers keep working
@@ -453,30 +454,74 @@ def freeze_parameters(
                                                              "a published SD, e.g. SPIN).")] = None,
         min_patients: Annotated[int, typer.Option("--min-patients", min=2, help="Fewest week-1 scores "
                                                   "needed.")] = 30,
+        course: Annotated[bool, typer.Option("--course", help="Freeze the clinic's own expected alliance course "
+                                             "and typical within-person SD (rule below_expected) instead of an "
+                                             "SD; --instrument then names alliance instruments.")] = False,
         db: DbOption = None) -> None:
-    """Freeze the clinic's own week-1 SD as a new rule set and recompute every flag once."""
+    """Freeze the clinic's own week-1 SD (or, with --course, its expected alliance course) as a new
+    rule set and recompute every flag once."""
     from db.access import SYSTEM
     from db.engine import transaction
     from db.flagstore import refresh_all
-    from db.parameters import freeze_own_sd
+    from db.parameters import freeze_course, freeze_own_sd
 
     engine = _engine(db)
     try:
         with transaction(engine) as session:
-            info = freeze_own_sd(session, actor=SYSTEM, instruments=instrument or None, min_patients=min_patients)
+            if course:
+                info = freeze_course(session, actor=SYSTEM, instruments=instrument or None)
+            else:
+                info = freeze_own_sd(session, actor=SYSTEM, instruments=instrument or None,
+                                     min_patients=min_patients)
             n = refresh_all(session)
     except ValueError as exc:
         fail(str(exc), 2)
-    for code, p in sorted(info.instruments.items()):
-        typer.echo(f"{code}: SD {p['sd'] if p['sd'] is not None else '-'}, r {p['r']}; {p['source']}")
+    if course:
+        for code, p in sorted(info.course.items()):
+            typer.echo(f"{code}: expected course {_means(p['week_means'])}; within-person SD {p['within_sd']:g} "
+                       f"with the weight of {p['prior_weeks']:g} weeks; {p['source']}")
+    else:
+        for code, p in sorted(info.instruments.items()):
+            typer.echo(f"{code}: SD {p['sd'] if p['sd'] is not None else '-'}, r {p['r']}; {p['source']}")
     typer.echo(f"Rule set {info.version} is in force; {n} flags recomputed and stored.")
+
+
+def _means(values: list[float]) -> str:
+    return ", ".join(f"{v:.1f}" for v in values) + " (weeks 1-" + str(len(values)) + ", flat after)"
+
+
+@app.command("set-rule")
+def set_rule_command(
+        rule: Annotated[str, typer.Argument(help="The rule, e.g. below_expected, repair, reliable_drop.")],
+        param: Annotated[str, typer.Argument(help="Its parameter (e.g. k_sd), or on/off to switch the rule.")],
+        value: Annotated[str | None, typer.Argument(help="The new value: a number, true/false or none.")] = None,
+        reason: Annotated[str, typer.Option("--reason", help="Why (kept with the rule set and audited).")] = "",
+        db: DbOption = None) -> None:
+    """Change one rule setting as a new rule set and recompute every flag once (audited)."""
+    from db.access import SYSTEM
+    from db.engine import transaction
+    from db.flagstore import refresh_all
+    from db.parameters import parse_value, set_rule
+
+    if value is None:  # "set-rule below_own_level on" / "set-rule rupture_requires all"
+        param_name, parsed = None, parse_value(param)
+    else:
+        param_name, parsed = param, parse_value(value)
+    engine = _engine(db)
+    try:
+        with transaction(engine) as session:
+            info = set_rule(session, actor=SYSTEM, rule=rule, param=param_name, value=parsed, reason=reason)
+            n = refresh_all(session)
+    except ValueError as exc:
+        fail(str(exc), 2)
+    typer.echo(f"Rule set {info.version} is in force ({info.note}); {n} flags recomputed and stored.")
 
 
 @app.command("parameters")
 def parameters(db: DbOption = None) -> None:
-    """The rule sets in force and before, with the provenance of every number."""
+    """The rule sets in force and before, with the provenance of every number, and the rule settings."""
     from db.engine import transaction
-    from db.parameters import rule_sets
+    from db.parameters import course_defaults, rule_sets, rule_settings_table
 
     engine = _engine(db)
     with transaction(engine) as session:
@@ -486,6 +531,18 @@ def parameters(db: DbOption = None) -> None:
         for code, p in sorted(info.instruments.items()):
             typer.echo(f"  {code}: SD {p['sd'] if p['sd'] is not None else '-'}, r {p['r']}, "
                        f"reliable change {p['rc'] if p['rc'] is not None else 'from SD and r'}; {p['source']}")
+    if not sets:
+        return
+    current = sets[-1]
+    typer.echo(f"Expected alliance course in rule set {current.version} (rule below_expected):")
+    for code, p in sorted({**course_defaults(), **current.course}.items()):
+        typer.echo(f"  {code}: {_means(p['week_means'])}; within-person SD {p['within_sd']:g} with the weight of "
+                   f"{p['prior_weeks']:g} weeks; {p['source']}")
+    typer.echo(f"Rule settings in rule set {current.version} (* = changed from the release's default):")
+    for row in rule_settings_table(current):
+        mark = "*" if row["changed"] else " "
+        name = f"{row['rule']}.{row['param']}" if row["param"] else row["rule"]
+        typer.echo(f" {mark} {name} = {row['value']} (default {row['default']})")
 
 
 @app.command("analyze")

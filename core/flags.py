@@ -48,20 +48,23 @@ missed         ``missed``                             low
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, cast
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from core import instruments as reg
 from core.centering import WeekLookup, _group_exclusive_cumsum, baseline_sds, check_scores, running_arrays, series_order
 from core.ruptures import (
+    BelowExpectedRule,
     BelowOwnLevelRule,
     LowAllianceRule,
     ReliableDropRule,
     RepairRule,
     SuddenLossRule,
+    below_expected_criteria,
     below_own_level_criteria,
     check_rules,
     reliable_drop_criteria,
@@ -79,9 +82,11 @@ from core.symptoms import (
 )
 
 __all__ = [
-    "BelowOwnLevelRule", "CasenessRule", "DEFAULT_CONFIG", "FLAG_COLUMNS", "CONTRACT_COLUMNS",
+    "BelowExpectedRule", "BelowOwnLevelRule", "RULE_CLASSES", "apply_settings", "CasenessRule", "DEFAULT_CONFIG",
+    "FLAG_COLUMNS", "CONTRACT_COLUMNS",
     "FlagConfig", "LowAllianceRule", "MissedRule", "RULES", "ReliableChangeRule", "ReliableDropRule",
-    "RULES_REVISION", "RepairRule", "RiskItemRule", "SEVERITIES", "SuddenLossRule", "compute_flags", "empty_flags",
+    "RULES_0_3", "RULES_REVISION", "RepairRule", "RiskItemRule", "SEVERITIES", "SuddenLossRule", "compute_flags",
+    "empty_flags",
 ]
 
 #: The revision of the rules' code. Bump it (and say why in CHANGELOG.md) whenever a release changes
@@ -89,11 +94,16 @@ __all__ = [
 #: revision are recomputed once at the next start (``db.flagstore.ensure_current``).
 #: 1: the first stored flags. 2: PHQ-9 item 9 implied by totals of 25 or more (issue 13).
 #: 3: repaired also needs half of the fall won back (RepairRule.min_recovered, CLINICAL.md "Repair").
-RULES_REVISION = 3
+#: 4: ruptures by ``below_expected`` (expected course, shrunk own SD, two weeks running; issue 12).
+RULES_REVISION = 4
+#: Weight (in weeks of a patient's own data) of the clinic's typical within-person SD until a
+#: clinic freezes its own estimate (a project choice, docs/calibration.md).
+DEFAULT_PRIOR_WEEKS = 4.0
 
 #: Machine names of every rule; each has a section in docs/flags.md.
-RULES = ("reliable_drop", "below_own_level", "rupture_episodes", "sudden_loss", "repair", "low_alliance",
-         "deterioration", "improvement", "caseness", "risk_item", "missed")
+RULES = ("below_expected", "below_expected_two_weeks", "below_expected_subscale", "reliable_drop", "below_own_level",
+         "rupture_episodes", "sudden_loss", "repair", "low_alliance", "deterioration", "improvement", "caseness",
+         "risk_item", "missed")
 #: Kinds of flag.
 KINDS = ("rupture", "low_alliance", "deterioration", "improvement", "caseness", "risk_item", "missed")
 #: Severities, most urgent first.
@@ -126,8 +136,11 @@ class FlagConfig:
 
     Parameters
     ----------
+    below_expected : BelowExpectedRule or None
+        The default rupture rule: below the course expected for this patient, on the patient's
+        own (shrunk) scale, in one week or two weeks running.
     reliable_drop, below_own_level : rule or None
-        The two rupture rules.
+        The rupture rules of releases 0.1-0.3 (off by default; docs/calibration.md compares them).
     rupture_requires : {"any", "all"}
         A rupture is raised when any (default) or all of the switched-on rupture rules fire.
     sudden_loss : SuddenLossRule or None
@@ -154,10 +167,19 @@ class FlagConfig:
         nor in its definition has no reliable change (its RC criteria answer ``<NA>``).
         ``None`` (default): an instrument without an SD uses the SD of the frame's week-1
         scores (simulations, research). Example: ``(("SPIN", 11.0, None),)``.
+    alliance_course : tuple of (str, tuple of float, float, float), or None
+        The clinic's frozen parameters of ``below_expected``: one ``(instrument code, week
+        means, typical within-person SD, prior weeks)`` per alliance instrument, and per subscale
+        (code ``"WAI-SR:bond"``) for the subscale test. The week means
+        (weeks 1, 2, ...; flat after the last) give the expected course, the SD and its weight
+        the shrinkage. ``None`` or an instrument left out: the literature default of
+        :func:`alliance_course_default` (the instrument's ``week_means``, its standard error of
+        measurement ``SD * sqrt(1 - r)``, ``DEFAULT_PRIOR_WEEKS``).
     """
 
-    reliable_drop: ReliableDropRule | None = field(default_factory=ReliableDropRule)
-    below_own_level: BelowOwnLevelRule | None = field(default_factory=BelowOwnLevelRule)
+    below_expected: BelowExpectedRule | None = field(default_factory=BelowExpectedRule)
+    reliable_drop: ReliableDropRule | None = None
+    below_own_level: BelowOwnLevelRule | None = None
     rupture_requires: str = "any"
     sudden_loss: SuddenLossRule | None = field(default_factory=SuddenLossRule)
     repair: RepairRule = field(default_factory=RepairRule)
@@ -170,6 +192,7 @@ class FlagConfig:
     rupture_episodes: bool = True
     symptom_preference: tuple[str, ...] = ("SPIN", "PHQ-9", "GAD-7")
     rc_params: tuple[tuple[str, float | None, float | None], ...] | None = None
+    alliance_course: tuple[tuple[str, tuple[float, ...], float, float], ...] | None = None
 
     def check(self) -> None:
         """Raise ``ValueError`` when a setting cannot work."""
@@ -178,10 +201,12 @@ class FlagConfig:
         if self.repair is None:
             raise ValueError("The repair rule cannot be off; set RepairRule(weeks=...) instead.")
         check_rules(reliable_drop=self.reliable_drop, below_own_level=self.below_own_level,
-                    sudden_loss=self.sudden_loss, low_alliance=self.low_alliance, repair=self.repair)
+                    sudden_loss=self.sudden_loss, low_alliance=self.low_alliance, repair=self.repair,
+                    below_expected=self.below_expected)
         check_symptom_rules(deterioration=self.deterioration, improvement=self.improvement,
                             caseness=self.caseness, risk_item=self.risk_item, missed=self.missed)
         _check_rc_params(self.rc_params)
+        _check_alliance_course(self.alliance_course)
 
     def describe(self) -> dict:
         """The settings as a plain dict (for reports and the docs page)."""
@@ -192,7 +217,62 @@ class FlagConfig:
                                                   if hasattr(v, "__dataclass_fields__") else v)
         if self.rc_params is not None:
             out["rc_params"] = {code: {"sd": sd, "r": r} for code, sd, r in self.rc_params}
+        if self.alliance_course is not None:
+            out["alliance_course"] = {code: {"week_means": list(m), "within_sd": sd, "prior_weeks": d0}
+                                      for code, m, sd, d0 in self.alliance_course}
         return out
+
+
+def alliance_course_default(inst: reg.Instrument) -> tuple[tuple[float, ...], float, float]:
+    """Literature default of an alliance instrument's ``below_expected`` parameters.
+
+    ``(week means, typical within-person SD, prior weeks)``: the definition's ``week_means``
+    (none: a flat course), its standard error of measurement ``SD * sqrt(1 - r)`` (2.45 for
+    WAI-SR with SD 10 and r .94; 3.0 when the definition has no SD or r) and
+    ``DEFAULT_PRIOR_WEEKS``.
+    """
+    if inst.sd is not None and inst.reliability is not None:
+        s0 = float(inst.sd) * math.sqrt(1.0 - float(inst.reliability))
+    else:
+        s0 = 3.0
+    return tuple(float(m) for m in inst.week_means), s0, DEFAULT_PRIOR_WEEKS
+
+
+def subscale_course_default(inst: reg.Instrument, name: str,
+                            total: tuple[tuple[float, ...], float, float]) -> tuple[tuple[float, ...], float, float]:
+    """Default ``below_expected`` parameters of one subscale from its instrument's (``total``): the
+    week means times the subscale's share of the items, the SD times the square root of that share
+    (item noise taken as independent, a project choice), the same prior weeks."""
+    share = len(inst.subscales[name]) / inst.n_items
+    means, s0, d0 = total
+    return tuple(m * share for m in means), s0 * math.sqrt(share), d0
+
+
+def _check_alliance_course(course) -> None:
+    """Raise ``ValueError`` unless ``course`` is ``None`` or valid (code, means, sd, weeks) entries."""
+    if course is None:
+        return
+    how = "give alliance_course as a tuple of (instrument code, week means, within-person SD, prior weeks)"
+    if not isinstance(course, tuple):
+        raise ValueError(f"alliance_course is a {type(course).__name__}, not a tuple; {how}.")
+    known = reg.registry()
+    for entry in course:
+        if not (isinstance(entry, tuple) and len(entry) == 4 and isinstance(entry[0], str)):
+            raise ValueError(f"alliance_course entry {entry!r} is not a 4-tuple; {how}.")
+        code, means, sd, d0 = entry
+        inst_code, _, sub = code.partition(":")
+        if inst_code not in known:
+            raise ValueError(f"alliance_course names instrument {inst_code!r}, which has no definition; known "
+                             f"instruments are {', '.join(sorted(known))}.")
+        if sub and sub not in known[inst_code].subscales:
+            raise ValueError(f"alliance_course names subscale {sub!r} of {inst_code}, which has none of that name; "
+                             f"its subscales are {', '.join(sorted(known[inst_code].subscales)) or 'none'}.")
+        if not all(_is_number(m) and math.isfinite(m) for m in means):
+            raise ValueError(f"alliance_course gives {code} week means that are not all numbers; {how}.")
+        if not (_is_number(sd) and math.isfinite(sd) and sd > 0):
+            raise ValueError(f"alliance_course gives {code} the within-person SD {sd!r}; it must be above 0.")
+        if not (_is_number(d0) and math.isfinite(d0) and d0 >= 0):
+            raise ValueError(f"alliance_course gives {code} {d0!r} prior weeks; it must be 0 or more.")
 
 
 def _is_number(v) -> bool:
@@ -228,6 +308,49 @@ def _check_rc_params(rc_params) -> None:
 
 
 DEFAULT_CONFIG = FlagConfig()
+#: The rules a clinic can set, by name: the FlagConfig field and its settings class (``None``:
+#: a plain value such as ``rupture_requires``). ``apply_settings`` turns stored overrides into a config.
+RULE_CLASSES: dict[str, type | None] = {
+    "below_expected": BelowExpectedRule, "reliable_drop": ReliableDropRule, "below_own_level": BelowOwnLevelRule,
+    "sudden_loss": SuddenLossRule, "repair": RepairRule, "low_alliance": LowAllianceRule,
+    "deterioration": ReliableChangeRule, "improvement": ReliableChangeRule, "caseness": CasenessRule,
+    "risk_item": RiskItemRule, "missed": MissedRule, "rupture_requires": None, "rupture_episodes": None,
+}
+
+
+def apply_settings(base: FlagConfig, settings: dict[str, dict | str | bool | None]) -> FlagConfig:
+    """``base`` with a clinic's stored rule settings: ``{rule: {param: value}}`` changes parameters of a
+    rule (switching it on with its defaults if it was off), ``{rule: None}`` switches it off, and
+    ``{"rupture_requires": "all"}`` sets a plain value. Raises ``ValueError`` naming what is wrong."""
+    changes: dict[str, Any] = {}
+    for name, value in settings.items():
+        if name not in RULE_CLASSES:
+            raise ValueError(f"There is no rule {name!r}; the rules are {', '.join(sorted(RULE_CLASSES))}.")
+        cls = RULE_CLASSES[name]
+        if cls is None:
+            changes[name] = value
+            continue
+        if value is None:
+            changes[name] = None
+            continue
+        if not isinstance(value, dict):
+            raise ValueError(f"The setting of {name} must be its parameters or off; got {value!r}.")
+        known = {f.name for f in fields(cls)}
+        bad = sorted(set(value) - known)
+        if bad:
+            raise ValueError(f"The rule {name} has no parameter {', '.join(bad)}; its parameters are "
+                             f"{', '.join(sorted(known))}.")
+        current = getattr(base, name) or cls()
+        changes[name] = replace(current, **value)
+    cfg = replace(base, **changes)
+    cfg.check()
+    return cfg
+
+
+#: The rupture rules of releases 0.1-0.3 (reliable_drop OR below_own_level), kept as a named option
+#: for clinics that want the old behaviour and for the comparison in docs/calibration.md.
+RULES_0_3 = FlagConfig(below_expected=None, reliable_drop=ReliableDropRule(), below_own_level=BelowOwnLevelRule(),
+                       sudden_loss=SuddenLossRule(scale_floor=None))
 
 
 def empty_flags() -> pd.DataFrame:
@@ -274,6 +397,7 @@ def _instrument_table(codes: pd.Index, frame_w1: pd.DataFrame, config: FlagConfi
     for the SD of an instrument whose definition has none (see :func:`_rc_cutoff`).
     """
     frozen = None if config.rc_params is None else {code: (sd, r) for code, sd, r in config.rc_params}
+    courses = {code: (m, sd, d0) for code, m, sd, d0 in (config.alliance_course or ())}
     sds = baseline_sds(frame_w1) if frozen is None and len(frame_w1) else pd.Series(dtype="float64")
     rows = []
     for code in codes:
@@ -285,8 +409,18 @@ def _instrument_table(codes: pd.Index, frame_w1: pd.DataFrame, config: FlagConfi
         floor = inst.total_min
         if config.sudden_loss is not None and config.sudden_loss.scale_floor is not None:
             floor = config.sudden_loss.scale_floor
+        total = courses.get(inst.code) or alliance_course_default(inst)
+        means, s0, d0 = total
+        course = np.asarray(means, dtype="float64") - means[0] if len(means) else np.zeros(1)
+        subs = {}
+        for name, numbers in sorted(inst.subscales.items()) if inst.kind == "alliance" else ():
+            m_s, s_s, d_s = courses.get(f"{inst.code}:{name}") or subscale_course_default(inst, name, total)
+            c_s = np.asarray(m_s, dtype="float64") - m_s[0] if len(m_s) else np.zeros(1)
+            subs[name] = (c_s, float(s_s), float(d_s), float(len(numbers) * inst.item_max))
         rows.append({
             "code": str(code), "alliance": inst.kind == "alliance", "rc": rc,
+            "course": course, "within_sd": float(s0), "prior_weeks": float(d0),
+            "rise": float(np.max(course)), "ceiling": float(inst.total_max), "subscales": subs,
             "low": np.nan if low is None else float(low), "case": np.nan if case is None else float(case),
             "floor": float(floor), "worse_sign": -1.0 if inst.higher_is_better else 1.0,
             "label": _LABELS.get(inst.code, inst.code), "inst": inst,
@@ -428,6 +562,7 @@ class _SeriesArrays:
     prev_stored: np.ndarray  # score of the previous stored week, any gap (NaN if none)
     first: np.ndarray        # first score of the series (the symptom baseline)
     rc: np.ndarray           # reliable-change cut-off of the row's instrument (NaN = unknown)
+    course: np.ndarray       # expected change from week 1 of the row's instrument at the row's week
     is_alliance: np.ndarray  # the row's instrument is an alliance instrument
     worse_sign: np.ndarray   # +1 when a higher score is worse, -1 when it is better
     labels: np.ndarray       # per instrument: the name used in sentences (index with icode)
@@ -450,26 +585,37 @@ def _series_arrays(frame: pd.DataFrame, config: FlagConfig, *, as_of_week: int |
     cnt, rmean, rsd, _ = running_arrays(gid, x)
     lookup = WeekLookup(gid[present], week[present], x[present])
     base = pd.DataFrame({c: frame[c] for c in ("patient_id", "therapist_id", "week", "instrument")})
+    course = np.zeros(len(frame))
+    for i, c in enumerate(itab["course"]):  # loop over instruments (a handful), not rows
+        sel = icode == i
+        course[sel] = c[np.minimum(week[sel], len(c)) - 1]
     return _SeriesArrays(
         gid=gid, week=week, x=x, present=present, pcode=pcode, pids=pids, icode=icode, icodes=icodes,
         itab=itab, now_p=now_p, now=now_p[pcode], cnt=cnt, rmean=rmean, rsd=rsd, lookup=lookup,
         prev=lookup.at(gid, week, -1), prev_stored=_prev_stored(gid, x),
         first=pd.Series(x).groupby(gid, sort=False).transform("first").to_numpy(),
-        rc=itab["rc"].to_numpy()[icode], is_alliance=itab["alliance"].to_numpy()[icode],
+        rc=itab["rc"].to_numpy()[icode], course=course, is_alliance=itab["alliance"].to_numpy()[icode],
         worse_sign=itab["worse_sign"].to_numpy()[icode], labels=itab["label"].to_numpy(dtype=object),
         base=base,
     )
 
 
 def _rupture_flags(frame: pd.DataFrame, s: _SeriesArrays, config: FlagConfig) -> pd.DataFrame | None:
-    """Rupture rows: ``reliable_drop`` / ``below_own_level`` (any or all), one per episode.
+    """Rupture rows: ``below_expected`` / ``reliable_drop`` / ``below_own_level`` (any or all), one per episode.
 
-    ``None`` when both rules are off, there is no alliance score or nothing fired.
+    ``below_expected`` counts as one rule for ``rupture_requires`` (its one-week or its
+    two-week test). ``None`` when every rule is off, there is no alliance score or nothing fired.
     """
-    rupt_rules = [r for r in ("reliable_drop", "below_own_level") if getattr(config, r) is not None]
+    rupt_rules = [r for r in ("below_expected", "reliable_drop", "below_own_level") if getattr(config, r) is not None]
     if not rupt_rules or not s.is_alliance.any():
         return None
-    fired = {}
+    fired: dict[str, np.ndarray] = {}
+    be: dict[str, Any] | None = None  # below_expected_criteria's arrays
+    if config.below_expected is not None:
+        be = _below_expected(frame, s, config.below_expected)
+        fired["below_expected"] = be["one"]
+        fired["below_expected_two_weeks"] = be["two"] & ~be["one"]
+        fired["below_expected_subscale"] = be["sub"] & ~be["one"] & ~be["two"]
     if config.reliable_drop is not None:
         rd = reliable_drop_criteria(s.prev, s.x, s.rc, rule=config.reliable_drop)
         fired["reliable_drop"] = np.asarray(rd["reliable_drop"].fillna(False), dtype=bool)
@@ -478,7 +624,9 @@ def _rupture_flags(frame: pd.DataFrame, s: _SeriesArrays, config: FlagConfig) ->
         bol = below_own_level_criteria(s.x, s.cnt, s.rmean, s.rsd, rule=config.below_own_level, rc=s.rc)
         bol_hit = cast(pd.arrays.BooleanArray, bol["below_own_level"])
         fired["below_own_level"] = np.asarray(bol_hit.fillna(False), dtype=bool)
-    stack = np.column_stack([fired[r] for r in rupt_rules])
+    groups = [fired["below_expected"] | fired["below_expected_two_weeks"] | fired["below_expected_subscale"]
+              if r == "below_expected" else fired[r] for r in rupt_rules]
+    stack = np.column_stack(groups)
     hit = (stack.any(axis=1) if config.rupture_requires == "any" else stack.all(axis=1)) & s.is_alliance & s.present
     if config.rupture_episodes:
         # the previous stored week of the series already met the rupture rule: same episode
@@ -486,7 +634,82 @@ def _rupture_flags(frame: pd.DataFrame, s: _SeriesArrays, config: FlagConfig) ->
         hit &= ~prev_hit
     if not hit.any():
         return None
-    return _rupture_part(frame, s, hit, fired, rupt_rules, bol, config)
+    names = [n for n in ("below_expected", "below_expected_two_weeks", "below_expected_subscale", "reliable_drop",
+                         "below_own_level") if n in fired]
+    return _rupture_part(frame, s, hit, fired, names, bol, be, config)
+
+
+def _below_expected(frame: pd.DataFrame, s: _SeriesArrays, rule: BelowExpectedRule) -> dict[str, Any]:
+    """``below_expected_criteria`` of every row: the total (one week, two weeks) and each subscale.
+
+    Alliance rows only can fire. A row with every item answered is judged at ``k_sd`` and by
+    the subscale test; one without items at ``k_sd_without_items``. Adds ``sub`` (does a
+    subscale test fire), ``sub_name``, ``sub_gap`` and ``sub_expected``/``sub_score``/``sub_sd``/
+    ``sub_z`` of the subscale with the largest gap in predictive SDs.
+    """
+    prev_lookup = WeekLookup(s.gid[s.present], s.week[s.present], np.flatnonzero(s.present).astype("float64"))
+    prev_row = np.nan_to_num(prev_lookup.at(s.gid, s.week, -1), nan=-1.0).astype("int64")
+    col = s.itab.__getitem__
+    def d0_of(per_inst: np.ndarray) -> np.ndarray:  # the rule's own prior weight, or the clinic's
+        return per_inst if rule.prior_weeks is None else np.full(len(per_inst), float(rule.prior_weeks))
+
+    has_items = _has_items(frame, s)
+    k = np.where(has_items, rule.k_sd, rule.k_sd_without_items)
+    out = below_expected_criteria(s.gid, s.x, s.course, prev_row,
+                                  ceiling=col("ceiling").to_numpy(dtype="float64")[s.icode],
+                                  rise=col("rise").to_numpy(dtype="float64")[s.icode],
+                                  prior_sd=col("within_sd").to_numpy(dtype="float64")[s.icode],
+                                  prior_weeks=d0_of(col("prior_weeks").to_numpy(dtype="float64")[s.icode]),
+                                  rule=rule, k=k)
+    out["one"] &= s.is_alliance & s.present
+    out["two"] &= s.is_alliance & s.present
+    out["use_course"] = rule.use_course
+    m = len(s.x)
+    sub_hit = np.zeros(m, dtype=bool)
+    best = {"z": np.full(m, -np.inf), "name": np.full(m, None, dtype=object), "gap": np.full(m, np.nan),
+            "expected": np.full(m, np.nan), "score": np.full(m, np.nan), "sd": np.full(m, np.nan)}
+    if rule.subscale_k_sd is not None:
+        for i, row in s.itab.iterrows():  # loop over instruments and their subscales (a handful), not rows
+            subs = row["subscales"]
+            if not row["alliance"] or not subs:
+                continue
+            rows_of = np.flatnonzero(s.icode == i)
+            values = reg.subscale_scores(frame.iloc[rows_of], instrument=row["code"])
+            k_sub = float(stats.norm.isf(stats.norm.sf(rule.subscale_k_sd) / len(subs)))
+            g, wk = s.gid[rows_of], s.week[rows_of]
+            for name, (c_s, s0, d0, ceiling) in subs.items():
+                v = values[name].to_numpy(dtype="float64", na_value=np.nan)
+                c = c_s[np.minimum(wk, len(c_s)) - 1]
+                n_r = len(rows_of)
+                res = below_expected_criteria(
+                    g, v, c, np.full(n_r, -1), ceiling=np.full(n_r, ceiling), rise=np.full(n_r, float(np.max(c_s))),
+                    prior_sd=np.full(n_r, s0), prior_weeks=d0_of(np.full(n_r, d0)), rule=rule, k=k_sub,
+                    min_points=rule.subscale_min_points, two_weeks=False)
+                fire = res["one"] & ~np.isnan(v)
+                sub_hit[rows_of] |= fire
+                z = np.where(fire, res["z"], -np.inf)
+                better = z > best["z"][rows_of]
+                tgt = rows_of[better]
+                best["z"][tgt] = z[better]
+                best["name"][tgt] = name
+                best["gap"][tgt] = res["gap"][better]
+                best["expected"][tgt] = res["expected"][better]
+                best["score"][tgt] = v[better]
+                best["sd"][tgt] = res["sd"][better]
+    out["sub"] = sub_hit & has_items & s.is_alliance & s.present
+    out.update({f"sub_{key}": val for key, val in best.items()})
+    return out
+
+
+def _has_items(frame: pd.DataFrame, s: _SeriesArrays) -> np.ndarray:
+    """Per row: every item of the row's instrument is answered."""
+    out = np.zeros(len(s.x), dtype=bool)
+    for i, row in s.itab.iterrows():  # loop over instruments, not rows
+        cols = row["inst"].items
+        sel = s.icode == i
+        if all(c in frame.columns for c in cols):
+            out[sel] = frame.loc[sel, cols].notna().all(axis=1).to_numpy()
+    return out
 
 
 def _low_alliance_flags(s: _SeriesArrays, config: FlagConfig) -> pd.DataFrame | None:
@@ -613,27 +836,85 @@ def _part(base: pd.DataFrame, idx: np.ndarray, *, kind: str, rule, severity, sco
 
 
 def _rupture_part(frame: pd.DataFrame, s: _SeriesArrays, hit: np.ndarray, fired: dict[str, np.ndarray],
-                  rupt_rules: list[str], bol: dict[str, Any] | None, config: FlagConfig) -> pd.DataFrame:
-    """The rupture rows at ``hit``: rule, severity, baseline, repair status, confirmation, sentence."""
+                  rupt_rules: list[str], bol: dict[str, Any] | None, be: dict[str, Any] | None,
+                  config: FlagConfig) -> pd.DataFrame:
+    """The rupture rows at ``hit``: rule, severity, baseline, repair status, confirmation, sentence.
+
+    The baseline (what the score is compared with, and what repair must come back to) is the
+    expected score of ``below_expected`` when that fired, else the week before
+    (``reliable_drop``), else the running mean (``below_own_level``).
+    """
     idx = np.flatnonzero(hit)
     x = s.x[idx]
     week = s.week[idx]
     which = np.column_stack([fired[r][idx] for r in rupt_rules])
     rule = _join_rules(which, np.array(rupt_rules))
-    used_rd = fired.get("reliable_drop", np.zeros(len(hit), bool))[idx]
+    no = np.zeros(len(idx), bool)
+    be1 = fired["below_expected"][idx] if "below_expected" in fired else no
+    be2 = fired["below_expected_two_weeks"][idx] if "below_expected_two_weeks" in fired else no
+    be3 = fired["below_expected_subscale"][idx] if "below_expected_subscale" in fired else no
+    used_rd = fired.get("reliable_drop", np.zeros(len(hit), bool))[idx] & ~be1 & ~be2 & ~be3
     baseline = np.where(used_rd, s.prev[idx], s.rmean[idx])
     sd_used = bol["sd_used"][idx] if bol is not None else s.rsd[idx]
     with np.errstate(invalid="ignore", divide="ignore"):
         drop_sd = np.where(sd_used > 0, (s.rmean[idx] - x) / sd_used, np.nan)
-    severity = np.where(which.all(axis=1) & (which.shape[1] > 1), "high", "medium")
+    old_rules = which[:, [i for i, r in enumerate(rupt_rules) if r in ("reliable_drop", "below_own_level")]]
+    high = old_rules.all(axis=1) & (old_rules.shape[1] > 1) if old_rules.shape[1] else no.copy()
+    if be is not None:
+        e1, e2 = be["expected"][idx], be["expected2"][idx]
+        baseline = np.where(be1 | be3, e1, np.where(be2, e2, baseline))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            drop_sd = np.where(be1 | be3, be["gap"][idx] / be["sd"][idx],
+                               np.where(be2, be["gap2"][idx] / be["sd2"][idx], drop_sd))
+        hr = config.below_expected.high_rc_multiple if config.below_expected is not None else None
+        if hr is not None:
+            gap = np.where(be2, be["gap2"][idx], be["gap"][idx])
+            high |= (be1 | be2 | be3) & (gap >= hr * s.rc[idx])
+    severity = np.where(high, "high", "medium")
     status, rep_week = repair_status(s.gid[idx], week, baseline, s.rc[idx], s.now[idx], s.lookup,
                                      rule=config.repair, score=x)
     confirmed = _sudden_loss_confirmed(s, idx, config)
     sub_name, sub_drop = _subscale_fall(frame, s, idx, used_rd)
+    if be is not None and be3.any():  # the subscale test names its own subscale and gap
+        sub_name = sub_name.where(~pd.Series(be3), pd.Series(be["sub_name"][idx], dtype="string"))
+        sub_drop = np.where(be3, be["sub_gap"][idx], sub_drop)
     expl = _rupture_explanation(s, idx, drop_sd, sub_name)
+    if be is not None and (be1 | be2 | be3).any():
+        expl = expl.where(~pd.Series(be1 | be2 | be3),
+                          _below_expected_explanation(s, idx, be, be2, be3, sub_name))
     return _part(s.base, idx, kind="rupture", rule=rule, severity=pd.Series(severity, dtype="string"),
                  score=x, baseline=baseline, explanation=expl, drop_sd=drop_sd, subscale=sub_name,
                  subscale_drop=sub_drop, confirmed=confirmed).pipe(_set_status, status, rep_week)
+
+
+def _below_expected_explanation(s: _SeriesArrays, idx: np.ndarray, be: dict[str, Any], two: np.ndarray,
+                                sub: np.ndarray, sub_name: pd.Series) -> pd.Series:
+    """The sentence of each ``below_expected`` rupture row ``idx`` (``two``: the two-week test fired;
+    ``sub``: the subscale test)."""
+    x = s.x[idx]
+    lab = pd.Series(s.labels[s.icode[idx]], dtype="string")
+    why = " (their own level so far plus the clinic's usual change by this week of treatment)" \
+        if be["use_course"] else " (their own level so far)"
+    one = (lab + " was " + _fmt(x) + ", " + _fmt(be["gap"][idx]) + " points below the " + _fmt(be["expected"][idx])
+           + " expected for this patient in week " + _fmt(s.week[idx]) + why + ": " + _fmt(be["z"][idx])
+           + " times the usual variation, given their week-to-week SD of " + _fmt(be["sd"][idx]) + " points")
+    j = idx - 1  # rows of a series are in week order; the two-week test needs exactly the week before
+    prev_x = s.lookup.at(s.gid[idx], s.week[idx], -1)
+    twice = (lab + " was below what is expected for this patient two weeks running: " + _fmt(prev_x) + " and "
+             + _fmt(x) + " against " + _fmt(be["prev_expected2"][idx]) + " and " + _fmt(be["expected2"][idx])
+             + why + ", on average " + _fmt(be["gap2"][idx]) + " points below (" + _fmt(be["z2"][idx])
+             + " times the usual variation of a two-week average; week-to-week SD " + _fmt(be["sd2"][idx])
+             + " points)")
+    del j
+    name = pd.Series(be["sub_name"][idx], dtype="string").fillna("")
+    part = (lab + ": the " + name + " items were " + _fmt(be["sub_score"][idx]) + ", " + _fmt(be["sub_gap"][idx])
+            + " points below the " + _fmt(be["sub_expected"][idx]) + " expected for this patient in week "
+            + _fmt(s.week[idx]) + why + ", " + _fmt(be["sub_z"][idx]) + " times the usual variation of that part "
+            + "(week-to-week SD " + _fmt(be["sub_sd"][idx]) + " points); the total was " + _fmt(x)
+            + " against " + _fmt(be["expected"][idx]) + " expected.")
+    body = twice.where(pd.Series(two), one)
+    tail = ("; " + sub_name + " fell most.").fillna(".")
+    return (body + tail).where(~pd.Series(sub), part)
 
 
 def _sudden_loss_confirmed(s: _SeriesArrays, idx: np.ndarray, config: FlagConfig) -> pd.arrays.BooleanArray:

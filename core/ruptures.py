@@ -92,6 +92,65 @@ class BelowOwnLevelRule:
 
 
 @dataclass(frozen=True)
+class BelowExpectedRule:
+    """Score below what is expected for this patient this week, on this patient's own scale.
+
+    The expected score is the patient's own level so far plus the clinic's typical change by
+    treatment week (the *expected course*, so the early rise of the alliance is not read as a
+    fall); the scale is the patient's own week-to-week variation around that course, pulled
+    toward the clinic's typical variation while the patient has few weeks (empirical Bayes
+    shrinkage). Formulas in :func:`below_expected_criteria` and docs/flags.md.
+
+    Parameters
+    ----------
+    k_sd : float
+        One week, the total: ``expected - score >= k_sd * predictive SD`` (as a t quantile, below).
+        Default 3.2 (docs/calibration.md): with item answers most ruptures are found by the
+        subscale test, so the total's own test can be strict.
+    k_sd_without_items : float
+        The same for a week stored without item answers (no subscale test possible). Default 2.6.
+    two_week_k_sd : float or None
+        Two weeks running, each below the course expected from the weeks before them:
+        ``mean gap >= two_week_k_sd * predictive SD of a two-week mean``. Finds 2-3-week
+        ruptures that are each just below ``k_sd``. Default 3.0; ``None`` = off.
+    subscale_k_sd : float or None
+        One week, each subscale (bond, goal, task) against its own expected course and SD; the
+        one-sided tail of ``subscale_k_sd`` normal SDs is split over the subscales (Bonferroni), so
+        that testing three subscales raises no more false alerts than testing one. Ruptures are
+        often a strain in one part of the alliance (Bordin, 1979; Safran & Muran, 2000). Default
+        2.3; ``None`` = off.
+    subscale_min_points : float
+        Floor in points for the subscale test (a subscale of 4 items spans 4-20). Default 4.5.
+    min_points : float
+        Floor in points: the (mean) gap must also be at least this many points, so that
+        one-point rounding noise of a very steady patient never alerts. Default 5 (a steady
+        patient's 5-point fall still counts).
+    min_prior_weeks : int
+        At least this many stored weeks before (fewer: ``<NA>``, not enough data). Default 2.
+    prior_weeks : float or None
+        Weight of the clinic's typical variation, in weeks of the patient's own data
+        (``d0``); ``None`` = the clinic parameter (``FlagConfig.alliance_course``); 0 = the
+        patient's own SD alone.
+    use_course : bool
+        ``False``: no expected course (a flat own level, as ``below_own_level``).
+    high_rc_multiple : float or None
+        Severity ``high`` when the gap is also at least this many reliable changes (1.5 =
+        10.2 WAI-SR points), else ``medium``. ``None``: always ``medium``.
+    """
+
+    k_sd: float = 3.2
+    k_sd_without_items: float = 2.6
+    two_week_k_sd: float | None = 3.0
+    subscale_k_sd: float | None = 2.3
+    subscale_min_points: float = 4.5
+    min_points: float = 5.0
+    min_prior_weeks: int = 2
+    prior_weeks: float | None = None
+    use_course: bool = True
+    high_rc_multiple: float | None = 1.5
+
+
+@dataclass(frozen=True)
 class SuddenLossRule:
     """Tang & DeRubeis (1999) sudden-loss criteria, used only to confirm an existing flag.
 
@@ -108,8 +167,9 @@ class SuddenLossRule:
     min_per_side : int
         At least this many stored values on each side, else ``<NA>`` (2 in ``suddengains``).
     scale_floor : float or None
-        Floor for criterion 2; ``None`` = the instrument's lowest possible total (12 for
-        WAI-SR: a project choice, CLINICAL.md).
+        Floor for criterion 2: 0 (default), as Tang & DeRubeis publish and ``suddengains``
+        computes; ``None`` = the labelled option "above the instrument's lowest total" (12 for
+        WAI-SR), which confirms 40-76% more losses (CLINICAL.md).
     """
 
     rc_multiple: float | None = 1.0
@@ -117,7 +177,7 @@ class SuddenLossRule:
     alpha: float | None = 0.05
     window: int = 3
     min_per_side: int = 2
-    scale_floor: float | None = None
+    scale_floor: float | None = 0.0
 
 
 @dataclass(frozen=True)
@@ -168,8 +228,23 @@ def _check_positive(name: str, value, *, allow_zero: bool = False) -> None:
 
 
 def check_rules(*, reliable_drop=None, below_own_level=None, sudden_loss=None, low_alliance=None,
-                repair=None) -> None:
+                repair=None, below_expected=None) -> None:
     """Raise ``ValueError`` on rule settings that cannot work."""
+    if below_expected is not None:
+        e = below_expected
+        _check_positive("below_expected.k_sd", e.k_sd)
+        _check_positive("below_expected.k_sd_without_items", e.k_sd_without_items)
+        _check_positive("below_expected.subscale_k_sd", e.subscale_k_sd)
+        _check_positive("below_expected.subscale_min_points", e.subscale_min_points, allow_zero=True)
+        _check_positive("below_expected.two_week_k_sd", e.two_week_k_sd)
+        _check_positive("below_expected.min_points", e.min_points, allow_zero=True)
+        _check_positive("below_expected.prior_weeks", e.prior_weeks, allow_zero=True)
+        _check_positive("below_expected.high_rc_multiple", e.high_rc_multiple)
+        if e.k_sd is None or e.min_points is None:
+            raise ValueError("below_expected needs k_sd and min_points (numbers); switch the rule off (None) "
+                             "instead of its criteria.")
+        if not isinstance(e.min_prior_weeks, int) or e.min_prior_weeks < 1:
+            raise ValueError("below_expected.min_prior_weeks must be a whole number of at least 1.")
     if reliable_drop is not None:
         _check_positive("reliable_drop.rc_multiple", reliable_drop.rc_multiple)
         _check_positive("reliable_drop.min_points", reliable_drop.min_points)
@@ -483,6 +558,153 @@ def below_own_level_criteria(score: np.ndarray, n_prior: np.ndarray, running_mea
         active.append(out["bol_points"])
     out["below_own_level"] = combine_criteria(active, n)
     out["sd_used"] = sd_used
+    return out
+
+
+def shrunk_sd(n_prior: np.ndarray, own_sd: np.ndarray, *, prior_sd: np.ndarray,
+              prior_weeks: np.ndarray) -> np.ndarray:
+    """The patient's week-to-week SD pulled toward the clinic's typical one (empirical Bayes).
+
+    ``s~^2 = (d0 * s0^2 + d * s^2) / (d0 + d)`` with ``d = n_prior - 1`` degrees of freedom (the
+    pairs of consecutive weeks behind the patient's own SD ``s``; 0 while fewer than two weeks),
+    ``s0`` the clinic's typical
+    within-person SD and ``d0`` its weight in weeks (``prior_weeks``): the posterior of a
+    scaled inverse-chi-square prior (Smyth, 2004, Stat Appl Genet Mol Biol 3:3, the
+    ``limma`` moderated variance). NaN when there is neither a prior nor two weeks.
+    """
+    d = np.maximum(np.asarray(n_prior, dtype="float64") - 1.0, 0.0)
+    s2 = np.where(d > 0, np.nan_to_num(np.asarray(own_sd, dtype="float64")) ** 2, 0.0)
+    d0 = np.asarray(prior_weeks, dtype="float64")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = (d0 * np.asarray(prior_sd, dtype="float64") ** 2 + d * s2) / (d0 + d)
+    return np.sqrt(np.where(d0 + d > 0, var, np.nan))
+
+
+
+
+def _t_threshold(k: np.ndarray | float, dof: np.ndarray) -> np.ndarray:
+    """The t quantile with ``dof`` degrees of freedom of the one-sided tail beyond ``k`` normal SDs.
+
+    The gap in predictive SDs follows a t distribution with ``d + d0`` degrees of freedom
+    (the SD is itself estimated), so a patient with few weeks needs a larger gap than ``k``;
+    with many weeks the threshold approaches ``k``.
+    """
+    dof = np.asarray(dof, dtype="float64")
+    k = np.broadcast_to(np.asarray(k, dtype="float64"), dof.shape)
+    out = np.full(dof.shape, np.nan)
+    ok = dof > 0
+    out[ok] = stats.t.isf(stats.norm.sf(k[ok]), dof[ok])
+    return out
+
+
+def course_level(gid: np.ndarray, x: np.ndarray, course: np.ndarray, *, ceiling: np.ndarray,
+                 rise: np.ndarray, use_course: bool = True) -> dict[str, np.ndarray]:
+    """Per row: the patient's own level, room factor and SD from the stored weeks before it.
+
+    With ``c`` the expected course (change from week 1, ``rise`` its largest value) and the
+    patient's room below the ceiling ``rho = clip((ceiling - L0) / (2 * rise), 0, 1)`` (``L0`` the
+    level without the course), so that a patient with less room below the ceiling than twice the
+    course's rise is expected to rise less (a patient at 53 of 60 with a course rising 7.5
+    points is expected to rise 3.5): ``y_s = x_s - rho * c_s``; ``level`` = mean of ``y`` over the
+    stored weeks before the row; ``own_sd`` = the week-to-week SD from the mean squared successive
+    difference of ``y`` (``MSSD / 2``, von Neumann et al., 1941; Jahng, Wood & Trull, 2008), which
+    a personal rise faster or slower than the course does not inflate. Grouped exclusive
+    cumulative sums (prospective; bit-for-bit independent of later weeks).
+    Returns ``n``, ``level``, ``rho``, ``own_sd`` and ``pairs`` (the pairs of consecutive stored
+    weeks behind ``own_sd``: its degrees of freedom).
+    """
+    from core.centering import _group_exclusive_cumsum
+
+    present = ~np.isnan(x)
+    c = np.where(present, course if use_course else 0.0, 0.0)
+    first = pd.Series(x).groupby(gid, sort=False).transform("first").to_numpy()
+    d = np.where(present, x - first, 0.0)
+    one = present.astype("float64")
+    n = _group_exclusive_cumsum(one, gid)
+    sx, sc = _group_exclusive_cumsum(d, gid), _group_exclusive_cumsum(c, gid)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        xbar, cbar = np.where(n > 0, sx / n, np.nan), np.where(n > 0, sc / n, np.nan)
+        room = 2.0 * np.asarray(rise, dtype="float64")
+        level0 = first + xbar - cbar
+        rho = np.clip((ceiling - level0) / room, 0.0, 1.0) if use_course else np.ones(len(x))
+        rho = np.where(np.isnan(rho), 1.0, rho)
+        level = first + xbar - rho * cbar
+        # week-to-week SD from successive differences of y (von Neumann's MSSD / 2): a patient
+        # whose alliance rises faster or slower than the course is not taken for a noisy one
+        y = pd.Series(np.where(present, x - first - rho * c, np.nan))
+        y_prev = y.groupby(gid, sort=False).ffill().groupby(gid, sort=False).shift(1).to_numpy()
+        pair = present & ~np.isnan(y_prev)
+        d2 = np.where(pair, (y.to_numpy() - y_prev) ** 2, 0.0)
+        s_d2 = _group_exclusive_cumsum(d2, gid)
+        k = _group_exclusive_cumsum(pair.astype("float64"), gid)
+        own_sd = np.sqrt(np.where(k > 0, s_d2 / np.maximum(k, 1.0) / 2.0, np.nan))
+    return {"n": n, "level": level, "rho": rho, "own_sd": own_sd, "pairs": k}
+
+
+def below_expected_criteria(gid: np.ndarray, x: np.ndarray, course: np.ndarray, prev_row: np.ndarray, *,
+                            ceiling: np.ndarray, rise: np.ndarray, prior_sd: np.ndarray,
+                            prior_weeks: np.ndarray, rule: BelowExpectedRule, k: np.ndarray | float | None = None,
+                            min_points: float | None = None, two_weeks: bool = True) -> dict[str, np.ndarray]:
+    """``below_expected`` per row (one week and two weeks running), with what explains it.
+
+    For week t of a series, with ``n``, ``level``, ``rho`` and ``own_sd`` of :func:`course_level`
+    (the stored weeks before t) and ``c`` the expected course:
+
+    * expected ``E_t = min(level + rho * c_t, ceiling)``; gap ``g_t = E_t - x_t``;
+    * SD ``s~`` of :func:`shrunk_sd`; predictive SD ``s~ * sqrt(1 + 1/n)`` (the level is itself
+      estimated from n weeks);
+    * one week: ``g_t >= t_k * s~ * sqrt(1 + 1/n)`` and ``g_t >= min_points``, where ``t_k`` is the
+      quantile of Student's t with ``d + d0`` degrees of freedom (``d`` the pairs of consecutive
+      weeks behind the own SD) of the same one-sided tail as
+      ``k_sd`` normal SDs (:func:`_t_threshold`: the SD is estimated, from few weeks at first);
+    * two weeks: with week t-1 stored and the level, SD and n of the weeks before t-1,
+      ``g_t-1 > 0``, ``g_t > 0`` and their mean ``>= t_k2 * s~ * sqrt(1/2 + 1/n)`` (``t_k2`` from
+      ``two_week_k_sd`` as above) and ``>= min_points``;
+    * fewer than ``min_prior_weeks`` weeks before: ``False`` with ``known`` False.
+
+    ``prev_row`` is the row index of exactly week t-1 of the same series (-1 if not stored).
+    ``k`` (per row or one value) and ``min_points`` override the rule's ``k_sd`` and
+    ``min_points`` (the subscale test and weeks without items); ``two_weeks=False`` skips the
+    two-week test. Returns ``one``, ``two`` (booleans), ``known``, and per row ``expected``, ``gap``, ``sd``
+    (the shrunk SD), ``z`` (gap in predictive SDs) for the one-week test and ``expected2``,
+    ``prev_expected2``, ``gap2`` (mean gap), ``sd2``, ``z2`` for the two-week test.
+    """
+    lv = course_level(gid, x, course, ceiling=ceiling, rise=rise, use_course=rule.use_course)
+    c = course if rule.use_course else np.zeros(len(x))
+    n, level, rho = lv["n"], lv["level"], lv["rho"]
+    sd = shrunk_sd(lv["pairs"] + 1.0, lv["own_sd"], prior_sd=prior_sd, prior_weeks=prior_weeks)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        expected = np.minimum(level + rho * c, ceiling)
+        gap = expected - x
+        pred = sd * np.sqrt(1.0 + 1.0 / n)
+        z = gap / pred
+    known = (n >= rule.min_prior_weeks) & ~np.isnan(gap) & ~np.isnan(pred)
+    dof = lv["pairs"] + np.asarray(prior_weeks, dtype="float64")
+    floor = rule.min_points if min_points is None else min_points
+    one = known & (gap >= _t_threshold(rule.k_sd if k is None else k, dof) * pred) & (gap >= floor)
+    out = {"one": one, "known": known, "expected": expected, "gap": gap, "sd": sd, "z": z}
+    m = len(x)
+    two = np.zeros(m, dtype=bool)
+    expected2 = prev_expected2 = gap2 = sd2 = z2 = np.full(m, np.nan)
+    if rule.two_week_k_sd is not None and two_weeks and m:
+        has = prev_row >= 0
+        j = np.where(has, prev_row, 0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            lev_p, rho_p = np.where(has, level[j], np.nan), rho[j]
+            n_p = np.where(has, n[j], np.nan)
+            sd_p = np.where(has, sd[j], np.nan)
+            prev_expected2 = np.minimum(lev_p + rho_p * c[j], ceiling)
+            expected2 = np.minimum(lev_p + rho_p * c, ceiling)
+            g1 = prev_expected2 - x[j]
+            g2 = expected2 - x
+            gap2 = (g1 + g2) / 2.0
+            sd2 = sd_p
+            pred2 = sd_p * np.sqrt(0.5 + 1.0 / n_p)
+            z2 = gap2 / pred2
+        ok = has & (n_p >= rule.min_prior_weeks) & ~np.isnan(gap2) & ~np.isnan(pred2)
+        crit2 = _t_threshold(rule.two_week_k_sd, np.where(has, dof[j], np.nan))
+        two = ok & (g1 > 0) & (g2 > 0) & (gap2 >= crit2 * pred2) & (gap2 >= rule.min_points)
+    out.update(two=two, expected2=expected2, prev_expected2=prev_expected2, gap2=gap2, sd2=sd2, z2=z2)
     return out
 
 

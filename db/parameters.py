@@ -23,14 +23,21 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core import instruments as reg
-from core.flags import DEFAULT_CONFIG, FlagConfig
+from core.flags import (
+    DEFAULT_CONFIG,
+    RULE_CLASSES,
+    FlagConfig,
+    alliance_course_default,
+    apply_settings,
+    subscale_course_default,
+)
 from db import audit
 from db.access import Actor
 from db.models import RuleSet, Score, utcnow
@@ -48,6 +55,12 @@ class RuleSetInfo:
     created_at: dt.datetime
     created_by: str
     note: str
+    #: Per alliance instrument, the frozen expected course of ``below_expected`` (week_means,
+    #: within_sd, prior_weeks, source); an instrument left out uses the literature default.
+    course: dict[str, dict] = field(default_factory=dict)
+    #: The clinic's rule settings that differ from the release's defaults ({rule: {param: value}},
+    #: {rule: None} = off), see ``core.flags.apply_settings``.
+    rules: dict[str, object] = field(default_factory=dict)
 
 
 def _literature(inst: reg.Instrument) -> dict:
@@ -82,18 +95,26 @@ def _own_sd(code: str, n: int, sd: float, r: float | None, *, day: dt.date, why:
             "source": f"this clinic's week-1 SD, {n} patients, frozen on {day.isoformat()}{why}"}
 
 
-def _write(session: Session, *, instruments: dict[str, dict], by: str, note: str) -> RuleSetInfo:
+def _write(session: Session, *, instruments: dict[str, dict], by: str, note: str,
+           course: dict[str, dict] | None = None, rules: dict[str, object] | None = None) -> RuleSetInfo:
+    """A new rule set; ``course`` and ``rules`` default to those of the rule set in force."""
+    current = current_rule_set(session)
+    course = (current.course if current else {}) if course is None else course
+    rules = (current.rules if current else {}) if rules is None else rules
     version = int(session.scalar(select(func.max(RuleSet.version))) or 0) + 1
     row = RuleSet(version=version, created_at=utcnow(), created_by=by,
-                  params=json.dumps({"instruments": instruments}, sort_keys=True), note=note)
+                  params=json.dumps({"instruments": instruments, "course": course, "rules": rules}, sort_keys=True),
+                  note=note)
     session.add(row)
     session.flush()
     return _info(row)
 
 
 def _info(row: RuleSet) -> RuleSetInfo:
-    return RuleSetInfo(version=row.version, instruments=json.loads(row.params)["instruments"],
-                       created_at=row.created_at, created_by=row.created_by, note=row.note)
+    params = json.loads(row.params)
+    return RuleSetInfo(version=row.version, instruments=params["instruments"], created_at=row.created_at,
+                       created_by=row.created_by, note=row.note, course=params.get("course", {}),
+                       rules=params.get("rules", {}))
 
 
 def current_rule_set(session: Session) -> RuleSetInfo | None:
@@ -135,7 +156,182 @@ def flag_config(rule_set: RuleSetInfo, base: FlagConfig = DEFAULT_CONFIG) -> Fla
         if code not in known or p.get("rc") is not None:
             continue  # a published reliable change wins (the registry says so too)
         triples.append((code, p.get("sd"), p.get("r")))
-    return replace(base, rc_params=tuple(triples))
+    course = tuple((code, tuple(p["week_means"]), float(p["within_sd"]), float(p["prior_weeks"]))
+                   for code, p in sorted(rule_set.course.items()) if code in known)
+    cfg = replace(base, rc_params=tuple(triples), alliance_course=course or None)
+    return apply_settings(cfg, rule_set.rules) if rule_set.rules else cfg
+
+
+def course_defaults() -> dict[str, dict]:
+    """The literature default of each alliance instrument's expected course (``below_expected``)."""
+    out = {}
+    for code, inst in sorted(reg.registry().items()):
+        if inst.kind != "alliance":
+            continue
+        means, s0, d0 = alliance_course_default(inst)
+        out[code] = {"week_means": list(means), "within_sd": round(s0, 4), "prior_weeks": d0,
+                     "source": f"literature: week means of {inst.week_means_source or 'none (a flat course)'}; "
+                               f"within-person SD = the standard error of measurement SD*sqrt(1-r); "
+                               f"{d0:g} prior weeks (a project choice)"}
+        for name in sorted(inst.subscales):
+            m_s, s_s, d_s = subscale_course_default(inst, name, (means, s0, d0))
+            share = f"{len(inst.subscales[name])}/{inst.n_items}"
+            out[f"{code}:{name}"] = {"week_means": list(m_s), "within_sd": round(s_s, 4), "prior_weeks": d_s,
+                                     "source": f"default: {code}'s course times {share} of the items, its SD times "
+                                               f"sqrt({share}) (a project choice)"}
+    return out
+
+
+def freeze_course(session: Session, *, actor: Actor, instruments: list[str] | None = None,
+                  today: dt.date | None = None) -> RuleSetInfo:
+    """Write a new rule set with the clinic's own expected alliance course (``core.course``).
+
+    ``instruments`` defaults to every alliance instrument with enough data. The caller recomputes
+    the stored flags (``db.flagstore.refresh_all``) in the same transaction.
+
+    Raises
+    ------
+    PermissionError
+        The actor is not an admin.
+    ValueError
+        An unknown or non-alliance instrument, or too few patients (core.course.MIN_PATIENTS).
+    """
+    import pandas as pd
+
+    from core.course import estimate_alliance_course
+
+    if actor.role != "admin" or not actor.active:
+        raise PermissionError("Only an admin may freeze the clinic's parameters; ask your clinic's admin.")
+    current = ensure_rule_set(session)
+    alliance = [c for c, i in sorted(reg.registry().items()) if i.kind == "alliance"]
+    chosen = instruments or alliance
+    for code in chosen:
+        if code not in alliance:
+            raise ValueError(f"{code} is not an alliance instrument; the expected course is frozen for "
+                             f"{', '.join(alliance)}.")
+    rows = session.execute(select(Score.patient_id, Score.instrument, Score.week, Score.total, Score.items)
+                           .where(Score.instrument.in_(chosen))).all()
+    frame = pd.DataFrame([r[:4] for r in rows], columns=["patient_id", "instrument", "week", "score"])
+    frame["patient_id"] = frame["patient_id"].astype("string")
+    frame["instrument"] = frame["instrument"].astype("string")
+    frame["week"] = frame["week"].astype("int64")
+    frame["score"] = frame["score"].astype("float64")
+    width = max((reg.get(c).n_items for c in chosen), default=0)
+    items = pd.DataFrame([list(r[4]) + [None] * (width - len(r[4])) if r[4] else [None] * width for r in rows],
+                         columns=[f"item_{j + 1}" for j in range(width)], dtype="float64")
+    frame = pd.concat([frame, items], axis=1)
+    day = (today or utcnow().date()).isoformat()
+    course = dict(current.course)
+    done = []
+    for code in chosen:
+        try:
+            estimates = estimate_alliance_course(frame, code)
+        except ValueError:
+            if instruments:  # asked for by name: say why not
+                raise
+            continue
+        for est in estimates:
+            course[est.instrument] = {
+                "week_means": list(est.week_means), "within_sd": est.within_sd, "prior_weeks": est.prior_weeks,
+                "source": f"this clinic's course, {est.n_patients} patients and {est.n_scores} scores, frozen on {day}"}
+        done.append(code)
+    if not done:
+        raise ValueError(f"No alliance instrument has {MIN_PATIENTS} patients with three or more weeks yet; keep "
+                         f"the literature default until more weeks are stored.")
+    info = _write(session, instruments=current.instruments, by=actor.name, course=course,
+                  note=f"froze the clinic's own expected course of {', '.join(done)}")
+    audit.record(session, actor=actor, action="setting", key="rule_set", value=str(info.version),
+                 course={c: p["source"] for c, p in course.items() if c.partition(":")[0] in done})
+    return info
+
+
+def parse_value(text: str) -> object:
+    """A rule setting typed on the command line or the admin page: a number, true/false or none."""
+    t = text.strip()
+    low = t.lower()
+    if low in ("none", "off", "null", ""):
+        return None
+    if low in ("true", "yes", "on"):
+        return True
+    if low in ("false", "no"):
+        return False
+    try:
+        return int(t)
+    except ValueError:
+        pass
+    try:
+        return float(t)
+    except ValueError:
+        return t
+
+
+def set_rule(session: Session, *, actor: Actor, rule: str, param: str | None, value: object,
+             reason: str) -> RuleSetInfo:
+    """Write a new rule set with one rule setting changed (``param`` None: ``value`` is "on"/"off"
+    for a rule, or the value of a plain setting such as ``rupture_requires``). Validated by
+    ``core.flags.apply_settings``; audited. The caller recomputes the stored flags.
+
+    Raises
+    ------
+    PermissionError
+        The actor is not an admin.
+    ValueError
+        An unknown rule or parameter, a value the rule cannot work with, or no reason.
+    """
+    if actor.role != "admin" or not actor.active:
+        raise PermissionError("Only an admin may change the rule settings; ask your clinic's admin.")
+    if not reason or not reason.strip():
+        raise ValueError("Say why the setting changes (--reason); the reason is kept with the rule set.")
+    current = ensure_rule_set(session)
+    rules = json.loads(json.dumps(current.rules))
+    if rule not in RULE_CLASSES:
+        raise ValueError(f"There is no rule {rule!r}; the rules are {', '.join(sorted(RULE_CLASSES))}.")
+    if RULE_CLASSES[rule] is None:
+        rules[rule] = value
+        what = f"{rule} = {value}"
+    elif param is None:
+        if value is None or value is False:
+            rules[rule] = None
+            what = f"{rule} off"
+        else:
+            base = rules.get(rule)
+            rules[rule] = base if isinstance(base, dict) else {}
+            what = f"{rule} on"
+    else:
+        base = rules.get(rule)
+        entry = dict(base) if isinstance(base, dict) else {}
+        entry[param] = value
+        rules[rule] = entry
+        what = f"{rule}.{param} = {value}"
+    flag_config(replace(current, rules=rules))  # raises ValueError on a setting that cannot work
+    info = _write(session, instruments=current.instruments, by=actor.name, rules=rules,
+                  note=f"{what} ({reason.strip()})")
+    audit.record(session, actor=actor, action="setting", key="rule_set", value=str(info.version),
+                 change=what, reason=reason.strip())
+    return info
+
+
+def rule_settings_table(rule_set: RuleSetInfo) -> list[dict]:
+    """Every rule parameter: its release default and the value in force (``rule``, ``param``,
+    ``default``, ``value``, ``changed``)."""
+    from dataclasses import fields as dc_fields
+
+    cfg = flag_config(rule_set)
+    rows = []
+    for name, cls in RULE_CLASSES.items():
+        if cls is None:
+            d, v = getattr(DEFAULT_CONFIG, name), getattr(cfg, name)
+            rows.append({"rule": name, "param": "", "default": d, "value": v, "changed": d != v})
+            continue
+        d_rule, v_rule = getattr(DEFAULT_CONFIG, name), getattr(cfg, name)
+        rows.append({"rule": name, "param": "(on/off)", "default": "on" if d_rule else "off",
+                     "value": "on" if v_rule else "off", "changed": (d_rule is None) != (v_rule is None)})
+        for f in dc_fields(cls):
+            d = getattr(d_rule or cls(), f.name)
+            v = getattr(v_rule, f.name) if v_rule is not None else None
+            rows.append({"rule": name, "param": f.name, "default": d, "value": v if v_rule is not None else "–",
+                         "changed": v_rule is not None and d != v})
+    return rows
 
 
 def freeze_own_sd(session: Session, *, actor: Actor, instruments: list[str] | None = None,

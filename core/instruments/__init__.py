@@ -90,6 +90,10 @@ class Instrument:
     loinc_panel: str | None = None
     loinc_total: str | None = None
     item_texts: tuple[str, ...] = ()
+    #: Typical mean total by treatment week 1, 2, ... (an alliance instrument's expected course,
+    #: the literature default of ``FlagConfig.alliance_course``); after the last week it stays flat.
+    week_means: tuple[float, ...] = ()
+    week_means_source: str = ""
 
     @property
     def items(self) -> list[str]:
@@ -141,7 +145,7 @@ def _from_mapping(raw: Mapping, source: str) -> Instrument:
         raise ValueError(f"The instrument definition {source} has unknown fields {', '.join(unknown)}; "
                          f"check their spelling against core/instruments/__init__.py.")
     data = dict(raw)
-    for key in ("bands", "band_labels", "risk_items", "item_texts"):
+    for key in ("bands", "band_labels", "risk_items", "item_texts", "week_means"):
         if key in data:
             data[key] = tuple(data[key])
     data["subscales"] = {k: tuple(int(i) for i in v) for k, v in data.get("subscales", {}).items()}
@@ -168,6 +172,8 @@ def _check(inst: Instrument, source: str) -> None:
         raise ValueError(f"{where}: risk items {bad_risk} lie outside 1-{inst.n_items}.")
     if inst.bands and len(inst.band_labels) != len(inst.bands) + 1:
         raise ValueError(f"{where}: give one more band label than band cut-offs.")
+    if inst.week_means and not all(inst.total_min <= float(m) <= inst.total_max for m in inst.week_means):
+        raise ValueError(f"{where}: week_means must lie within the total range {inst.total_min}-{inst.total_max}.")
     if inst.item_texts and len(inst.item_texts) != inst.n_items:
         raise ValueError(f"{where}: give a text for each of the {inst.n_items} items, or none.")
 

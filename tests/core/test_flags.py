@@ -10,14 +10,27 @@ import pytest
 
 from core.flags import (
     CONTRACT_COLUMNS,
-    DEFAULT_CONFIG,
     FLAG_COLUMNS,
+    RULES_0_3,
     BelowOwnLevelRule,
-    FlagConfig,
     MissedRule,
     ReliableDropRule,
-    compute_flags,
 )
+from core.flags import (
+    compute_flags as _compute_flags,
+)
+
+# These tests pin the rupture rules of 0.1-0.3 (reliable_drop, below_own_level), still available as
+# options (core.flags.RULES_0_3); the default rule, below_expected, is tested in test_below_expected.py.
+DEFAULT_CONFIG = RULES_0_3
+
+
+def FlagConfig(**settings):
+    return replace(RULES_0_3, **settings)
+
+
+def compute_flags(data, config=RULES_0_3, **kwargs):
+    return _compute_flags(data, config=config, **kwargs)
 
 
 def scores(*series, therapist="T1"):

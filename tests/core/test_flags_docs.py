@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from core.flags import DEFAULT_CONFIG, KINDS, RULES
+from core.flags import DEFAULT_CONFIG, KINDS, RULES, RULES_0_3
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "flags.md"
 
@@ -43,8 +43,18 @@ def test_each_section_gives_defaults_and_a_reference():
 def test_documented_defaults_match_the_code():
     body = _sections()
     cfg = DEFAULT_CONFIG
-    assert f"`rc_multiple = {cfg.reliable_drop.rc_multiple}`" in body["reliable_drop"]
-    b = cfg.below_own_level
+    e = cfg.below_expected
+    for text in (f"`k_sd = {e.k_sd}`", f"`min_points = {e.min_points}`", f"`min_prior_weeks = {e.min_prior_weeks}`",
+                 f"`high_rc_multiple = {e.high_rc_multiple}`", f"`k_sd_without_items = {e.k_sd_without_items}`"):
+        assert text in body["below_expected"], text
+    for text in (f"`subscale_k_sd = {e.subscale_k_sd}`", f"`subscale_min_points = {e.subscale_min_points}`"):
+        assert text in body["below_expected_subscale"], text
+    assert f"`two_week_k_sd = {e.two_week_k_sd}`" in body["below_expected_two_weeks"]
+    assert cfg.reliable_drop is None and cfg.below_own_level is None
+    assert "Off" in body["reliable_drop"] and "Off" in body["below_own_level"]
+    old = RULES_0_3
+    assert f"`rc_multiple = {old.reliable_drop.rc_multiple}`" in body["reliable_drop"]
+    b = old.below_own_level
     for text in (f"`k_sd = {b.k_sd}`", f"`min_prior_weeks = {b.min_prior_weeks}`", f"`sd_floor = {b.sd_floor}`",
                  f"`rc_multiple = {b.rc_multiple}`"):
         assert text in body["below_own_level"], text

@@ -13,10 +13,8 @@ import pandas as pd
 import pytest
 
 from core.flags import (
-    DEFAULT_CONFIG,
     FLAG_COLUMNS,
     CasenessRule,
-    FlagConfig,
     LowAllianceRule,
     MissedRule,
     ReliableChangeRule,
@@ -32,10 +30,12 @@ from core.flags import (
     _rupture_flags,
     _series_arrays,
     _symptom_change_flags,
-    compute_flags,
     empty_flags,
 )
-from tests.core.test_flags import scores  # the one builder of small score frames
+
+# These tests pin the rupture rules of 0.1-0.3 (see tests/core/test_flags.py); the default rule,
+# below_expected, is tested in test_below_expected.py.
+from tests.core.test_flags import DEFAULT_CONFIG, FlagConfig, compute_flags, scores
 
 RC_WAI = 1.96 * math.sqrt(2) * 10 * math.sqrt(1 - 0.94)  # 6.79 points (CLINICAL.md)
 NAN = np.nan

@@ -92,6 +92,26 @@ def test_t_critical_matches_tang_derubeis():
     assert np.isnan(t_critical(np.array([0]))[0])
 
 
+def test_criterion_boundaries_are_pinned():
+    """suddengains: criteria 1 and 2 count a fall exactly at the line (>=), criterion 3 is strict (>)."""
+    exact = sudden_loss_criteria(series([28, 28, 28, 21, 21, 21]), cutoff=7, pct=0.25, floor=0.0).iloc[3]
+    assert bool(exact["crit1"]) and bool(exact["crit2"])  # a fall of exactly 7 = 25% of 28
+    below = sudden_loss_criteria(series([28, 28, 28, 21.01, 21.01, 21.01]), cutoff=7, pct=0.25, floor=0.0).iloc[3]
+    assert not bool(below["crit1"]) and not bool(below["crit2"])
+    # pooled SD 0 and no difference of means: 0 > t * 0 is false (strict)
+    flat = sudden_loss_criteria(series([20, 20, 20, 20, 20, 20]), cutoff=0.001, pct=0.0, floor=0.0).iloc[3]
+    assert not bool(flat["crit3"])
+    step = sudden_loss_criteria(series([20, 20, 20, 19, 19, 19]), cutoff=0.001, pct=0.0, floor=0.0).iloc[3]
+    assert bool(step["crit3"]) and step["sd_pooled"] == 0
+
+
+def test_the_default_floor_of_criterion_two_is_the_published_zero():
+    from core.flags import DEFAULT_CONFIG, RULES_0_3
+
+    assert DEFAULT_CONFIG.sudden_loss.scale_floor == 0.0  # as published and in suddengains
+    assert RULES_0_3.sudden_loss.scale_floor is None  # the old "above the lowest total" option
+
+
 def test_scale_floor_for_criterion_two():
     # WAI-SR: fall 8 from 40: 25% of (40 - 12) = 7 -> yes; with floor 0 -> 10 -> no
     df = series([40, 40, 40, 32, 32, 32])

@@ -23,7 +23,7 @@ from db.engine import make_engine, session_factory, transaction, upgrade
 from db.entry import read_entry, save_entry
 from db.flags import read_flags
 from db.models import Account, StoredFlag
-from db.parameters import current_rule_set, ensure_rule_set, flag_config, freeze_own_sd
+from db.parameters import current_rule_set, ensure_rule_set, flag_config, freeze_own_sd, set_rule
 from db.queries import list_patients, read_scores
 from db.writes import import_retrying
 from manage import app
@@ -274,7 +274,7 @@ def test_raised_at_is_when_the_data_that_raised_the_flag_arrived(engine) -> None
 
 # --------------------------------------------------------------------------- the property
 _OPS = st.lists(st.tuples(
-    st.sampled_from(["import", "replace", "entry", "freeze"]),
+    st.sampled_from(["import", "replace", "entry", "freeze", "set-rule"]),
     st.sampled_from(["P1", "P2", "P3"]),
     st.integers(1, 8),
     st.sampled_from(["WAI-SR", "SPIN"]),
@@ -303,6 +303,11 @@ def test_any_sequence_of_writes_leaves_stored_equal_to_recomputed(ops, tmp_path_
                     else:
                         save_entry(session, actor=SYSTEM, code=patient, instrument=instrument, week=week,
                                    total=float(score), read_version=stored.version, reason="property test")
+            elif op == "set-rule":  # a rule setting changes: a new rule set, every flag recomputed once
+                with transaction(engine) as session:
+                    set_rule(session, actor=SYSTEM, rule="below_expected", param="k_sd",
+                             value=1.5 + value / 20, reason="property test")
+                    flagstore.refresh_all(session)
             else:
                 with transaction(engine) as session:
                     try:
