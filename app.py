@@ -1,21 +1,18 @@
 """Alliance Monitor: entry point for ``streamlit run app.py``.
 
-Page config, the engine (created and migrated on first start), the login gate and the
-navigation by role. Every page guards itself as well (see ui/session.py).
+This one file is two things:
+
+* **the server** (imported as module ``app``): ``streamlit run app.py`` finds the ``st.App``
+  assignment below and serves it with uvicorn, so Streamlit's own routes (``/_stcore/health``
+  and the rest) come with the login routes and the session gate of ``ui/web.py``;
+* **the script** (run as ``__main__`` on every rerun): page config, the engine (created and
+  migrated on first start), the login gate and the navigation by role. Every page guards itself
+  as well (see ui/session.py).
 """
 
 from __future__ import annotations
 
-import streamlit as st
-
-import ui.loaders  # noqa: F401 - warms the heavy imports (scipy, plotly) while the login page shows
-from db.audit import key_problem
-from ui.session import current_actor, get_engine
-
-st.set_page_config(page_title="Alliance Monitor", page_icon=":material/monitor_heart:", layout="wide")
-if problem := key_problem(get_engine()):  # nothing could be audited, so nothing may be done
-    st.error(problem)
-    st.stop()
+from streamlit.starlette import App
 
 PAGES = {
     # url path: (file, title, icon, roles); the menu follows this order.
@@ -30,11 +27,33 @@ PAGES = {
                        ("therapist", "supervisor", "admin")),
 }
 
-actor = current_actor()
-allowed = [st.Page(file, title=title, icon=icon, url_path=url or None, default=(url == ""))
-           for url, (file, title, icon, roles) in PAGES.items()
-           if actor is None or actor.role in roles]
-# Logged out: every page stays reachable by its URL and shows the login form itself, so a
-# shared link (e.g. /patient?patient=P00042) opens the right page after logging in.
-navigation = st.navigation(allowed, position="sidebar" if actor else "hidden")
-navigation.run()
+
+def run_script() -> None:
+    """One script run: the login gate, then the navigation by role."""
+    import streamlit as st
+
+    import ui.loaders  # noqa: F401 - warms the heavy imports (scipy, plotly) while the login page shows
+    from db.audit import key_problem
+    from ui.session import current_actor, get_engine
+
+    st.set_page_config(page_title="Alliance Monitor", page_icon=":material/monitor_heart:", layout="wide")
+    if problem := key_problem(get_engine()):  # nothing could be audited, so nothing may be done
+        st.error(problem)
+        st.stop()
+    actor = current_actor()
+    allowed = [st.Page(file, title=title, icon=icon, url_path=url or None, default=(url == ""))
+               for url, (file, title, icon, roles) in PAGES.items()
+               if actor is None or actor.role in roles]
+    # Logged out: every page stays reachable by its URL and shows the login form itself, so a
+    # shared link (e.g. /patient?patient=P00042) opens the right page after logging in.
+    navigation = st.navigation(allowed, position="sidebar" if actor else "hidden")
+    navigation.run()
+
+
+if __name__ == "__main__":  # a script run (Streamlit runs the main script as __main__; so does AppTest)
+    run_script()
+else:  # imported by `streamlit run app.py` (or `uvicorn app:app`): the ASGI server
+    from ui.web import MIDDLEWARE, ROUTES, install_download_guard
+
+    install_download_guard()
+    app = App(__file__, routes=ROUTES, middleware=MIDDLEWARE)

@@ -478,8 +478,7 @@ def freeze_parameters(
         fail(str(exc), 2)
     if course:
         for code, p in sorted(info.course.items()):
-            typer.echo(f"{code}: expected course {_means(p['week_means'])}; within-person SD {p['within_sd']:g} "
-                       f"with the weight of {p['prior_weeks']:g} weeks; {p['source']}")
+            typer.echo(_course_line(code, p))
     else:
         for code, p in sorted(info.instruments.items()):
             typer.echo(f"{code}: SD {p['sd'] if p['sd'] is not None else '-'}, r {p['r']}; {p['source']}")
@@ -488,6 +487,16 @@ def freeze_parameters(
 
 def _means(values: list[float]) -> str:
     return ", ".join(f"{v:.1f}" for v in values) + " (weeks 1-" + str(len(values)) + ", flat after)"
+
+
+def _course_line(code: str, p: dict) -> str:
+    if "week_means" in p:  # an alliance course (below_expected)
+        return (f"{code}: expected course {_means(p['week_means'])}; within-person SD {p['within_sd']:g} with the "
+                f"weight of {p['prior_weeks']:g} weeks; {p['source']}")
+    time = "log(week)" if p["time"] == "log" else "week"
+    return (f"{code}: expected change {p['slope']:+g} per {time} (intake effect {p['intake_slope']:+g} per point "
+            f"above {p['intake_mean']:g}); patients differ by {p['slope_sd']:g}, weeks by {p['resid_sd']:g} points; "
+            f"{p['source']}")
 
 
 @app.command("set-rule")
@@ -534,10 +543,9 @@ def parameters(db: DbOption = None) -> None:
     if not sets:
         return
     current = sets[-1]
-    typer.echo(f"Expected alliance course in rule set {current.version} (rule below_expected):")
-    for code, p in sorted({**course_defaults(), **current.course}.items()):
-        typer.echo(f"  {code}: {_means(p['week_means'])}; within-person SD {p['within_sd']:g} with the weight of "
-                   f"{p['prior_weeks']:g} weeks; {p['source']}")
+    typer.echo(f"Expected courses in rule set {current.version} (rules below_expected and not_on_track):")
+    for code, p in sorted({**course_defaults(current), **current.course}.items()):
+        typer.echo("  " + _course_line(code, p))
     typer.echo(f"Rule settings in rule set {current.version} (* = changed from the release's default):")
     for row in rule_settings_table(current):
         mark = "*" if row["changed"] else " "
@@ -647,6 +655,62 @@ def restore(file: Annotated[Path, typer.Argument(help="A copy made by backup.")]
     with transaction(engine) as session:  # the restored scores' flags, under the restored rule set
         n = refresh_all(session)
     typer.echo(f"{message} Recomputed its {n} stored flags.")
+
+
+
+@app.command("create-api-client")
+def create_api_client(name: Annotated[str, typer.Argument(help="The client's name, e.g. treatment-platform.")],
+                      can_replace: Annotated[bool, typer.Option("--can-replace", help="Let the client overwrite a "
+                                                                "stored score with another value (the --replace "
+                                                                "rules of import-fhir).")] = False,
+                      db: DbOption = None) -> None:
+    """Add an integration client of the FHIR endpoint; prints its token once, alone on the last line."""
+    from db.access import SYSTEM
+    from db.api_clients import create_client
+    from db.engine import transaction
+
+    engine = _engine(db)
+    try:
+        with transaction(engine) as session:
+            client, token = create_client(session, actor=SYSTEM, name=name, can_replace=can_replace)
+    except ValueError as exc:
+        fail(str(exc), 2)
+    typer.echo(f"Created the API client {client.name}" + (" (may replace stored scores)" if client.can_replace
+                                                          else "") + ". Its bearer token follows; it is shown "
+               "only now (only its hash is stored), so copy it into the treatment platform's settings:")
+    typer.echo(token)
+
+
+@app.command("revoke-api-client")
+def revoke_api_client(name: Annotated[str, typer.Argument(help="The client's name.")], db: DbOption = None) -> None:
+    """End an integration client at once: its token is refused from the next request on."""
+    from db.access import SYSTEM
+    from db.api_clients import revoke_client
+    from db.engine import transaction
+
+    engine = _engine(db)
+    try:
+        with transaction(engine) as session:
+            revoke_client(session, actor=SYSTEM, name=name)
+    except ValueError as exc:
+        fail(str(exc), 2)
+    typer.echo(f"Revoked the API client {name}; its token is refused from now on.")
+
+
+@app.command("api-clients")
+def api_clients(db: DbOption = None) -> None:
+    """The integration clients of the FHIR endpoint: name, can_replace, created, last used, revoked (UTC)."""
+    from core.exporting import to_csv_bytes
+    from db.access import SYSTEM
+    from db.api_clients import list_clients
+    from db.engine import transaction
+
+    engine = _engine(db)
+    with transaction(engine) as session:
+        clients = list_clients(session, actor=SYSTEM)
+    for col in ("created_at", "last_used_at", "revoked_at"):
+        clients[col] = clients[col].map(lambda t: "" if t is None or t != t else f"{t:%Y-%m-%dT%H:%M:%SZ}")
+    sys.stdout.buffer.write(to_csv_bytes(clients))
 
 
 if __name__ == "__main__":

@@ -61,11 +61,57 @@ STATUS_WORDS = {"active": "active", "paused": "paused", "completed": "completed 
 #: What needs attention first (lower = first). PRODUCT.md: risk item, new rupture,
 #: unrepaired rupture, reliable deterioration, missed questionnaires, then the rest.
 ATTENTION_ORDER = {"risk_item": 0, "new_rupture": 1, "unrepaired_rupture": 2, "deterioration": 3,
-                   "missed": 4, "rupture": 5, "low_alliance": 6, "caseness": 7}
+                   "not_on_track": 3, "missed": 4, "rupture": 5, "low_alliance": 6, "caseness": 7}
 ATTENTION_LABELS = {"risk_item": "risk item", "new_rupture": "new rupture",
                     "unrepaired_rupture": "unrepaired rupture", "deterioration": "reliable deterioration",
-                    "missed": "missed questionnaires", "rupture": "rupture", "low_alliance": "low alliance",
+                    "not_on_track": "not on track", "missed": "missed questionnaires", "rupture": "rupture",
+                    "low_alliance": "low alliance",
                     "caseness": "above caseness cut-off"}
+#: Flag kinds (``core.flags.KINDS``) in the words of a table cell.
+KIND_LABELS = {"rupture": "Rupture", "low_alliance": "Low alliance", "deterioration": "Reliable deterioration",
+               "not_on_track": "Not on track",
+               "improvement": "Reliable improvement", "caseness": "Above caseness cut-off", "risk_item": "Risk item",
+               "missed": "Missed questionnaires"}
+#: Rules (``core.flags.RULES``; the ``rule`` column joins those that fired with ``+``) in words.
+RULE_LABELS = {"below_expected": "below expected course",
+               "below_expected_two_weeks": "below expected course two weeks running",
+               "below_expected_subscale": "one part (bond, goal or task) below expected",
+               "reliable_drop": "reliable drop",
+               "below_own_level": "below own level",
+               "rupture_episodes": "rupture episode", "sudden_loss": "sudden loss", "repair": "repair",
+               "low_alliance": "low alliance", "deterioration": "reliable deterioration",
+               "not_on_track": "not on track",
+               "improvement": "reliable improvement", "caseness": "caseness cut-off", "risk_item": "risk item",
+               "missed": "missed questionnaire"}
+#: Flag statuses in the words of a table cell.
+FLAG_STATUS_LABELS = {"open": "open", "unrepaired": "not repaired", "repaired": "repaired",
+                      "addressed": "addressed in feedback", "back_on_track": "back on track"}
+
+
+def _words(codes: pd.Series, labels: dict[str, str]) -> pd.Series:
+    """Codes as words (``labels``; an unknown code with ``_`` read as a space); blank where missing."""
+    text = codes.astype("string")
+    return text.map(labels, na_action="ignore").fillna(text.str.replace("_", " ")).fillna("").astype("string")
+
+
+def kind_words(kinds: pd.Series) -> pd.Series:
+    """``risk_item`` → "Risk item", … (:data:`KIND_LABELS`); blank where missing."""
+    return _words(kinds, KIND_LABELS)
+
+
+def rule_words(rules: pd.Series) -> pd.Series:
+    """``reliable_drop+below_own_level`` → "reliable drop and below own level" (:data:`RULE_LABELS`)."""
+    text = rules.astype("string")
+    for code, label in RULE_LABELS.items():  # over the few rule names, vectorised over rows
+        text = text.str.replace(rf"(?<![a-z_]){code}(?![a-z_])", label, regex=True)
+    return text.str.replace("+", " and ", regex=False).str.replace("_", " ", regex=False).fillna("")
+
+
+def flag_status_words(statuses: pd.Series) -> pd.Series:
+    """``unrepaired`` → "not repaired", … (:data:`FLAG_STATUS_LABELS`); blank where missing."""
+    return _words(statuses, FLAG_STATUS_LABELS)
+
+
 OPEN_STATUSES = ("open", "unrepaired")
 #: Signals that are good news: shown on the patient page, never counted as needing attention.
 NOT_ALERTS = ("improvement",)

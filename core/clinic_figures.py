@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from core import instruments
+from core.caseload import KIND_LABELS
 from core.figures import INSTRUMENT_COLOURS, OKABE_ITO, _hex_to_rgba
 from core.models import PUBLISHED, AnalysisResult, PublishedResults
 
@@ -23,7 +24,8 @@ __all__ = ["KIND_COLOURS", "TERM_TABLE_NOTES", "build_alerts_per_week_figure", "
            "build_forest_figure", "build_small_multiples", "forest_rows"]
 
 KIND_COLOURS = {"rupture": OKABE_ITO["vermillion"], "risk_item": "#000000", "deterioration": OKABE_ITO["orange"],
-                "low_alliance": OKABE_ITO["blue"], "missed": OKABE_ITO["grey"], "caseness": OKABE_ITO["purple"]}
+                "low_alliance": OKABE_ITO["blue"], "missed": OKABE_ITO["grey"], "caseness": OKABE_ITO["purple"],
+                "not_on_track": OKABE_ITO["yellow"]}
 _TERM_LABELS = {
     ("total", "symptom_t"): "total: symptom this week",
     ("total", "alliance_t"): "total: alliance this week",
@@ -50,8 +52,9 @@ TERM_TABLE_NOTES = {
 }
 
 
-def build_alerts_per_week_figure(counts: pd.DataFrame, *, suppressed_marker: str = "≤10") -> go.Figure:
-    """Stacked bars of alerts per calendar week by kind.
+def build_alerts_per_week_figure(counts: pd.DataFrame, *, suppressed_marker: str = "≤10",
+                                 weeks_per_bar: int = 1) -> go.Figure:
+    """Stacked bars of alerts per calendar week (or per ``weeks_per_bar`` weeks) by kind.
 
     ``counts``: index = week start (dates), one column per kind; ``<NA>`` marks a suppressed
     count (meeting mode), drawn as no bar with ``suppressed_marker`` in the hover text and a
@@ -65,13 +68,20 @@ def build_alerts_per_week_figure(counts: pd.DataFrame, *, suppressed_marker: str
         hidden = values.isna()
         any_hidden |= bool(hidden.any())
         text = np.where(hidden, suppressed_marker, values.fillna(0).astype(int).astype(str))
-        fig.add_trace(go.Bar(x=[str(i) for i in frame.index], y=values.fillna(0), name=str(kind).replace("_", " "),
+        label = KIND_LABELS.get(str(kind), str(kind).replace("_", " "))
+        fig.add_trace(go.Bar(x=[str(i) for i in frame.index], y=values.fillna(0), name=label,
                              marker_color=KIND_COLOURS.get(str(kind), OKABE_ITO["sky"]), customdata=text,
-                             hovertemplate="Week of %{x}: %{customdata}<extra>" + str(kind).replace("_", " ")
-                             + "</extra>"))
-    fig.update_layout(barmode="stack", template="plotly_white", height=360, title="Alerts per week by kind",
-                      xaxis_title="Week starting (Monday)", yaxis_title="Alerts raised",
-                      legend={"orientation": "h", "y": -0.25}, margin={"l": 60, "r": 20, "t": 50, "b": 40})
+                             hovertemplate=("Week of" if weeks_per_bar == 1 else f"{weeks_per_bar} weeks from")
+                             + " %{x}: %{customdata}<extra>" + label + "</extra>"))
+    # the legend stands to the right of the bars, clear of the axis titles under and beside them
+    per = "week" if weeks_per_bar == 1 else f"{weeks_per_bar} weeks"
+    by = "every kind together" if list(frame.columns) == ["all alerts"] else "by kind"
+    fig.update_layout(barmode="stack", template="plotly_white", height=360, title=f"Alerts per {per}, {by}",
+                      xaxis_title="Week starting (Monday)" if weeks_per_bar == 1 else
+                      f"{weeks_per_bar} weeks starting (Monday)", yaxis_title="Alerts raised",
+                      legend={"orientation": "v", "x": 1.01, "xanchor": "left", "y": 1, "yanchor": "top",
+                              "title": {"text": "Kind"}},
+                      margin={"l": 60, "r": 20, "t": 60, "b": 50})
     if any_hidden:
         fig.add_annotation(text=f"Counts from 1 to 10 (and counts that would reveal them) are not drawn "
                                 f"({suppressed_marker}).", xref="paper", yref="paper", x=0, y=1.08,
@@ -80,23 +90,34 @@ def build_alerts_per_week_figure(counts: pd.DataFrame, *, suppressed_marker: str
 
 
 def build_courses_figure(courses: pd.DataFrame, *, published: PublishedResults = PUBLISHED,
-                         title: str = "Average courses by treatment week") -> go.Figure:
+                         title: str = "Average courses by treatment week", few_n: int = 20) -> go.Figure:
     """One panel per instrument: the clinic's week means with ±1 SD between patients (band)
-    and the published trial's week means (dashed), from ``core.meeting.average_courses``."""
+    and the published trial's week means (dashed), from ``core.meeting.average_courses``.
+
+    Every point's hover gives its number of patients; weeks with fewer than ``few_n`` patients
+    say "n=k" above the point, so a mean of few patients is not read like one of many."""
     codes = list(dict.fromkeys(courses["instrument"].astype(str))) if len(courses) else []
-    names = [instruments.get(c).name if c in instruments.registry() else c for c in codes] if codes else ["No scores"]
+    # short panel titles (the full names do not fit above a half-width panel)
+    names = [c if c not in instruments.registry() or len(instruments.get(c).name) > 40 else instruments.get(c).name
+             for c in codes] if codes else ["No scores"]
     fig = make_subplots(rows=1, cols=max(len(codes), 1), subplot_titles=names, horizontal_spacing=0.08)
     for col, code in enumerate(codes, start=1):
         part = courses[courses["instrument"] == code].sort_values("week")
         colour = INSTRUMENT_COLOURS.get(code, OKABE_ITO["grey"])
-        fig.add_trace(go.Scatter(x=part["week"], y=part["hi"], mode="lines", line={"width": 0}, hoverinfo="skip",
-                                 showlegend=False), row=1, col=col)
-        fig.add_trace(go.Scatter(x=part["week"], y=part["lo"], mode="lines", line={"width": 0}, fill="tonexty",
-                                 fillcolor=_hex_to_rgba(colour, 0.18), name=f"{code}: ±1 SD between patients",
-                                 hoverinfo="skip"), row=1, col=col)
-        fig.add_trace(go.Scatter(x=part["week"], y=part["mean"], mode="lines+markers",
+        # the band is one closed shape (upper edge forward, lower edge back), so it stays one band
+        # around the mean line; weeks without an SD (a single patient) are left out of it
+        band = part.dropna(subset=["lo", "hi"])
+        fig.add_trace(go.Scatter(x=[*band["week"], *band["week"][::-1]], y=[*band["hi"], *band["lo"][::-1]],
+                                 mode="lines", line={"width": 0}, fill="toself", fillcolor=_hex_to_rgba(colour, 0.18),
+                                 name=f"{code}: ±1 SD between patients", hoverinfo="skip"), row=1, col=col)
+        few = part["n"] < few_n
+        fig.add_trace(go.Scatter(x=part["week"], y=part["mean"], mode="lines+markers+text",
                                  line={"color": colour, "width": 2.5}, name=f"{code}: this clinic",
-                                 hovertemplate=f"Week %{{x}}: mean {code} %{{y:.1f}}<extra></extra>"), row=1, col=col)
+                                 text=np.where(few, "n=" + part["n"].astype(str), ""), textposition="top center",
+                                 textfont={"size": 10, "color": OKABE_ITO["grey"]},
+                                 customdata=part["n"].to_numpy(),
+                                 hovertemplate=f"Week %{{x}}: mean {code} %{{y:.1f}} (n = %{{customdata}} patients)"
+                                               "<extra></extra>"), row=1, col=col)
         pub = part.dropna(subset=["published_mean"])
         if len(pub):
             fig.add_trace(go.Scatter(x=pub["week"], y=pub["published_mean"], mode="lines+markers",
@@ -109,9 +130,44 @@ def build_courses_figure(courses: pd.DataFrame, *, published: PublishedResults =
             direction = "higher = better" if inst.higher_is_better else "higher = worse"
             fig.update_yaxes(title_text=f"{code} ({inst.total_min:g}–{inst.total_max:g}, {direction})",
                              row=1, col=col, title_font={"size": 11})
-        fig.update_xaxes(title_text="Treatment week", dtick=1, row=1, col=col)
+        fig.update_xaxes(title_text="Treatment week", tickformat="d", row=1, col=col)
     fig.update_layout(template="plotly_white", height=400, title=title, legend={"orientation": "h", "y": -0.2},
                       margin={"l": 60, "r": 20, "t": 70, "b": 40})
+    return fig
+
+
+def build_on_track_figure(table: pd.DataFrame, *, instrument: str = "SPIN", few_n: int = 20) -> go.Figure:
+    """Share of patients on track by week (bars, with n) beside the mean score and the mean expected
+    for those patients' starting scores (lines), from ``core.meeting.on_track_by_week``."""
+    from plotly.subplots import make_subplots as _subplots
+
+    fig = _subplots(specs=[[{"secondary_y": True}]])
+    if len(table):
+        few = table["n"] < few_n
+        fig.add_trace(go.Bar(x=table["week"], y=100 * table["share"], name="% of patients on track",
+                             marker={"color": _hex_to_rgba(OKABE_ITO["green"], 0.55)},
+                             text=np.where(few, "n=" + table["n"].astype(str), ""), textposition="outside",
+                             customdata=np.stack([table["on_track"], table["n"]], axis=-1),
+                             hovertemplate="Week %{x}: %{y:.0f}% on track (%{customdata[0]} of %{customdata[1]})"
+                                           "<extra></extra>"), secondary_y=False)
+        colour = INSTRUMENT_COLOURS.get(instrument, OKABE_ITO["grey"])
+        fig.add_trace(go.Scatter(x=table["week"], y=table["observed"], mode="lines+markers",
+                                 line={"color": colour, "width": 2.5}, name=f"{instrument}: mean of these patients",
+                                 hovertemplate=f"Week %{{x}}: mean {instrument} %{{y:.1f}}<extra></extra>"),
+                      secondary_y=True)
+        fig.add_trace(go.Scatter(x=table["week"], y=table["expected"], mode="lines",
+                                 line={"color": "black", "dash": "dash", "width": 1.5},
+                                 name=f"{instrument}: expected for their starting scores",
+                                 hovertemplate=f"Week %{{x}}: expected {instrument} %{{y:.1f}}<extra></extra>"),
+                      secondary_y=True)
+    fig.update_yaxes(title_text="% on track", range=[0, 115], tickvals=[0, 20, 40, 60, 80, 100], secondary_y=False,
+                     title_font={"size": 11})
+    fig.update_yaxes(title_text=f"{instrument} (higher = worse)", secondary_y=True, title_font={"size": 11},
+                     showgrid=False, tickformat=".0f", tickmode="auto", nticks=6)
+    fig.update_xaxes(title_text="Treatment week", tickformat="d")
+    fig.update_layout(template="plotly_white", height=380, title=f"On track ({instrument}) by treatment week",
+                      legend={"orientation": "h", "y": -0.25}, margin={"l": 60, "r": 60, "t": 60, "b": 40},
+                      bargap=0.3)
     return fig
 
 
@@ -231,6 +287,9 @@ def build_small_multiples(courses: pd.DataFrame, *, titles: Mapping[int, str] | 
                 shown.add("flag")
     fig.update_xaxes(dtick=2, showgrid=False)
     fig.update_yaxes(range=[11, 61])
-    fig.update_layout(template="plotly_white", height=170 * rows + 90, margin={"l": 40, "r": 10, "t": 50, "b": 30},
-                      legend={"orientation": "h", "y": 1.08 + 0.02 * rows, "x": 0}, font={"size": 11})
+    # the legend sits above the first row's panel titles (which stand ~20 px over their panels)
+    top, bottom, height = 80, 30, 170 * rows + 120
+    fig.update_layout(template="plotly_white", height=height, margin={"l": 40, "r": 10, "t": top, "b": bottom},
+                      legend={"orientation": "h", "x": 0, "y": 1 + 32 / (height - top - bottom),
+                              "yanchor": "bottom"}, font={"size": 11})
     return fig

@@ -170,3 +170,158 @@ def estimate_alliance_course(scores: pd.DataFrame, instrument: str) -> list[Cour
 def as_config(estimates: list[CourseEstimate]) -> tuple[tuple[str, tuple[float, ...], float, float], ...]:
     """Estimates as ``core.flags.FlagConfig.alliance_course``."""
     return tuple((e.instrument, e.week_means, e.within_sd, e.prior_weeks) for e in estimates)
+
+
+# --------------------------------------------------------------------------- symptoms: not on track
+#: Fewest completed courses (patients with a score in week 1 and at least ``MIN_WEEKS`` weeks)
+#: before a clinic may freeze its own expected symptom course. Finch, Lambert & Schaalje (2001)
+#: built their curves on thousands of patients; 100 courses give slopes whose standard error is a
+#: small fraction of the between-patient spread (a project choice).
+MIN_COURSES = 100
+MIN_WEEKS = 6
+
+
+@dataclass(frozen=True)
+class SymptomCourse:
+    """The expected course of a symptom instrument given the intake (week-1) score.
+
+    ``E(t) = intake + (slope + intake_slope * (intake - intake_mean)) * tau(t)``, with ``tau(t)`` =
+    ``log(t)`` (``time = "log"``) or ``t - 1`` (``"linear"``); the prediction band's SD
+    ``sqrt(slope_sd^2 * tau(t)^2 + resid_sd^2)`` (between-patient spread of the rate and
+    week-to-week noise). Log-linear time and the intake as predictor follow Finch, Lambert &
+    Schaalje (2001) and Lambert et al. (2001, 2005); linear time fits courses that fall steadily
+    (the SPIN week means of Shalom et al., 2025).
+    """
+
+    instrument: str
+    time: str
+    slope: float
+    intake_slope: float
+    intake_mean: float
+    slope_sd: float
+    resid_sd: float
+    n_courses: int
+    source: str
+
+    def expected(self, intake: np.ndarray, week: np.ndarray) -> np.ndarray:
+        """The expected score at ``week`` for a patient who started at ``intake``."""
+        intake = np.asarray(intake, dtype="float64")
+        return intake + (self.slope + self.intake_slope * (intake - self.intake_mean)) * time_of(week, self.time)
+
+    def band_sd(self, week: np.ndarray) -> np.ndarray:
+        """The SD of a patient's score around the expected one at ``week``."""
+        tau = time_of(week, self.time)
+        return np.sqrt(self.slope_sd ** 2 * tau ** 2 + self.resid_sd ** 2)
+
+    def as_tuple(self) -> tuple:
+        """As ``core.flags.FlagConfig.symptom_course`` stores it."""
+        return (self.instrument, self.time, self.slope, self.intake_slope, self.intake_mean, self.slope_sd,
+                self.resid_sd)
+
+
+def time_of(week: np.ndarray, time: str) -> np.ndarray:
+    """``log(t)`` or ``t - 1`` (both 0 in week 1)."""
+    t = np.maximum(np.asarray(week, dtype="float64"), 1.0)
+    return np.log(t) if time == "log" else t - 1.0
+
+
+def literature_symptom_course(instrument: str, *, rc: float | None) -> SymptomCourse | None:
+    """The default course of a symptom instrument with published week means (SPIN: Shalom et al.,
+    2025) until the clinic freezes its own.
+
+    The mean change regressed on ``tau(t)`` through the origin (log or linear time, whichever fits
+    the means better), no intake effect; ``resid_sd`` = the standard error of measurement behind
+    the instrument's reliable change (``rc / (1.96 * sqrt(2))``); ``slope_sd`` = half the mean
+    rate (a project choice: patients' rates differ by about half their mean). ``None`` without
+    week means or without a reliable change: the kind is then off for the instrument until the
+    clinic freezes its own course.
+    """
+    from core import instruments as reg
+
+    inst = reg.get(instrument)
+    if not inst.week_means or rc is None or not np.isfinite(rc):
+        return None
+    m = np.asarray(inst.week_means, dtype="float64")
+    best = None
+    for time in ("log", "linear"):  # the time scale that fits the published means better
+        tau = time_of(np.arange(1, len(m) + 1), time)
+        slope = float(((m - m[0]) * tau).sum() / (tau * tau).sum())
+        sse = float(((m - m[0] - slope * tau) ** 2).sum())
+        if best is None or sse < best[0]:
+            best = (sse, time, slope)
+    _, time, slope = best
+    sem = float(rc) / (1.96 * np.sqrt(2.0))
+    return SymptomCourse(instrument=instrument, time=time, slope=round(slope, 4), intake_slope=0.0,
+                         intake_mean=float(m[0]), slope_sd=round(abs(slope) / 2.0, 4), resid_sd=round(sem, 4),
+                         n_courses=0,
+                         source=f"literature: mean change by {'log(week)' if time == 'log' else 'week'} of "
+                                f"{inst.week_means_source}; noise = the standard error of measurement "
+                                f"({sem:.1f} points); rates differ by half the mean (a project choice)")
+
+
+def _patient_lines(pid: np.ndarray, tau: np.ndarray, x: np.ndarray) -> pd.DataFrame:
+    """Per patient: least-squares slope of ``x`` on ``tau`` (intercept free), its ``stt``, SSE, n."""
+    g = pd.DataFrame({"p": pid, "t": tau, "x": x, "tt": tau * tau, "tx": tau * x, "xx": x * x, "n": 1.0})
+    a = g.groupby("p").sum()
+    stt = a["tt"] - a["t"] ** 2 / a["n"]
+    stx = a["tx"] - a["t"] * a["x"] / a["n"]
+    sxx = a["xx"] - a["x"] ** 2 / a["n"]
+    slope = stx / stt
+    sse = (sxx - slope * stx).clip(lower=0.0)
+    return pd.DataFrame({"slope": slope, "stt": stt, "sse": sse, "n": a["n"]})
+
+
+def estimate_symptom_course(scores: pd.DataFrame, instrument: str, *, min_courses: int = MIN_COURSES,
+                            min_weeks: int = MIN_WEEKS, day: str = "") -> SymptomCourse:
+    """Estimate the expected course of ``instrument`` from the clinic's completed courses.
+
+    Each completed course (a week-1 score and at least ``min_weeks`` stored weeks) gives its own
+    least-squares rate of change ``b_i`` on ``tau(t)`` (log(t) or t - 1, whichever leaves the
+    smaller pooled residual variance). The expected rate is robust to the patients who do not
+    respond, whom the band is meant to find: the intake effect ``intake_slope`` is the Theil-Sen
+    slope of ``b_i`` on the intake (Theil, 1950; Sen, 1968), ``slope`` the median of the
+    intake-adjusted rates, and ``slope_sd`` their spread by the median absolute deviation
+    (``1.4826 * MAD``; Rousseeuw & Croux, 1993) less the part that is measurement noise;
+    ``resid_sd`` is the pooled SD of the weeks around each patient's own line. Vectorised grouped
+    sums; no loop over patients.
+
+    Raises
+    ------
+    ValueError
+        Fewer than ``min_courses`` completed courses.
+    """
+    from scipy import stats as sps
+
+    check_scores(scores)
+    f = scores[(scores["instrument"] == instrument) & scores["score"].notna()][["patient_id", "week", "score"]]
+    intake = f[f["week"] == 1].drop_duplicates("patient_id").set_index("patient_id")["score"]
+    counts = f.groupby("patient_id")["week"].nunique()
+    keep = counts.index[(counts >= min_weeks) & counts.index.isin(intake.index)]
+    if len(keep) < min_courses:
+        raise ValueError(f"The clinic has {len(keep)} completed {instrument} courses (a week-1 score and at least "
+                         f"{min_weeks} weeks); its own expected course needs at least {min_courses}. Keep the "
+                         f"default until more courses are stored.")
+    f = f[f["patient_id"].isin(keep)]
+    pid = f["patient_id"].to_numpy()
+    x = f["score"].to_numpy(dtype="float64")
+    best = None
+    for time in ("log", "linear"):
+        lines = _patient_lines(pid, time_of(f["week"].to_numpy(), time), x)
+        pooled = float(lines["sse"].sum() / (lines["n"] - 2).clip(lower=1).sum())
+        if best is None or pooled < best[0]:
+            best = (pooled, time, lines)
+    resid_var, time, lines = best
+    x1 = intake.reindex(lines.index).to_numpy(dtype="float64")
+    b = lines["slope"].to_numpy()
+    mean1 = float(np.mean(x1))
+    intake_slope = float(sps.theilslopes(b, x1).slope) if len(b) <= 5000 else float(
+        sps.theilslopes(b[:5000], x1[:5000]).slope)
+    adjusted = b - intake_slope * (x1 - mean1)
+    slope = float(np.median(adjusted))
+    mad_sd = 1.4826 * float(np.median(np.abs(adjusted - slope)))
+    noise = float(np.median(resid_var / lines["stt"].to_numpy()))
+    slope_sd = float(np.sqrt(max(mad_sd ** 2 - noise, 0.0)))
+    return SymptomCourse(instrument=instrument, time=time, slope=round(slope, 4), intake_slope=round(intake_slope, 4),
+                         intake_mean=round(mean1, 3), slope_sd=round(slope_sd, 4),
+                         resid_sd=round(float(np.sqrt(resid_var)), 4), n_courses=len(keep),
+                         source=f"this clinic's {len(keep)} completed courses" + (f", frozen on {day}" if day else ""))

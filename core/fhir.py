@@ -260,12 +260,17 @@ def read_responses(data: bytes, *, max_bytes: int = MAX_BYTES) -> tuple[pd.DataF
         link_to_column |= {f"item_{n}": f"item_{n}" for n in range(1, len(link_to_column) + 1)}
         link_to_column[total_link_id(code)] = "score"
         link_to_column["total"] = "score"
+        answered: set[str] = set()
         for item in _flatten(qr.item):
             link = str(item.linkId).rstrip("/").split("/")[-1].strip()
             column = link_to_column.get(link)
             if column is None:
                 err(number, f"item {link}", f"is not an item of {code}; check the linkId.")
                 continue
+            if column in answered:
+                err(number, f"item {link}", "is answered twice in this resource; give each item once.")
+                continue
+            answered.add(column)
             value = _answer_value(item.answer[0])
             if value is None or len(item.answer) != 1:
                 err(number, f"item {link}", "needs exactly one numeric answer (valueInteger, valueDecimal or a "

@@ -21,14 +21,15 @@ OKABE_ITO = {"blue": "#0072B2", "orange": "#E69F00", "green": "#009E73", "vermil
 INSTRUMENT_COLOURS = {"WAI-SR": OKABE_ITO["blue"], "WAI-P": OKABE_ITO["sky"], "SPIN": OKABE_ITO["vermillion"],
                       "PHQ-9": OKABE_ITO["purple"], "GAD-7": OKABE_ITO["orange"]}
 FLAG_SYMBOLS = {"rupture": "triangle-down", "low_alliance": "square", "deterioration": "triangle-up",
-                "risk_item": "x", "missed": "circle-open", "caseness": "diamond", "improvement": "star"}
+                "not_on_track": "triangle-up-open", "risk_item": "x", "missed": "circle-open", "caseness": "diamond",
+                "improvement": "star"}
 _INSTRUMENT_ORDER = ("WAI-SR", "WAI-P", "SPIN", "PHQ-9", "GAD-7")
 #: Marker colour of a flag by severity (good news in green).
 SEVERITY_COLOURS = {"urgent": OKABE_ITO["vermillion"], "high": OKABE_ITO["vermillion"],
                     "medium": OKABE_ITO["orange"], "low": OKABE_ITO["grey"]}
 SUBSCALE_COLOURS = {"bond": OKABE_ITO["vermillion"], "goal": OKABE_ITO["green"], "task": OKABE_ITO["purple"]}
 _STATUS_WORDS = {"open": "open", "unrepaired": "not repaired", "repaired": "repaired",
-                 "addressed": "addressed in feedback"}
+                 "addressed": "addressed in feedback", "back_on_track": "back on track"}
 
 
 def _wrap(text: pd.Series, width: int = 60) -> pd.Series:
@@ -46,9 +47,37 @@ def _flag_hover(group: pd.DataFrame) -> pd.Series:
     return _wrap(text)
 
 
+def _week_reasons(flags: pd.DataFrame | None, code: str, weeks: pd.Series) -> np.ndarray:
+    """Per week of ``weeks``: ``"<br>"`` + the hover text of that week's flags of ``code`` ("" without)."""
+    if flags is None or flags.empty:
+        return np.full(len(weeks), "", dtype=object)
+    own = flags[flags["instrument"].eq(code).fillna(False).astype(bool)]
+    if own.empty:
+        return np.full(len(weeks), "", dtype=object)
+    text = pd.Series(_flag_hover(own).to_numpy(), index=own["week"].astype("int64").to_numpy())
+    joined = text.groupby(level=0).agg("<br>".join)
+    return ("<br>" + joined.reindex(weeks.astype("int64").to_numpy())).fillna("").to_numpy(dtype=object)
+
+
 def _hex_to_rgba(colour: str, alpha: float) -> str:
     r, g, b = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
     return f"rgba({r},{g},{b},{alpha})"
+
+
+#: Panel titles of the alliance series (their registry names are too long for a phone).
+_PANEL_TITLES = {"WAI-SR": "Therapist alliance (WAI-SR)", "WAI-P": "Alliance with the programme (WAI-P)"}
+
+
+def panel_title(code: str, *, longest: int = 32) -> str:
+    """A panel's title that fits above a phone-wide chart: the instrument's name when short
+    enough, else its code with the name's parenthesis ("PHQ-9 (depression)")."""
+    if code in _PANEL_TITLES:
+        return _PANEL_TITLES[code]
+    name = instruments.get(code).name
+    if len(name) <= longest:
+        return name
+    inner = name[name.find("(") + 1:name.rfind(")")] if "(" in name and name.endswith(")") else ""
+    return f"{code} ({inner})" if inner else code
 
 
 def instrument_order(codes: list[str]) -> list[str]:
@@ -63,9 +92,19 @@ def _weekly_grid(series: pd.DataFrame) -> pd.DataFrame:
     return series.set_index("week").reindex(weeks).reset_index()
 
 
+#: What the dotted line and band of a panel show, by the kind of expectation behind them.
+EXPECTED_LABELS = {
+    "alliance": "expected for this patient, ±1 own SD",
+    "symptom": "expected for their start, band: the usual range",
+    "running": "average of the weeks before, ±1 own SD",
+    "full": "average of the whole course, ±1 own SD",
+}
+
+
 def build_patient_figure(scores: pd.DataFrame, *, flags: pd.DataFrame | None = None,
                          average: str = "running", title: str | None = None,
-                         instruments_shown: list[str] | None = None, panel_height: int = 200) -> go.Figure:
+                         instruments_shown: list[str] | None = None, panel_height: int = 200,
+                         last_weeks: int | None = None, expected: pd.DataFrame | None = None) -> go.Figure:
     """The patient's weekly course, one panel per instrument, each on its instrument's scale.
 
     Parameters
@@ -85,6 +124,15 @@ def build_patient_figure(scores: pd.DataFrame, *, flags: pd.DataFrame | None = N
         Only these instruments (default: all the patient has), alliance first.
     panel_height
         Pixels per panel.
+    last_weeks
+        Show only the latest ``last_weeks`` weeks (the x axis starts there; the running average
+        still uses every week before). ``None``: the whole course.
+    expected
+        ``core.flags.expected_courses`` of the patient: with ``average="running"``, a panel that has
+        an expectation draws it (alliance: the patient's own level plus the clinic's course, ±1
+        own SD, which ``below_expected`` compares with; symptoms: the course expected for the
+        intake and the corridor where patients who started alike usually are, ``not_on_track``)
+        instead of the plain running average. ``None``: the running average everywhere.
 
     Notes
     -----
@@ -99,7 +147,7 @@ def build_patient_figure(scores: pd.DataFrame, *, flags: pd.DataFrame | None = N
         scores = scores[scores["instrument"].isin(instruments_shown)]
     codes = instrument_order(sorted(scores["instrument"].unique().tolist())) if len(scores) else []
     fig = make_subplots(rows=max(len(codes), 1), cols=1, shared_xaxes=True, vertical_spacing=0.05,
-                        subplot_titles=[instruments.get(c).name for c in codes] or ["No scores yet"])
+                        subplot_titles=[panel_title(c) for c in codes] or ["No scores yet"])
     if not codes:
         fig.update_layout(height=240, template="plotly_white")
         return fig
@@ -109,32 +157,47 @@ def build_patient_figure(scores: pd.DataFrame, *, flags: pd.DataFrame | None = N
         inst = instruments.get(code)
         colour = INSTRUMENT_COLOURS.get(code, OKABE_ITO["grey"])
         series = stats[stats["instrument"] == code].sort_values("week")
-        if average == "running":
-            centre, spread = series["running_mean"], series["running_sd"]
-            label = "running average of the weeks before"
+        exp = expected[expected["instrument"] == code] if expected is not None and average == "running" \
+            else pd.DataFrame()
+        if len(exp):
+            on = exp.drop_duplicates("week").set_index("week").reindex(series["week"].to_numpy())
+            lo_v, hi_v = on["lo"].to_numpy(dtype="float64"), on["hi"].to_numpy(dtype="float64")
+            banded = series.assign(centre=on["expected"].to_numpy(dtype="float64"), lo=lo_v, hi=hi_v)
+            kind = str(exp["what"].iloc[0])
+        elif average == "running":
+            banded = series.assign(centre=series["running_mean"], lo=series["running_mean"] - series["running_sd"],
+                                   hi=series["running_mean"] + series["running_sd"])
+            kind = "running"
         else:
             centre = pd.Series(series["score"].mean(), index=series.index)
             spread = pd.Series(series["score"].std(ddof=1), index=series.index)
-            label = "average of the whole course"
-        grid = _weekly_grid(series.assign(centre=centre, lo=centre - spread, hi=centre + spread))
+            banded = series.assign(centre=centre, lo=centre - spread, hi=centre + spread)
+            kind = "full"
+        label = EXPECTED_LABELS[kind]
+        grid = _weekly_grid(banded)
         fig.add_trace(go.Scatter(x=grid["week"], y=grid["hi"], mode="lines", line={"width": 0},
                                  hoverinfo="skip", showlegend=False, connectgaps=False), row=row, col=1)
         fig.add_trace(go.Scatter(x=grid["week"], y=grid["lo"], mode="lines", line={"width": 0},
                                  fill="tonexty", fillcolor=_hex_to_rgba(colour, 0.15), hoverinfo="skip",
                                  name=f"±1 own SD ({code})", showlegend=False, connectgaps=False),
                       row=row, col=1)
+        word = "expected" if kind in ("alliance", "symptom") else "average"
         fig.add_trace(go.Scatter(x=grid["week"], y=grid["centre"], mode="lines",
                                  line={"color": colour, "dash": "dot", "width": 1.5},
-                                 name=f"dotted: {label}; band: ±1 own SD", legendgroup="average",
-                                 showlegend=row == 1,
+                                 name=f"dotted: {label}", legendgroup=f"average-{kind}",
+                                 showlegend=kind not in legend_kinds,
                                  customdata=np.stack([grid["lo"], grid["hi"]], axis=-1),
-                                 hovertemplate=f"Week %{{x}}: {code} average %{{y:.1f}} "
+                                 hovertemplate=f"Week %{{x}}: {code} {word} %{{y:.1f}} "
                                                "(band %{customdata[0]:.1f}–%{customdata[1]:.1f})<extra></extra>"),
                       row=row, col=1)
+        legend_kinds.add(kind)
+        # the flags' reasons ride on the score's own point as well as on their marker, so that the
+        # pointer on the marker shows the reason whichever of the two plotly picks
+        reasons = _week_reasons(flags, code, grid["week"])
         fig.add_trace(go.Scatter(x=grid["week"], y=grid["score"], mode="lines+markers",
                                  line={"color": colour, "width": 2.5}, marker={"size": 7}, name=code,
-                                 connectgaps=False,
-                                 hovertemplate=f"Week %{{x}}: {code} %{{y:.0f}}<extra></extra>"),
+                                 connectgaps=False, customdata=np.stack([reasons], axis=-1),
+                                 hovertemplate=f"Week %{{x}}: {code} %{{y:.0f}}%{{customdata[0]}}<extra></extra>"),
                       row=row, col=1)
         missing = grid.loc[grid["score"].isna(), "week"]
         if len(missing):
@@ -154,14 +217,21 @@ def build_patient_figure(scores: pd.DataFrame, *, flags: pd.DataFrame | None = N
                     legendgroup=f"flag-{kind}", showlegend=str(kind) not in legend_kinds,
                     marker={"symbol": FLAG_SYMBOLS.get(str(kind), "circle"), "size": 14,
                             "color": colour, "line": {"width": 1.5, "color": "black"}},
-                    customdata=np.stack([_flag_hover(group)], axis=-1),
-                    hovertemplate="Week %{x}: %{customdata[0]}<extra></extra>"), row=row, col=1)
+                    customdata=np.stack([_flag_hover(group), group["score"].map(
+                        lambda v: f"{v:.0f}" if pd.notna(v) else "no score").to_numpy(dtype=object)], axis=-1),
+                    hovertemplate=f"Week %{{x}}: {code} %{{customdata[1]}}<br>%{{customdata[0]}}<extra></extra>"),
+                    row=row, col=1)
                 legend_kinds.add(str(kind))
         direction = "higher = better" if inst.higher_is_better else "higher = worse"
         fig.update_yaxes(title_text=f"{code}<br>{inst.total_min:g}–{inst.total_max:g}, {direction}",
                          range=[inst.total_min - 0.5, inst.total_max + 0.5], row=row, col=1,
                          title_font={"size": 11})
     fig.update_xaxes(title_text="Treatment week", dtick=1, row=len(codes), col=1)
+    if last_weeks is not None:
+        if last_weeks < 1:
+            raise ValueError("last_weeks must be at least 1 week.")
+        last = int(scores["week"].max())
+        fig.update_xaxes(range=[max(int(scores["week"].min()), last - last_weeks + 1) - 0.5, last + 0.5])
     fig.update_layout(height=panel_height * len(codes) + 80, template="plotly_white", hovermode="closest",
                       margin={"l": 60, "r": 20, "t": 60 if title else 40, "b": 40}, title=title,
                       legend={"orientation": "h", "y": -0.08})

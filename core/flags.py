@@ -74,6 +74,7 @@ from core.ruptures import (
 from core.symptoms import (
     CasenessRule,
     MissedRule,
+    NotOnTrackRule,
     ReliableChangeRule,
     RiskItemRule,
     check_symptom_rules,
@@ -82,7 +83,8 @@ from core.symptoms import (
 )
 
 __all__ = [
-    "BelowExpectedRule", "BelowOwnLevelRule", "RULE_CLASSES", "apply_settings", "CasenessRule", "DEFAULT_CONFIG",
+    "BelowExpectedRule", "BelowOwnLevelRule", "RULE_CLASSES", "apply_settings", "expected_courses",
+    "reliable_change_of", "CasenessRule", "DEFAULT_CONFIG",
     "FLAG_COLUMNS", "CONTRACT_COLUMNS",
     "FlagConfig", "LowAllianceRule", "MissedRule", "RULES", "ReliableChangeRule", "ReliableDropRule",
     "RULES_0_3", "RULES_REVISION", "RepairRule", "RiskItemRule", "SEVERITIES", "SuddenLossRule", "compute_flags",
@@ -94,7 +96,8 @@ __all__ = [
 #: revision are recomputed once at the next start (``db.flagstore.ensure_current``).
 #: 1: the first stored flags. 2: PHQ-9 item 9 implied by totals of 25 or more (issue 13).
 #: 3: repaired also needs half of the fall won back (RepairRule.min_recovered, CLINICAL.md "Repair").
-#: 4: ruptures by ``below_expected`` (expected course, shrunk own SD, two weeks running; issue 12).
+#: 4: ruptures by ``below_expected`` (expected course, shrunk own SD, two weeks running; issue 12)
+#: and the ``not_on_track`` kind (issue 16).
 RULES_REVISION = 4
 #: Weight (in weeks of a patient's own data) of the clinic's typical within-person SD until a
 #: clinic freezes its own estimate (a project choice, docs/calibration.md).
@@ -102,10 +105,10 @@ DEFAULT_PRIOR_WEEKS = 4.0
 
 #: Machine names of every rule; each has a section in docs/flags.md.
 RULES = ("below_expected", "below_expected_two_weeks", "below_expected_subscale", "reliable_drop", "below_own_level",
-         "rupture_episodes", "sudden_loss", "repair", "low_alliance", "deterioration", "improvement", "caseness",
-         "risk_item", "missed")
+         "rupture_episodes", "sudden_loss", "repair", "low_alliance", "deterioration", "not_on_track", "improvement",
+         "caseness", "risk_item", "missed")
 #: Kinds of flag.
-KINDS = ("rupture", "low_alliance", "deterioration", "improvement", "caseness", "risk_item", "missed")
+KINDS = ("rupture", "low_alliance", "deterioration", "not_on_track", "improvement", "caseness", "risk_item", "missed")
 #: Severities, most urgent first.
 SEVERITIES = ("urgent", "high", "medium", "low")
 #: The ``flags`` output columns of CONTRACT.md, in order.
@@ -175,6 +178,12 @@ class FlagConfig:
         the shrinkage. ``None`` or an instrument left out: the literature default of
         :func:`alliance_course_default` (the instrument's ``week_means``, its standard error of
         measurement ``SD * sqrt(1 - r)``, ``DEFAULT_PRIOR_WEEKS``).
+    symptom_course : tuple of (str, str, float x 5), or None
+        The clinic's frozen expected symptom courses of ``not_on_track``: ``(instrument code,
+        time ("log" or "linear"), slope, intake_slope, intake_mean, slope_sd, resid_sd)``
+        (``core.course.SymptomCourse``). An instrument left out: the literature default
+        (``core.course.literature_symptom_course``: SPIN from the week means of Shalom et al.,
+        2025), or no expected course (the kind is off for that instrument).
     """
 
     below_expected: BelowExpectedRule | None = field(default_factory=BelowExpectedRule)
@@ -189,10 +198,12 @@ class FlagConfig:
     caseness: CasenessRule | None = field(default_factory=CasenessRule)
     risk_item: RiskItemRule | None = field(default_factory=RiskItemRule)
     missed: MissedRule | None = field(default_factory=MissedRule)
+    not_on_track: NotOnTrackRule | None = field(default_factory=NotOnTrackRule)
     rupture_episodes: bool = True
     symptom_preference: tuple[str, ...] = ("SPIN", "PHQ-9", "GAD-7")
     rc_params: tuple[tuple[str, float | None, float | None], ...] | None = None
     alliance_course: tuple[tuple[str, tuple[float, ...], float, float], ...] | None = None
+    symptom_course: tuple[tuple[str, str, float, float, float, float, float], ...] | None = None
 
     def check(self) -> None:
         """Raise ``ValueError`` when a setting cannot work."""
@@ -204,7 +215,8 @@ class FlagConfig:
                     sudden_loss=self.sudden_loss, low_alliance=self.low_alliance, repair=self.repair,
                     below_expected=self.below_expected)
         check_symptom_rules(deterioration=self.deterioration, improvement=self.improvement,
-                            caseness=self.caseness, risk_item=self.risk_item, missed=self.missed)
+                            caseness=self.caseness, risk_item=self.risk_item, missed=self.missed,
+                            not_on_track=self.not_on_track)
         _check_rc_params(self.rc_params)
         _check_alliance_course(self.alliance_course)
 
@@ -314,7 +326,8 @@ RULE_CLASSES: dict[str, type | None] = {
     "below_expected": BelowExpectedRule, "reliable_drop": ReliableDropRule, "below_own_level": BelowOwnLevelRule,
     "sudden_loss": SuddenLossRule, "repair": RepairRule, "low_alliance": LowAllianceRule,
     "deterioration": ReliableChangeRule, "improvement": ReliableChangeRule, "caseness": CasenessRule,
-    "risk_item": RiskItemRule, "missed": MissedRule, "rupture_requires": None, "rupture_episodes": None,
+    "risk_item": RiskItemRule, "missed": MissedRule, "not_on_track": NotOnTrackRule, "rupture_requires": None,
+    "rupture_episodes": None,
 }
 
 
@@ -448,6 +461,14 @@ def _rc_cutoff(inst: reg.Instrument, frozen: dict | None, week1_sd: float) -> fl
     return reg.reliable_change_cutoff(float(sd), float(r))
 
 
+def reliable_change_of(config: FlagConfig, code: str) -> float | None:
+    """The reliable-change cut-off (points) of an instrument under ``config``'s frozen parameters
+    (``None`` when it cannot be known without data, e.g. SPIN before the clinic froze its SD)."""
+    frozen = None if config.rc_params is None else {c: (sd, r) for c, sd, r in config.rc_params}
+    rc = _rc_cutoff(reg.get(code), frozen if frozen is not None else {}, np.nan)
+    return None if rc is None or not np.isfinite(rc) else float(rc)
+
+
 def _prepare(scores: pd.DataFrame, as_of_week: int | None) -> pd.DataFrame:
     check_scores(scores)
     if as_of_week is not None and (
@@ -529,11 +550,52 @@ def compute_flags(
         _rupture_flags(frame, s, config),
         _low_alliance_flags(s, config),
         *_symptom_change_flags(s, config),
+        _not_on_track_flags(s, config),
         _caseness_flags(s, config),
         *_risk_parts(frame, s, config),
         _missed_part(frame, s, config),
     ]
     return _assemble(parts, frame, s, config)
+
+
+def expected_courses(scores: pd.DataFrame, *, config: FlagConfig = DEFAULT_CONFIG) -> pd.DataFrame:
+    """What the rules expected of each stored week, for drawing it behind the patient's course.
+
+    One row per stored score: ``patient_id, instrument, week, score, expected, lo, hi, what, on_track``. For an
+    alliance instrument (``below_expected``; ``what = "alliance"``) ``expected`` is the patient's own
+    level so far plus the clinic's course and ``lo``/``hi`` are ±1 of the patient's shrunk
+    week-to-week SD; for a symptom instrument with an expected course (``not_on_track``;
+    ``"symptom"``) ``expected`` is the course expected for the intake and ``hi`` (for a scale where
+    higher is worse) the on-track bound, ``lo`` its mirror, and ``on_track`` the verdict of
+    ``not_on_track`` for that week (``<NA>`` before ``min_week``). Computed by the rules' own steps
+    (prospective: each week from the weeks before it and the frozen parameters). Rows without an
+    expectation (too few weeks, no course) are left out.
+    """
+    cols = ["patient_id", "instrument", "week", "score", "expected", "lo", "hi", "what", "on_track"]
+    config.check()
+    frame = _prepare(scores, None)
+    if frame.empty:
+        return pd.DataFrame(columns=cols)
+    s = _series_arrays(frame, config, as_of_week=None, current_week=None)
+    parts = []
+    if config.below_expected is not None and s.is_alliance.any():
+        be = _below_expected(frame, s, config.below_expected)
+        keep = s.is_alliance & s.present & be["known"]
+        e, sd = be["expected"][keep], be["sd"][keep]
+        parts.append(s.base[keep].assign(score=s.x[keep], expected=e, lo=e - sd, hi=e + sd, what="alliance",
+                                         on_track=pd.NA))
+    nt = _not_on_track_arrays(s, config)
+    if nt is not None:
+        keep = s.present & ~s.is_alliance & ~np.isnan(nt["expected"])
+        e, b = nt["expected"][keep], nt["bound"][keep]
+        b = np.where(np.isnan(b), e, b)
+        verdict = pd.array(np.where(nt["judged"], ~nt["outside"], False), dtype="boolean")
+        verdict[~nt["judged"]] = pd.NA
+        parts.append(s.base[keep].assign(score=s.x[keep], expected=e, lo=np.minimum(e, 2 * e - b),
+                                         hi=np.maximum(b, 2 * e - b), what="symptom", on_track=verdict[keep]))
+    if not parts:
+        return pd.DataFrame(columns=cols)
+    return pd.concat(parts, ignore_index=True)[cols]
 
 
 @dataclass(frozen=True, eq=False)
@@ -769,6 +831,128 @@ def _reliable_change_part(s: _SeriesArrays, is_symptom: np.ndarray, *, kind: str
         expl = (head + ": " + _fmt(np.abs(x - first)) + f" points {adj}, more than the "
                 + _fmt(s.rc[idx] * rule.rc_multiple) + " points that count as a real change.")
     return _part(s.base, idx, kind=kind, rule=kind, severity=severity, score=x, baseline=first, explanation=expl)
+
+
+def _symptom_courses(s: _SeriesArrays, config: FlagConfig) -> dict[int, Any]:
+    """Per symptom instrument number: its expected course (frozen, else the literature default)."""
+    from core.course import SymptomCourse, literature_symptom_course
+
+    frozen = {c[0]: c for c in (config.symptom_course or ())}
+    out = {}
+    for i, row in s.itab.iterrows():  # loop over instruments (a handful), not rows
+        if row["alliance"]:
+            continue
+        code = row["code"]
+        if code in frozen:
+            _, time, b0, b1, m1, tau, sig = frozen[code]
+            out[i] = SymptomCourse(instrument=code, time=time, slope=b0, intake_slope=b1, intake_mean=m1,
+                                   slope_sd=tau, resid_sd=sig, n_courses=0, source="frozen")
+        else:
+            course = literature_symptom_course(code, rc=row["rc"] if np.isfinite(row["rc"]) else None)
+            if course is not None:
+                out[i] = course
+    return out
+
+
+def _not_on_track_arrays(s: _SeriesArrays, config: FlagConfig) -> dict[str, Any] | None:
+    """Per row: the expected symptom score, the on-track bound and the verdict of ``not_on_track``.
+
+    ``None`` when the rule is off or no symptom instrument has an expected course. See
+    :func:`_not_on_track_flags` for the rule.
+    """
+    from core.course import time_of
+
+    rule = config.not_on_track
+    if rule is None:
+        return None
+    courses = _symptom_courses(s, config)
+    if not courses:
+        return None
+    m = len(s.x)
+    expected, tau, rate, slope_sd, resid_sd = (np.full(m, np.nan) for _ in range(5))
+    courses_time = np.full(m, "linear", dtype=object)
+    # the intake: the score of week 1, or of week 2 when week 1 is missing (the course then counts from it)
+    first_week = pd.Series(np.where(s.present, s.week, np.iinfo(np.int64).max)).groupby(s.gid) \
+        .transform("min").to_numpy()
+    intake = np.where(first_week <= 2, s.first, np.nan)
+    for i, course in courses.items():  # loop over symptom instruments (a handful), not rows
+        sel = s.icode == i
+        t0 = time_of(np.minimum(first_week[sel], 2), course.time)
+        tau[sel] = time_of(s.week[sel], course.time) - t0
+        rate[sel] = course.slope + course.intake_slope * (intake[sel] - course.intake_mean)
+        expected[sel] = intake[sel] + rate[sel] * tau[sel]
+        slope_sd[sel], resid_sd[sel] = course.slope_sd, course.resid_sd
+        courses_time[sel] = course.time
+    usable = s.present & ~s.is_alliance & ~np.isnan(expected) & (s.week > first_week)
+    # the patient's own rate of change: the least-squares slope of their scores on time over every
+    # stored week from the intake up to this one (the intake's own noise does not tilt it)
+    inc = usable | (s.present & ~s.is_alliance & ~np.isnan(expected) & (s.week == first_week))
+    t_use, x_use, one = (np.where(inc, v, 0.0) for v in (tau, s.x - np.where(np.isnan(intake), 0.0, intake), 1.0))
+    cums = [pd.Series(v).groupby(s.gid, sort=False).cumsum().to_numpy()
+            for v in (one, t_use, x_use, t_use * t_use, t_use * x_use)]
+    n_w, s_t, s_x, s_tt, s_tx = cums
+    with np.errstate(invalid="ignore", divide="ignore"):
+        stt = s_tt - s_t * s_t / n_w
+        own_rate = np.where(stt > 1e-9, (s_tx - s_t * s_x / n_w) / stt, np.nan)
+        se = np.sqrt(slope_sd ** 2 + resid_sd ** 2 / stt)
+        z_rate = s.worse_sign * (own_rate - rate) / se
+    judged = usable & (s.week >= rule.min_week) & ~np.isnan(z_rate)
+    week_worse = s.worse_sign * (s.x - expected) > 0
+    outside = judged & (z_rate > rule.z) & week_worse
+    # where patients who started alike usually are this week (the corridor drawn on the chart): the
+    # expected score plus z of the spread of a week's score around it
+    bound = expected + s.worse_sign * rule.z * np.sqrt(slope_sd ** 2 * tau ** 2 + resid_sd ** 2)
+    inside = judged & ~outside
+    prev_out = _prev_stored(s.gid, np.where(judged, outside.astype("float64"), np.nan)) == 1.0
+    hit = outside & ~prev_out
+    return {"expected": expected, "bound": bound, "outside": outside, "inside": inside, "hit": hit, "judged": judged,
+            "intake": intake, "first_week": first_week, "rate": rate, "own_rate": own_rate,
+            "courses_time": courses_time, "se": se, "tau": tau}
+
+
+def _not_on_track_flags(s: _SeriesArrays, config: FlagConfig) -> pd.DataFrame | None:
+    """Not-on-track rows: a symptom course worse than expected for the intake, on entering it.
+
+    Expected course and band per instrument from ``config.symptom_course`` or the literature
+    default (``_symptom_courses``), given the patient's intake (week 1, else week 2). One flag per
+    stretch off track, raised at its first week; its status is ``back_on_track`` once a later
+    stored week is on track, ``open`` otherwise. Prospective: week t's verdict uses weeks <= t.
+    """
+    arrays = _not_on_track_arrays(s, config)
+    if arrays is None:
+        return None
+    rule = config.not_on_track
+    expected, bound, inside, hit = arrays["expected"], arrays["bound"], arrays["inside"], arrays["hit"]
+    intake, first_week, rate, own_rate = arrays["intake"], arrays["first_week"], arrays["rate"], arrays["own_rate"]
+    courses_time = arrays["courses_time"]
+    if not hit.any():
+        return None
+    # a later judged week back inside the band (as of now): the stretch has ended
+    later_inside = pd.Series(inside[::-1].astype("int64")).groupby(s.gid[::-1]).cumsum().to_numpy()[::-1] \
+        - inside.astype("int64")
+    idx = np.flatnonzero(hit)
+    beyond = s.worse_sign[idx] * (s.x[idx] - bound[idx])
+    high = np.zeros(len(idx), dtype=bool)
+    if rule.high_rc_multiple is not None:
+        high = beyond >= rule.high_rc_multiple * s.rc[idx]
+    codes = pd.Series(s.icodes[s.icode[idx]], dtype="string")
+    unit = pd.Series(np.where(courses_time[idx] == "log", " per log-week", " points a week"), dtype="string")
+    start = pd.Series(np.where(first_week[idx] == 1, "", " (in week 2)"), dtype="string")
+
+    def signed(v: np.ndarray) -> pd.Series:
+        return pd.Series(np.where(v > 0, "+", ""), dtype="string") + _fmt(v)
+
+    expl = (codes + " " + _fmt(s.x[idx]) + " in week " + _fmt(s.week[idx]) + " is worse than expected for a patient "
+            "who started at " + _fmt(intake[idx]) + start + ": expected around " + _fmt(expected[idx]) + " by week "
+            + _fmt(s.week[idx]) + " (patients who started alike are usually below " + _fmt(bound[idx])
+            + " by then). Since the start the score has "
+            "moved by " + signed(own_rate[idx]) + unit + " (a line through every week so far); patients who started "
+            "like them move by " + signed(rate[idx]) + unit + "; not on track.")
+    part = _part(s.base, idx, kind="not_on_track", rule="not_on_track",
+                 severity=pd.Series(np.where(high, "high", "medium"), dtype="string"), score=s.x[idx],
+                 baseline=expected[idx], explanation=expl)
+    part["status"] = pd.Series(np.where(later_inside[idx] > 0, "back_on_track", "open"), dtype="string")
+    return part
 
 
 def _caseness_flags(s: _SeriesArrays, config: FlagConfig) -> pd.DataFrame | None:

@@ -26,8 +26,14 @@ Small-count suppression (meeting mode)
 A project choice following common statistical-disclosure practice (e.g. NHS England's
 suppression of small numbers): any displayed count from 1 to 10 is replaced by a marker, and
 so is any further count from which a suppressed one could be worked out by subtraction from
-a displayed total (*secondary* or *complementary* suppression). Zero is shown: it reveals no
-patient. Rates whose numerator or denominator is suppressed are suppressed too.
+a displayed total (*secondary* or *complementary* suppression). Zero is shown in the clinic's
+totals (it reveals no patient) but suppressed in pseudonymised per-therapist rows, where a pattern
+of zeros tells the room who a "Therapist C" is (:func:`meeting_therapist_table`).
+
+A **rate** is not a count: it is shown only when its *denominator* is above the threshold
+(:func:`rate_display`). When its numerator is suppressed the rate shows as the bound that a
+suppressed numerator allows ("≤28%" for at most 10 of 36), never as the marker "≤10", which reads
+as "at most 10%". A median is shown only when it is the median of more than 10 values.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from core.caseload import NOT_ALERTS
+from core.caseload import NOT_ALERTS, flag_status_words, kind_words, rule_words
 from core.models import (
     MIN_DETREND_WEEKS,
     PUBLISHED,
@@ -51,10 +57,13 @@ from core.models import (
 )
 
 __all__ = [
-    "ALERT_STATUSES", "OVERDUE_DAYS", "SEVERITY_ORDER", "SUPPRESSED", "SUPPRESS_RANGE", "TREND_POINTS_PER_WEEK",
-    "RuptureSummary", "alerts_per_week", "alliance_within_sd", "average_courses", "both_trend", "caseload_table",
-    "filter_alerts", "flagged_courses", "flagged_patients", "format_counts", "pseudonymise", "read_within_estimate",
-    "rupture_summary", "suppress_count", "suppress_counts", "therapist_counts", "weekly_trends",
+    "ALERT_STATUSES", "OVERDUE_DAYS", "SEVERITY_ORDER", "STANDS_FIRST", "SUPPRESSED", "SUPPRESS_RANGE",
+    "TREND_POINTS_PER_WEEK", "TRIAGE_TIERS", "RuptureSummary", "alerts_per_week", "alliance_within_sd",
+    "on_track_by_week",
+    "average_courses", "both_trend", "caseload_table", "filter_alerts", "first_in_words", "flagged_courses",
+    "flagged_patients", "format_counts", "meeting_alerts", "meeting_therapist_table", "pseudonymise",
+    "rate_display", "read_within_estimate", "rupture_summary", "TOO_FEW", "suppress_count", "suppress_counts",
+    "therapist_counts", "weekly_trends",
 ]
 
 #: Statuses that make a flag part of the caseload scan: still open, an unrepaired rupture, or
@@ -83,14 +92,40 @@ _CASELOAD_COLUMNS = ["therapist_id", "therapist_name", "team", "patient_id", "ki
 # --------------------------------------------------------------------------- caseload scan
 
 
+#: The caseload's triage tiers (``triage`` column), in the order a supervisor acts on them. Tiers 1–3
+#: *stand first* (``urgent_first``): a small set, each with its reason; tier 4 is ordered before the rest
+#: but not marked, so that a clinic with many old low-severity alerts still sees what to act on.
+TRIAGE_TIERS = {
+    1: "urgent risk item, not yet addressed",
+    2: "unrepaired rupture",
+    3: "high-severity alert not addressed within a week",
+    4: "not addressed within a week",
+    5: "recent",
+    6: "addressed in feedback",
+}
+#: Tiers that stand first.
+STANDS_FIRST = (1, 2, 3)
+#: The ``act_on`` cell per tier (tiers 3–5 add the alert's age in days).
+_ACT_ON = {1: "First · urgent risk", 2: "First · unrepaired rupture", 3: "First · high, unaddressed",
+           4: "Unaddressed", 5: "Recent", 6: "Addressed in feedback"}
+
+
 def caseload_table(alerts: pd.DataFrame, *, overdue_days: int = OVERDUE_DAYS) -> pd.DataFrame:
-    """Every alert that still needs a look, one row each, the most urgent first.
+    """Every alert that still needs a look, one row each, in the order a supervisor acts on them.
 
     Kept: flags whose kind is an alert (not ``improvement``) and whose status is one of
-    :data:`ALERT_STATUSES`. Order: first the rows that need the supervisor (``urgent_first``:
-    an unaddressed urgent alert such as a risk item, whatever its age or whether its date is known;
-    an unrepaired rupture; or an alert not addressed within ``overdue_days`` days), then by
-    severity (urgent → low), then the oldest first, then therapist, patient and week.
+    :data:`ALERT_STATUSES`. Each row gets a triage tier (:data:`TRIAGE_TIERS`):
+
+    1. an unaddressed urgent alert (a risk item), whatever its age or whether its date is known;
+    2. an unrepaired rupture;
+    3. a high-severity alert (reliable deterioration, a rupture both rules confirm) not addressed
+       within ``overdue_days`` days;
+    4. any other alert not addressed within ``overdue_days`` days (*overdue*);
+    5. the rest (recent, or of unknown age);
+    6. addressed in feedback (shown so that the supervisor reads the note).
+
+    Tiers 1–3 *stand first* (``urgent_first``). Within a tier: severity (urgent → low), then the
+    oldest first, then therapist, patient and week.
 
     Parameters
     ----------
@@ -104,7 +139,11 @@ def caseload_table(alerts: pd.DataFrame, *, overdue_days: int = OVERDUE_DAYS) ->
     DataFrame
         Columns ``therapist_id, therapist_name, team, patient_id, kind, rule, severity,
         instrument, week, flag_date, age_days, status, note, note_by, explanation`` plus
-        ``overdue`` (bool), ``unrepaired_rupture`` (bool), ``urgent_first`` (bool) and
+        ``overdue`` (bool), ``unrepaired_rupture`` (bool), ``triage`` (1–6), ``urgent_first``
+        (bool: tiers 1–3), ``act_on`` (the tier in a few words, e.g. "First · urgent risk",
+        "38 days unaddressed"),
+        ``kind_words``, ``rule_words``, ``status_words`` (labels, ``core.caseload``), ``alert``
+        (kind and questionnaire, e.g. "Risk item · PHQ-9"; the kind alone for a patient-level flag) and
         ``link`` (``/patient?patient=CODE``).
     """
     if overdue_days < 0:
@@ -125,17 +164,50 @@ def caseload_table(alerts: pd.DataFrame, *, overdue_days: int = OVERDUE_DAYS) ->
     out = frame.loc[keep.fillna(False).astype(bool), _CASELOAD_COLUMNS].reset_index(drop=True)
     age = pd.to_numeric(out["age_days"], errors="coerce").astype("Float64")
     out["age_days"] = age.round().astype("Int64")
-    out["overdue"] = (out["status"].ne("addressed") & age.gt(overdue_days)).fillna(False).astype(bool)
+    addressed = out["status"].eq("addressed").fillna(False).astype(bool)
+    out["overdue"] = (~addressed & age.gt(overdue_days)).fillna(False).astype(bool)
     out["unrepaired_rupture"] = (out["kind"].eq("rupture") & out["status"].eq("unrepaired")).fillna(False).astype(bool)
-    # an unaddressed urgent alert (a risk item) stands first whatever its age, dated or not
-    urgent = (out["severity"].eq("urgent") & out["status"].ne("addressed")).fillna(False).astype(bool)
-    out["urgent_first"] = urgent | out["overdue"] | out["unrepaired_rupture"]
+    urgent = (out["severity"].eq("urgent") & ~addressed).fillna(False).astype(bool)
+    high_overdue = (out["overdue"] & out["severity"].eq("high")).fillna(False).astype(bool)
+    out["triage"] = np.select([urgent, out["unrepaired_rupture"], high_overdue, out["overdue"], ~addressed],
+                              [1, 2, 3, 4, 5], default=6).astype("int64")
+    out["urgent_first"] = out["triage"].isin(STANDS_FIRST)
+    days = out["age_days"].astype("string")
+    tier = out["triage"]
+    words = tier.map(_ACT_ON).astype("string")
+    words = words.mask(tier.eq(3), ("First · high, " + days + " days unaddressed").fillna("First · high, unaddressed"))
+    words = words.mask(tier.eq(4), (days + " days unaddressed").fillna("Unaddressed"))
+    words = words.mask(tier.eq(5), ("Recent (" + days + " days)").fillna("Open, date unknown"))
+    out["act_on"] = words.astype("string")
+    out["kind_words"] = kind_words(out["kind"])
+    out["rule_words"] = rule_words(out["rule"])
+    out["status_words"] = flag_status_words(out["status"])
+    questionnaire = out["instrument"].astype("string")
+    out["alert"] = (out["kind_words"] + (" · " + questionnaire).fillna("")).astype("string")
     out["note"] = out["note"].astype("string")
     out["link"] = "/patient?patient=" + out["patient_id"].astype("string")
     rank = out["severity"].map(SEVERITY_ORDER).fillna(len(SEVERITY_ORDER)).astype(int)
-    order = out.assign(_first=~out["urgent_first"], _sev=rank, _age=-age.fillna(-1))
-    order = order.sort_values(["_first", "_sev", "_age", "therapist_id", "patient_id", "week"], kind="stable")
-    return order.drop(columns=["_first", "_sev", "_age"]).reset_index(drop=True)
+    order = out.assign(_sev=rank, _age=-age.fillna(-1))
+    order = order.sort_values(["triage", "_sev", "_age", "therapist_id", "patient_id", "week"], kind="stable")
+    return order.drop(columns=["_sev", "_age"]).reset_index(drop=True)
+
+
+def first_in_words(table: pd.DataFrame) -> str:
+    """Why the rows of :func:`caseload_table` that stand first do, as one sentence part, e.g.
+    "3 risk items not yet addressed, 3 unrepaired ruptures and 2 high-severity alerts not addressed
+    within a week" ("no alert" when none stands first)."""
+    counts = table["triage"].value_counts() if len(table) else pd.Series(dtype="int64")
+    parts = []
+    for tier, one, many in ((1, "urgent risk item not yet addressed", "urgent risk items not yet addressed"),
+                            (2, "unrepaired rupture", "unrepaired ruptures"),
+                            (3, "high-severity alert not addressed within a week",
+                             "high-severity alerts not addressed within a week")):
+        n = int(counts.get(tier, 0))
+        if n:
+            parts.append(f"{n} {one if n == 1 else many}")
+    if not parts:
+        return "no alert"
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
 def filter_alerts(table: pd.DataFrame, *, therapists: Iterable[str] | None = None,
@@ -443,6 +515,26 @@ def average_courses(scores: pd.DataFrame, *, instruments: Sequence[str] = ("WAI-
     return out
 
 
+def on_track_by_week(expected: pd.DataFrame, *, instrument: str = "SPIN", min_n: int = 1) -> pd.DataFrame:
+    """Share of patients on track by treatment week, beside the clinic's expected curve.
+
+    ``expected`` is ``core.flags.expected_courses`` of the scope's scores. Per week: ``n`` (patients
+    judged by ``not_on_track`` that week), ``on_track`` (how many of them were on track), ``share``,
+    and the mean observed and mean expected score of those patients (``observed``, ``expected``).
+    Weeks with fewer than ``min_n`` judged patients are left out (meeting mode: 11).
+    """
+    cols = ["week", "n", "on_track", "share", "observed", "expected"]
+    sel = expected[(expected["instrument"] == instrument) & expected["on_track"].notna()] if len(expected) else expected
+    if not len(sel):
+        return pd.DataFrame(columns=cols)
+    out = (sel.assign(on=sel["on_track"].astype(bool).astype("int64"))
+           .groupby("week", sort=True).agg(n=("on", "size"), on_track=("on", "sum"), observed=("score", "mean"),
+                                            expected=("expected", "mean")).reset_index())
+    out = out[out["n"] >= min_n].reset_index(drop=True)
+    out["share"] = out["on_track"] / out["n"]
+    return out[cols]
+
+
 def alliance_within_sd(scores: pd.DataFrame, *, alliance: str = "WAI-SR") -> float | None:
     """How far a typical week's alliance lies from the patient's own course, in points.
 
@@ -697,10 +789,25 @@ def models_table(forest: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def _pct(num: int | None, den: int | None) -> str:
-    if num is None or den is None:
-        return SUPPRESSED
-    return "–" if den == 0 else f"{100 * num / den:.0f}%"
+#: What a rate, median or count based on too few shows in meeting mode.
+TOO_FEW = "n ≤ 10"
+
+
+def rate_display(num: int, den: int, *, num_hidden: bool, meeting: bool, high: int = SUPPRESS_RANGE[1]) -> str:
+    """A rate ``num / den`` as a display string (e.g. "50%").
+
+    In meeting mode a rate is shown only when its denominator is above ``high``
+    (:data:`TOO_FEW` otherwise); when the numerator itself is suppressed (``num_hidden``) the
+    rate is the bound a suppressed count allows, ``≤ ⌈100·high/den⌉%``, so that the room reads a
+    percentage and cannot work the count out. "–" for a denominator of 0.
+    """
+    if den == 0:
+        return "–"
+    if meeting and den <= high:
+        return TOO_FEW
+    if meeting and num_hidden:
+        return f"≤{math.ceil(100 * high / den)}%"
+    return f"{100 * num / den:.0f}%"
 
 
 def summary_display(summary: RuptureSummary, *, meeting: bool) -> dict[str, str]:
@@ -709,8 +816,9 @@ def summary_display(summary: RuptureSummary, *, meeting: bool) -> dict[str, str]
     Keys: ``patients``, ``patients_with_rupture``, ``rupture_rate``, ``ruptures``,
     ``repaired``, ``unrepaired``, ``pending``, ``repair_rate``, ``median_weeks_to_repair``.
     In meeting mode the two count lines (patients with / without a rupture = patients;
-    repaired + unrepaired + pending = ruptures) go through :func:`suppress_counts`, and a
-    rate or median built from a suppressed count is suppressed with it.
+    repaired + unrepaired + pending = ruptures) go through :func:`suppress_counts`; the rates
+    follow :func:`rate_display` (shown when the denominator is above 10); the median weeks to
+    repair is shown when more than 10 ruptures were repaired.
     """
     people = pd.DataFrame({"with": [summary.patients_with_rupture],
                            "without": [summary.patients - summary.patients_with_rupture]})
@@ -726,12 +834,73 @@ def summary_display(summary: RuptureSummary, *, meeting: bool) -> dict[str, str]
 
     n_pat, n_with = get(people_s, -1, "total"), get(people_s, 0, "with")
     rep, unrep, pend, total = (get(flags_s, 0, c) for c in ("repaired", "unrepaired", "pending", "total"))
-    decided = None if rep is None or unrep is None else rep + unrep
+    decided = summary.repaired + summary.unrepaired
     median = summary.median_weeks_to_repair
     show = lambda v: SUPPRESSED if v is None else str(v)  # noqa: E731
+    few_repaired = meeting and summary.repaired <= SUPPRESS_RANGE[1]
     return {
-        "patients": show(n_pat), "patients_with_rupture": show(n_with), "rupture_rate": _pct(n_with, n_pat),
+        "patients": show(n_pat), "patients_with_rupture": show(n_with),
+        "rupture_rate": rate_display(summary.patients_with_rupture, summary.patients, num_hidden=n_with is None,
+                                     meeting=meeting),
         "ruptures": show(total), "repaired": show(rep), "unrepaired": show(unrep), "pending": show(pend),
-        "repair_rate": _pct(rep, decided),
-        "median_weeks_to_repair": SUPPRESSED if rep is None else ("–" if median is None else f"{median:g}"),
+        "repair_rate": rate_display(summary.repaired, decided, num_hidden=rep is None, meeting=meeting),
+        "median_weeks_to_repair": TOO_FEW if few_repaired else ("–" if median is None else f"{median:g}"),
     }
+
+
+def meeting_therapist_table(by_therapist: pd.DataFrame, *, salt: str) -> pd.DataFrame:
+    """The per-therapist counts for a room: pseudonymised, ordered by pseudonym, suppressed.
+
+    ``by_therapist`` as :func:`therapist_counts` gives it. Every count from **0** to 10 is
+    suppressed (a zero in a pseudonymised row tells the room who the therapist is), and so is,
+    by :func:`suppress_counts`, every count that the shown column totals would give away. Rows
+    are "Therapist A", "Therapist B", … in that order (not the named order, nor by size), then
+    the ``total`` row. Returns display strings (:func:`format_counts`), ``therapist_id`` first.
+    """
+    named = pseudonymise(by_therapist, salt=salt).drop(columns="therapist_name", errors="ignore")
+    counted = named.set_index("therapist_id")
+    counted = counted.loc[sorted(counted.index, key=_pseudonym_key)]
+    hidden = suppress_counts(counted, low=0, high=SUPPRESS_RANGE[1])
+    # the column totals are shown; the row sums (across unlike counts) only steer the suppression
+    return format_counts(hidden.drop(columns="total")).reset_index(names="therapist_id")
+
+
+def _pseudonym_key(label: str) -> tuple[int, str]:
+    """"Therapist B" before "Therapist AA" (shorter labels first, then alphabetically)."""
+    tail = str(label).rsplit(" ", 1)[-1]
+    return (len(tail), tail)
+
+
+def meeting_alerts(per_week: pd.DataFrame, *, meeting: bool,
+                   periods: Sequence[int] = (1, 2, 4, 13)) -> tuple[pd.DataFrame, int]:
+    """The alerts-per-week table as the clinic page shows it, and the weeks per bar.
+
+    Outside meeting mode: ``per_week`` itself (1 week per bar, margins added, nothing hidden).
+    In meeting mode the counts are suppressed (:func:`suppress_counts`); for a small team nearly
+    every weekly count of a kind is from 1 to 10, and the chart would be empty. So the table is
+    pooled, coarser step by coarser step, until at least half of all alerts can be shown: by kind
+    over each period of ``periods`` (weeks), then every kind together (one column ``all alerts``)
+    over each period; if none reaches half, the step that shows the most. Returns (the suppressed
+    table with its ``total`` margins, the period in weeks); the index is each period's first Monday.
+    """
+    if not periods:
+        raise ValueError("periods must name at least one period in weeks (e.g. (1, 2, 4)).")
+    if not meeting:
+        return suppress_counts(per_week, low=1, high=0), 1
+    if per_week.empty:
+        return suppress_counts(per_week), 1
+    total = float(per_week.to_numpy().sum())
+    steps = [(w, False) for w in periods] + [(w, True) for w in periods]
+    best: tuple[float, pd.DataFrame, int] | None = None
+    for weeks, together in steps:
+        pooled = per_week.groupby(np.arange(len(per_week)) // weeks).sum()
+        pooled.index = pd.Index(per_week.index[::weeks], name="week_start")
+        if together:
+            pooled = pooled.sum(axis=1).to_frame("all alerts")
+        shown = suppress_counts(pooled)
+        visible = float(shown.drop(index="total", columns="total").fillna(0).to_numpy().sum())
+        if best is None or visible > best[0]:
+            best = (visible, shown, weeks)
+        if total == 0 or visible >= total / 2:
+            return shown, weeks
+    return best[1], best[2]  # type: ignore[index]  # steps is not empty (checked above)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import pandas as pd
 
 from core import instruments
+from core.caseload import flag_status_words, kind_words
 
 #: Short references shown under the prompts.
 REFERENCES = (
@@ -105,72 +106,87 @@ def rupture_episodes(flags: pd.DataFrame) -> pd.DataFrame:
                       first_week=rup.groupby(episode)["week"].transform("min").to_numpy())
 
 
-def rupture_cards(flags: pd.DataFrame, *, last_week: int | None = None, recent_weeks: int = 4) -> pd.DataFrame:
-    """One row per rupture episode worth a card: open, unrepaired, addressed, or recent.
+def rupture_cards(flags: pd.DataFrame, *, last_week: int | None = None) -> pd.DataFrame:
+    """One row per rupture episode: every episode gets a card (a repaired one is shown collapsed).
 
     Parameters
     ----------
     flags
         One patient's flags (``core.flags.compute_flags`` columns, optionally with ``note``,
-        ``note_by``, ``note_at`` from ``db.flags.read_flags``).
+        ``note_by``, ``note_at`` and ``computed_status`` from ``db.flags.read_flags``).
     last_week
-        The patient's latest stored week; a repaired episode is shown when it began within
-        ``recent_weeks`` of it. ``None``: the latest flagged week.
-    recent_weeks
-        How far back a repaired rupture still gets a card.
+        The patient's latest stored week (for "no questionnaire since week t"). ``None``: not known.
 
     Returns
     -------
     DataFrame
         ``patient_id, instrument, series, week`` (first week), ``weeks`` (all flagged weeks of
         the episode, a list), ``score, baseline, drop, drop_sd, rule, subscale, subscale_drop,
-        symptom_instrument, symptom_change_next_week, repaired_week, status, status_words,
-        confirmed, explanation, note, note_by, note_at, prompts`` (a sequence of sentences), most urgent first.
-        ``status`` is ``addressed`` only when every week of the episode is addressed; else the
-        most urgent status among the rest (unrepaired, open, repaired).
+        symptom_instrument, symptom_change_next_week, repaired_week, status, repair_status,
+        repair_words, addressed, status_words, confirmed, explanation, note, note_by, note_at,
+        prompts`` (a sequence of sentences), the most urgent first.
+
+        Two separate things: ``repair_status`` is what the *alliance* did (``unrepaired``,
+        ``open`` or ``repaired``: the most urgent among the episode's weeks, from
+        ``computed_status`` where the flags carry it), ``addressed`` what the *therapist* did
+        (every week of the episode marked "addressed in feedback"). ``status`` is ``addressed``
+        when ``addressed``, else ``repair_status`` (as the flags' ``status``); ``repair_words``
+        says the repair state in words, ``status_words`` adds "addressed in feedback".
     """
     columns = ["patient_id", "instrument", "series", "week", "weeks", "score", "baseline", "drop", "drop_sd",
                "rule", "subscale", "subscale_drop", "symptom_instrument", "symptom_change_next_week",
-               "repaired_week", "status", "status_words", "confirmed", "explanation", "note", "note_by",
-               "note_at", "prompts"]
+               "repaired_week", "status", "repair_status", "repair_words", "addressed", "status_words", "confirmed",
+               "explanation", "note", "note_by", "note_at", "prompts"]
     if flags.empty or not flags["kind"].eq("rupture").any():
         return pd.DataFrame(columns=columns)
     rup = rupture_episodes(flags)
     for col in ("note", "note_by", "note_at"):
         if col not in rup.columns:
             rup[col] = None
-    rank = {"unrepaired": 0, "open": 1, "repaired": 2, "addressed": 3}
-    rup = rup.assign(rank=rup["status"].map(rank).fillna(4).astype(int))
+    computed = rup["computed_status"] if "computed_status" in rup.columns else rup["status"]
+    # an "addressed" flag without its computed status (an old frame): the repair week still tells
+    computed = computed.where(computed.ne("addressed"),
+                              pd.Series("repaired", index=rup.index).where(rup["repaired_week"].notna(), "open"))
+    rank = {"unrepaired": 0, "open": 1, "repaired": 2}
+    rup = rup.assign(rank=computed.map(rank).fillna(1).astype(int), is_addressed=rup["status"].eq("addressed"))
     grouped = rup.groupby("episode", sort=False)
     first = grouped.head(1).set_index("episode")
-    status_rank = grouped["rank"].min()
-    status = status_rank.map({v: k for k, v in rank.items()})
-    notes = rup[rup["status"].eq("addressed")].sort_values("note_at").groupby("episode").tail(1).set_index("episode")
+    repair_status = grouped["rank"].min().map({v: k for k, v in rank.items()})
+    addressed = grouped["is_addressed"].all()
+    notes = rup[rup["is_addressed"]].sort_values("note_at").groupby("episode").tail(1).set_index("episode")
     cards = first.assign(
         weeks=grouped["week"].agg(list),
-        status=status,
+        repair_status=repair_status,
+        addressed=addressed.astype(bool),
+        repaired_week=grouped["repaired_week"].max(),
         note=notes["note"].reindex(first.index),
         note_by=notes["note_by"].reindex(first.index),
         note_at=notes["note_at"].reindex(first.index),
     )
+    cards["status"] = cards["repair_status"].where(~cards["addressed"], "addressed")
     cards["series"] = cards["instrument"].map(_SERIES_LABELS).fillna(cards["instrument"])
-    cards["status_words"] = cards["status"].map(CARD_STATUS_WORDS).fillna(cards["status"])
+    words = cards["repair_status"].map(CARD_STATUS_WORDS).astype(str)
+    repaired = cards["repair_status"].eq("repaired") & cards["repaired_week"].notna()
+    words = words.mask(repaired, "repaired in week " + cards["repaired_week"].astype("Int64").astype(str))
     if last_week is not None:  # rupture then silence: the window passed without any questionnaire
         end = cards["weeks"].map(max)
-        silent = cards["status"].eq("unrepaired") & end.ge(int(last_week))
-        cards.loc[silent, "status_words"] = ("not repaired: no questionnaire since week " + end[silent].astype(str)
-                                             + ", and the repair window has passed")
+        silent = cards["repair_status"].eq("unrepaired") & end.ge(int(last_week))
+        words = words.mask(silent, "not repaired: no questionnaire since week " + end.astype(str)
+                           + ", and the repair window has passed")
+    cards["repair_words"] = words
+    cards["status_words"] = words.where(~cards["addressed"], words + "; addressed in feedback")
     cards["prompts"] = cards["subscale"].map(repair_prompts)
-    latest = int(flags["week"].max()) if last_week is None else int(last_week)
-    recent = cards["week"] >= latest - recent_weeks + 1
-    keep = cards["status"].isin(["open", "unrepaired", "addressed"]) | recent
-    cards = (cards.assign(rank=cards["status"].map(rank))[keep]
-             .sort_values(["rank", "week"], ascending=[True, False]))
+    cards = (cards.assign(rank=cards["repair_status"].map(rank), done=cards["addressed"])
+             .sort_values(["rank", "done", "week"], ascending=[True, True, False]))
     return cards.reset_index(drop=True)[columns]
 
 
 def describe_card(card: pd.Series) -> list[str]:
-    """The card in plain sentences (used by the patient page and the PDF report)."""
+    """The card in plain sentences (used by the patient page and the PDF report).
+
+    The repair state (what the alliance did) and whether the therapist addressed the rupture in
+    feedback are two separate lines.
+    """
     lines = []
     score, baseline = card["score"], card["baseline"]
     drop_sd = card["drop_sd"]
@@ -196,13 +212,16 @@ def describe_card(card: pd.Series) -> list[str]:
         lines.append(f"Symptoms the week after: {symptom} {change:+g} {unit} ({direction}; {scale}).")
     else:
         lines.append("Symptoms the week after: no questionnaire yet.")
-    repaired = card["repaired_week"]
-    words = card["status_words"]
-    if card["status"] == "repaired" and pd.notna(repaired):
-        words = f"repaired in week {int(repaired)}"
+    words = card["repair_words"] if "repair_words" in card.index else card["status_words"]
     lines.append(f"Repair: {words}.")
+    if bool(card.get("addressed", card["status"] == "addressed")):
+        by = f" by {card['note_by']}" if isinstance(card.get("note_by"), str) and card["note_by"] else ""
+        at = card.get("note_at")
+        when = f" on {pd.Timestamp(at):%d %b %Y}" if at is not None and pd.notna(at) else ""
+        lines.append(f"Addressed in feedback{by}{when}.")
+    else:
+        lines.append("Addressed in feedback: not yet.")
     return lines
-
 
 
 def risk_alerts(flags: pd.DataFrame) -> pd.DataFrame:
@@ -231,3 +250,22 @@ def addressable_flags(flags: pd.DataFrame) -> pd.DataFrame:
     label = ("Week " + chosen["week"].astype(str) + " · " + questionnaire + " · "
              + chosen["kind"].astype(str).str.replace("_", " ") + " (" + status + ")")
     return chosen.assign(label=label.to_numpy())
+
+
+def flag_table(flags: pd.DataFrame) -> pd.DataFrame:
+    """The patient page's flags table: the flags (a copy) with ``kind_words``, ``status_words``
+    and blanks, not missing values, in ``instrument``, ``note`` and ``note_by``.
+
+    ``status_words`` says what the alliance did and, separately, what the therapist did:
+    "not repaired · addressed in feedback" (from ``computed_status`` where the flags carry it).
+    """
+    out = flags.copy()
+    out["kind_words"] = kind_words(out["kind"])
+    computed = out["computed_status"] if "computed_status" in out.columns else out["status"]
+    words = flag_status_words(computed.where(computed.ne("addressed"), pd.NA))
+    addressed = out["status"].eq("addressed").fillna(False).astype(bool)
+    out["status_words"] = words.where(~addressed, (words + " · addressed in feedback").str.lstrip(" ·"))
+    for col in ("instrument", "note", "note_by"):
+        if col in out.columns:
+            out[col] = out[col].astype(object).where(out[col].notna(), "")
+    return out

@@ -44,6 +44,9 @@ import pandas as pd
 
 from core import instruments as reg
 
+#: Responders' SPIN improvement (points a week): mean, SD, least. With 20% non-responders the
+#: simulated clinic's mean course matches the seed trial's SPIN week means (CLINICAL.md).
+RESPONDER_RATE = (2.0, 0.5, 0.8)
 SUBSCALE_ORDER = ("task", "bond", "goal")
 #: Steadiness strata: name -> (share, true wobble SD in points, item answer noise SD).
 STEADINESS = {"steady": (0.25, 0.4, 0.12), "typical": (0.60, 1.5, 0.45), "noisy": (0.15, 4.5, 0.9)}
@@ -54,7 +57,8 @@ RECOVERY = {"full": 0.50, "partial": 0.25, "none": 0.25}
 class Simulation:
     """Simulated scores (core frame contract) and the truth about each patient.
 
-    ``truth`` has one row per patient: ``patient_id, steadiness, near_ceiling,
+    ``truth`` has one row per patient: ``patient_id, steadiness, near_ceiling, responder`` (SPIN
+    improves as expected),
     rupture_week`` (<NA> = none), ``rupture_size`` (points of the true total),
     ``rupture_length`` (weeks), ``recovery`` (full / partial / none) and ``subscale``.
     """
@@ -81,6 +85,7 @@ def simulate_clinic(
     missing_rate: float = 0.073,
     ceiling_share: float = 0.15,
     early_rise: bool = True,
+    nonresponder_share: float = 0.0,
 ) -> Simulation:
     """Simulate a clinic (see the module docstring for the model).
 
@@ -98,6 +103,12 @@ def simulate_clinic(
         Share of patients whose alliance starts near the ceiling of 60.
     early_rise
         ``False``: no rise over the first weeks (each patient's level stays flat).
+    nonresponder_share
+        Share of patients whose SPIN does not improve (slope U(-0.5, 0) points a week: flat or
+        worsening); the others then improve by ``RESPONDER_RATE`` (N(2.0, 0.5) points a week, at
+        least 0.8; with a share of 0.2 the clinic's mean course is the seed trial's). 0 (the
+        default) keeps the rupture calibration's SPIN (slope N(1.4, 0.8)). Drawn after everything
+        else, so the alliance is the same clinic whatever the share.
     """
     if n_patients < 1 or n_weeks < 4:
         raise ValueError("Simulate at least one patient and four weeks.")
@@ -149,10 +160,16 @@ def simulate_clinic(
     a = rng.normal(44, 10, P)
     slope = rng.normal(1.4, 0.8, P)
     lag_fall = np.concatenate([np.zeros((P, 1)), fall[:, :-1]], axis=1)
-    spin = np.clip(np.rint(a[:, None] - slope[:, None] * (t[None, :] - 1) + 0.25 * lag_fall
-                           + rng.normal(0, 3, (P, T))), 0, 68)
+    spin_noise = rng.normal(0, 3, (P, T))
+    spin = np.clip(np.rint(a[:, None] - slope[:, None] * (t[None, :] - 1) + 0.25 * lag_fall + spin_noise), 0, 68)
 
     observed = rng.random((P, T)) >= missing_rate
+    responder = np.ones(P, dtype=bool)
+    if nonresponder_share > 0:
+        responder = rng.random(P) >= nonresponder_share
+        mean, sd, least = RESPONDER_RATE
+        slope = np.where(responder, np.maximum(rng.normal(mean, sd, P), least), rng.uniform(-0.5, 0.0, P))
+        spin = np.clip(np.rint(a[:, None] - slope[:, None] * (t[None, :] - 1) + 0.25 * lag_fall + spin_noise), 0, 68)
     pid = np.array([f"S{i:05d}" for i in range(P)], dtype=object)
     ther = np.array([f"T{i % 25:02d}" for i in range(P)], dtype=object)
     pp, tt = np.nonzero(observed)
@@ -177,6 +194,7 @@ def simulate_clinic(
         "patient_id": pd.array(pid, dtype="string"),
         "steadiness": pd.array(names[stratum], dtype="string"),
         "near_ceiling": ceiling,
+        "responder": responder,
         "rupture_week": pd.array(np.where(has, r_week, 0), dtype="Int64"),
         "rupture_size": np.where(has, r_size, np.nan),
         "rupture_length": pd.array(np.where(has, r_len, 0), dtype="Int64"),
@@ -244,6 +262,22 @@ def evaluate_ruptures(flags: pd.DataFrame, sim: Simulation, *, instrument: str =
         "pct_clean_alerted": 100.0 * len(alerted & clean) / max(len(clean), 1),
         "precision": float((~flagged["false"]).mean()) if len(flagged) else float("nan"),
     }
+
+
+def evaluate_not_on_track(flags: pd.DataFrame, sim: Simulation, *, instrument: str = "SPIN",
+                          by_week: int = 6) -> dict[str, float]:
+    """Share of non-responders with a ``not_on_track`` flag by ``by_week``, and of responders ever."""
+    f = flags[(flags["kind"] == "not_on_track") & (flags["instrument"] == instrument)]
+    truth = sim.truth.set_index("patient_id")
+    non = truth.index[~truth["responder"].astype(bool)]
+    resp = truth.index[truth["responder"].astype(bool)]
+    early = set(f["patient_id"][f["week"] <= by_week])
+    ever = set(f["patient_id"])
+    weeks = int((sim.scores["instrument"] == instrument).sum())
+    return {"nonresponders": float(len(non)), "responders": float(len(resp)),
+            "nonresponders_flagged_by_week": len(early & set(non)) / max(len(non), 1),
+            "responders_ever_flagged": len(ever & set(resp)) / max(len(resp), 1),
+            "flags_per_100_weeks": 100.0 * len(f) / max(weeks, 1)}
 
 
 def strata_table(flags: pd.DataFrame, sim: Simulation, *, instrument: str = "WAI-SR",
@@ -364,6 +398,29 @@ def seed_summary(seeds: range, *, n_patients: int = 4000, n_weeks: int = 12) -> 
     return pd.DataFrame(rows)
 
 
+def not_on_track_table(seeds: range, *, n_train: int = 2000, n_test: int = 3000, share: float = 0.2,
+                       by_week: int = 6) -> pd.DataFrame:
+    """``not_on_track`` on simulated clinics with planted non-responders, one row per seed and course.
+
+    For each seed, the expected SPIN course is estimated on a training clinic of ``n_train``
+    completed courses (seed + 100, as ``freeze-parameters --course`` would) and applied to a new
+    clinic of ``n_test`` (seed); the literature default is applied to the same clinic.
+    """
+    from core.course import estimate_symptom_course
+    from core.flags import DEFAULT_CONFIG, compute_flags
+
+    rows = []
+    for seed in seeds:
+        train = simulate_clinic(n_patients=n_train, seed=100 + seed, nonresponder_share=share)
+        own = estimate_symptom_course(train.scores, "SPIN")
+        test = simulate_clinic(n_patients=n_test, seed=seed, nonresponder_share=share)
+        for name, cfg in (("clinic's own course", replace(DEFAULT_CONFIG, symptom_course=(own.as_tuple(),))),
+                          ("literature default", DEFAULT_CONFIG)):
+            res = evaluate_not_on_track(compute_flags(test.scores, config=cfg), test, by_week=by_week)
+            rows.append({"seed": seed, "course": name, **res})
+    return pd.DataFrame(rows)
+
+
 def _letters(n: int) -> list[str]:
     return [chr(ord("A") + i) for i in range(n)]
 
@@ -404,7 +461,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--seeds", type=int, default=None,
                     help="Instead of the tables: the default rule set on the clinics of seeds 1 ... N.")
+    ap.add_argument("--not-on-track", action="store_true",
+                    help="The not_on_track kind on clinics with 20%% planted non-responders (seeds 1 ... --seeds).")
     args = ap.parse_args(argv)
+    if args.not_on_track:
+        table = not_on_track_table(range(1, (args.seeds or 3) + 1))
+        print("not_on_track: SPIN, 20% non-responders (flat or worsening), 3000 patients x 12 weeks per clinic\n")
+        print("| seed | expected course | non-responders flagged by week 6 | responders ever flagged | "
+              "flags / 100 pw |")
+        print("|---|---|---|---|---|")
+        for _, r in table.iterrows():
+            print(f"| {int(r['seed'])} | {r['course']} | {r['nonresponders_flagged_by_week']:.1%} | "
+                  f"{r['responders_ever_flagged']:.1%} | {r['flags_per_100_weeks']:.2f} |")
+        return 0
     if args.seeds:
         summary = seed_summary(range(1, args.seeds + 1), n_patients=args.patients, n_weeks=args.weeks)
         print(f"Default rule set, {args.patients} simulated patients x {args.weeks} weeks, seeds 1-{args.seeds}\n")

@@ -85,6 +85,31 @@ class RiskItemRule:
 
 
 @dataclass(frozen=True)
+class NotOnTrackRule:
+    """Worse than the course expected for a patient who started where this one started.
+
+    Parameters
+    ----------
+    z : float
+        Not on track in week t when the week's score is worse than expected for the patient's
+        intake *and* the patient's own rate of change since intake (a line through the intake and
+        every stored week up to t: the least-squares slope of the scores on ``tau(t)``) is worse
+        than the expected rate by more than ``z`` standard errors (``sqrt(slope_sd^2 + resid_sd^2 /
+        S_tt)``: how much patients like them differ, plus the noise of the patient's own weeks).
+        ``core.course.SymptomCourse`` gives the expected course. Default 1.4 (docs/calibration.md).
+    min_week : int
+        Not judged before this treatment week (the first weeks are noisy). Default 3.
+    high_rc_multiple : float or None
+        Severity ``high`` when the score is also this many reliable changes beyond the band's
+        bound, else ``medium``. ``None``: always ``medium``.
+    """
+
+    z: float = 1.4
+    min_week: int = 3
+    high_rc_multiple: float | None = 1.0
+
+
+@dataclass(frozen=True)
 class MissedRule:
     """``weeks`` expected weeks in a row without any questionnaire (default 2)."""
 
@@ -92,7 +117,7 @@ class MissedRule:
 
 
 def check_symptom_rules(*, deterioration=None, improvement=None, caseness=None, risk_item=None,
-                        missed=None) -> None:
+                        missed=None, not_on_track=None) -> None:
     """Raise ``ValueError`` on symptom-rule settings that cannot work."""
     for name, rule in (("deterioration", deterioration), ("improvement", improvement)):
         if rule is None:
@@ -110,6 +135,15 @@ def check_symptom_rules(*, deterioration=None, improvement=None, caseness=None, 
         raise ValueError("risk_item.threshold must be a number (default 0).")
     if missed is not None and (not isinstance(missed.weeks, int) or missed.weeks < 1):
         raise ValueError("missed.weeks must be a whole number of weeks, at least 1.")
+    if not_on_track is not None:
+        r = not_on_track
+        if not (isinstance(r.z, (int, float)) and np.isfinite(r.z) and r.z > 0):
+            raise ValueError(f"not_on_track.z must be a positive number of band SDs; got {r.z!r}.")
+        if not isinstance(r.min_week, int) or r.min_week < 2:
+            raise ValueError("not_on_track.min_week must be a whole number of at least 2 (week 1 is the intake).")
+        hr = r.high_rc_multiple
+        if hr is not None and not (isinstance(hr, (int, float)) and np.isfinite(hr) and hr > 0):
+            raise ValueError("not_on_track.high_rc_multiple must be a positive number or None.")
 
 
 def reliable_change_criteria(first: np.ndarray, score: np.ndarray, rc: np.ndarray, *,

@@ -123,8 +123,9 @@ def more_problems(result: ValidationResult) -> str | None:
     hidden = result.n_errors - len(result.errors)
     if hidden <= 0:
         return None
-    return (f"… and {hidden:,} more problems (only the first {len(result.errors)} are listed); correct these, "
-            f"then check the file again.")
+    listed = len(result.errors)
+    return (f"… and {hidden:,} more problem{'s' if hidden != 1 else ''} (only the first "
+            f"{'one is' if listed == 1 else f'{listed} are'} listed); correct these, then check the file again.")
 
 
 def limit_errors(errors: list[RowError], *, count: int | None = None,

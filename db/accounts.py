@@ -10,8 +10,10 @@ reason). Two rules keep patients from falling out of sight:
 * the last active admin can be neither deactivated nor given another role, and an admin cannot
   deactivate or re-role their own account (another admin does that).
 
-A password reset and a deactivation bump the account's ``session_epoch``, which logs the
-account out of every browser at its next click (``db.access.refresh_actor``).
+A password reset, a deactivation and a role change end every login session of the account in
+the same transaction (``db.sessions.revoke_account_sessions``): every browser it is logged in
+from shows the login form at its next click, and a pending download or fragment gets nothing. A
+password reset and a deactivation also bump the account's ``session_epoch``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from db import audit
 from db.access import Actor
 from db.auth import hash_password
 from db.models import ROLES, Account, AuditEvent, Patient
+from db.sessions import revoke_account_sessions
 from db.writes import PermissionDenied, _require_admin
 
 __all__ = ["PermissionDenied", "account_table", "audit_trail", "deactivate_account", "move_patients",
@@ -93,6 +96,7 @@ def deactivate_account(session: Session, *, actor: Actor, name: str, reason: str
     _guard_removal(session, actor=actor, account=account, what="deactivate")
     account.active = False
     account.session_epoch = (account.session_epoch or 0) + 1
+    revoke_account_sessions(session, account_id=account.id, reason="deactivated")
     audit.record(session, actor=actor, action="deactivate_account", account=name, reason=_reason(reason))
 
 
@@ -109,8 +113,7 @@ def reactivate_account(session: Session, *, actor: Actor, name: str, reason: str
 def set_role(session: Session, *, actor: Actor, name: str, role: str, reason: str | None = None) -> None:
     """Give account ``name`` another role (therapist, supervisor or admin).
 
-    The change applies at the account's next click; its open sessions stay logged in with the new
-    role's rights (``db.access.refresh_actor`` reads the role from the database every time).
+    Every login session of the account ends (it logs in again, and gets the new role's menu).
     """
     _require_admin(actor)
     if role not in ROLES:
@@ -121,6 +124,7 @@ def set_role(session: Session, *, actor: Actor, name: str, role: str, reason: st
     _guard_removal(session, actor=actor, account=account, what="change the role of")
     old = account.role
     account.role = role
+    revoke_account_sessions(session, account_id=account.id, reason="role changed")
     audit.record(session, actor=actor, action="set_role", account=name, old=old, new=role, reason=_reason(reason))
 
 
@@ -175,6 +179,7 @@ def reset_password(session: Session, *, actor: Actor, name: str, password: str) 
     account = _account(session, name)
     account.password_hash = hash_password(password, demo=is_demo(session))
     account.session_epoch = (account.session_epoch or 0) + 1
+    revoke_account_sessions(session, account_id=account.id, reason="password reset")
     audit.record(session, actor=actor, action="reset_password", account=name)
 
 

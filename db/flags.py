@@ -32,6 +32,9 @@ def read_flags(session: Session, *, actor: Actor | None, patient_code: str | Non
     The ``core.flags.FLAG_COLUMNS`` plus ``administered_on``, ``rules_version`` and
     ``raised_at``. A flag whose latest action is "addressed" has status ``addressed`` and
     carries the note (``note``, ``note_by``, ``note_at``); "reopened" gives it back its status.
+    ``computed_status`` keeps the status the monitor computed (``open``, ``repaired``,
+    ``unrepaired``) under an "addressed", so that a page can say both what the therapist did and
+    what the alliance did.
     """
     if as_of_week is None:
         flags = read_flags_stored(session, actor=actor, patient_code=patient_code, today=today, config=config)
@@ -69,5 +72,7 @@ def with_notes(session: Session, flags: pd.DataFrame, *, actor: Actor | None, pa
     merged = keyed.merge(notes.rename(columns={"by": "note_by", "at": "note_at"}), on=FLAG_KEY, how="left")
     out = merged.assign(instrument=flags["instrument"].to_numpy())
     addressed = out["action"].eq("addressed").fillna(False)
+    # what the alliance did (open, repaired, unrepaired) stays readable beside what the therapist did
+    out["computed_status"] = out["status"]
     out["status"] = out["status"].where(~addressed, "addressed")
     return out.drop(columns="action")

@@ -75,6 +75,32 @@ class Account(Base):
     patients: Mapped[list[Patient]] = relationship(back_populates="therapist")
 
 
+class LoginSession(Base):
+    """One login of one account in one browser (``db.sessions``).
+
+    ``id`` is the SHA-256 hex digest of the random token in the browser's HttpOnly cookie; the
+    token itself is never stored, so a copy of the database logs nobody in. A row is live while
+    ``revoked_at`` is empty, ``expires_at`` (absolute lifetime) is ahead and ``last_seen_at`` is
+    within the idle timeout; rows are kept after they end (who was logged in, from what, until
+    when, and why it ended).
+    """
+
+    __tablename__ = "login_sessions"
+    __table_args__ = (CheckConstraint("method IN ('password', 'sso')", name="method"),
+                      Index("ix_login_sessions_account_live", "account_id", "revoked_at"))
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    method: Mapped[str] = mapped_column(String(16), default="password")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column()
+    user_agent: Mapped[str] = mapped_column(String(256), default="")
+    address: Mapped[str] = mapped_column(String(64), default="unknown")
+    revoked_at: Mapped[dt.datetime | None] = mapped_column()
+    revoke_reason: Mapped[str | None] = mapped_column(String(32))
+
+
 class Patient(Base):
     """A patient, known only by a clinic code (pseudonym)."""
 
@@ -307,3 +333,25 @@ class DataRevision(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     n: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ApiClient(Base):
+    """An integration client of the FHIR endpoint (``db.api_clients``; issue 17).
+
+    ``token_hash`` is the SHA-256 hex digest of the random bearer token, which is shown once when
+    the client is created and never stored. A client is live while ``revoked_at`` is empty; rows
+    are kept after revocation (who sent what stays readable in the audit trail). A client may
+    only write scores; ``can_replace`` lets it overwrite a stored score with another value (the
+    ``--replace`` rules of ``import-fhir``).
+    """
+
+    __tablename__ = "api_clients"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(48), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    can_replace: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(64))
+    revoked_at: Mapped[dt.datetime | None] = mapped_column()
+    last_used_at: Mapped[dt.datetime | None] = mapped_column()

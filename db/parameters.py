@@ -36,6 +36,7 @@ from core.flags import (
     FlagConfig,
     alliance_course_default,
     apply_settings,
+    reliable_change_of,
     subscale_course_default,
 )
 from db import audit
@@ -157,14 +158,31 @@ def flag_config(rule_set: RuleSetInfo, base: FlagConfig = DEFAULT_CONFIG) -> Fla
             continue  # a published reliable change wins (the registry says so too)
         triples.append((code, p.get("sd"), p.get("r")))
     course = tuple((code, tuple(p["week_means"]), float(p["within_sd"]), float(p["prior_weeks"]))
-                   for code, p in sorted(rule_set.course.items()) if code in known)
-    cfg = replace(base, rc_params=tuple(triples), alliance_course=course or None)
+                   for code, p in sorted(rule_set.course.items())
+                   if code.partition(":")[0] in known and "week_means" in p)
+    symptoms = tuple((code, p["time"], float(p["slope"]), float(p["intake_slope"]), float(p["intake_mean"]),
+                      float(p["slope_sd"]), float(p["resid_sd"]))
+                     for code, p in sorted(rule_set.course.items()) if code in known and "slope" in p)
+    cfg = replace(base, rc_params=tuple(triples), alliance_course=course or None, symptom_course=symptoms or None)
     return apply_settings(cfg, rule_set.rules) if rule_set.rules else cfg
 
 
-def course_defaults() -> dict[str, dict]:
-    """The literature default of each alliance instrument's expected course (``below_expected``)."""
+def course_defaults(rule_set: RuleSetInfo | None = None) -> dict[str, dict]:
+    """The literature default of each instrument's expected course: alliance (``below_expected``)
+    and, for a symptom instrument with published week means and a reliable change under
+    ``rule_set``, symptoms (``not_on_track``)."""
+    from core.course import literature_symptom_course
+
     out = {}
+    cfg = flag_config(rule_set) if rule_set is not None else None
+    for code, inst in sorted(reg.registry().items()):
+        if inst.kind != "symptom" or cfg is None:
+            continue
+        c = literature_symptom_course(code, rc=reliable_change_of(cfg, code))
+        if c is not None:
+            out[code] = {"time": c.time, "slope": c.slope, "intake_slope": c.intake_slope,
+                         "intake_mean": c.intake_mean, "slope_sd": c.slope_sd, "resid_sd": c.resid_sd,
+                         "source": c.source}
     for code, inst in sorted(reg.registry().items()):
         if inst.kind != "alliance":
             continue
@@ -182,11 +200,22 @@ def course_defaults() -> dict[str, dict]:
     return out
 
 
+def _score_frame(session: Session, codes: list[str]):  # type: ignore[no-untyped-def]
+    """The stored totals of ``codes`` as a core scores frame (patient_id, instrument, week, score)."""
+    import pandas as pd
+
+    rows = session.execute(select(Score.patient_id, Score.instrument, Score.week, Score.total)
+                           .where(Score.instrument.in_(codes))).all()
+    frame = pd.DataFrame(rows, columns=["patient_id", "instrument", "week", "score"])
+    return frame.astype({"patient_id": "string", "instrument": "string", "week": "int64", "score": "float64"})
+
+
 def freeze_course(session: Session, *, actor: Actor, instruments: list[str] | None = None,
                   today: dt.date | None = None) -> RuleSetInfo:
-    """Write a new rule set with the clinic's own expected alliance course (``core.course``).
+    """Write a new rule set with the clinic's own expected courses (``core.course``).
 
-    ``instruments`` defaults to every alliance instrument with enough data. The caller recomputes
+    ``instruments`` defaults to every alliance instrument with enough data, and then also every
+    symptom instrument with ``core.course.MIN_COURSES`` completed courses (``not_on_track``). The caller recomputes
     the stored flags (``db.flagstore.refresh_all``) in the same transaction.
 
     Raises
@@ -198,12 +227,13 @@ def freeze_course(session: Session, *, actor: Actor, instruments: list[str] | No
     """
     import pandas as pd
 
-    from core.course import estimate_alliance_course
+    from core.course import estimate_alliance_course, estimate_symptom_course
 
     if actor.role != "admin" or not actor.active:
         raise PermissionError("Only an admin may freeze the clinic's parameters; ask your clinic's admin.")
     current = ensure_rule_set(session)
     alliance = [c for c, i in sorted(reg.registry().items()) if i.kind == "alliance"]
+    symptoms = [] if instruments else [c for c, i in sorted(reg.registry().items()) if i.kind == "symptom"]
     chosen = instruments or alliance
     for code in chosen:
         if code not in alliance:
@@ -238,6 +268,17 @@ def freeze_course(session: Session, *, actor: Actor, instruments: list[str] | No
     if not done:
         raise ValueError(f"No alliance instrument has {MIN_PATIENTS} patients with three or more weeks yet; keep "
                          f"the literature default until more weeks are stored.")
+    if symptoms:  # the expected symptom courses of not_on_track, where the clinic has enough completed courses
+        sym_frame = _score_frame(session, symptoms)
+        for code in symptoms:
+            try:
+                est = estimate_symptom_course(sym_frame, code, day=day)
+            except ValueError:
+                continue
+            course[code] = {"time": est.time, "slope": est.slope, "intake_slope": est.intake_slope,
+                            "intake_mean": est.intake_mean, "slope_sd": est.slope_sd, "resid_sd": est.resid_sd,
+                            "source": est.source}
+            done.append(code)
     info = _write(session, instruments=current.instruments, by=actor.name, course=course,
                   note=f"froze the clinic's own expected course of {', '.join(done)}")
     audit.record(session, actor=actor, action="setting", key="rule_set", value=str(info.version),

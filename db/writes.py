@@ -57,6 +57,29 @@ class ImportPlan:
     #: Patients of the file with no start date stored and no ``administered_on`` in the file: no
     #: treatment calendar, so missed questionnaires cannot be detected for them.
     without_calendar: tuple[str, ...] = ()
+    #: Therapist account names of the file that no account has (the import creates them, without a
+    #: password), each with the new patients the file would put on that caseload.
+    new_accounts: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Patient codes of the file that are not stored (the import creates them).
+    new_patients: tuple[str, ...] = ()
+
+    def creation_note(self, *, limit: int = 5) -> str | None:
+        """One sentence warning of the accounts (and their new patients) the import would create,
+        for the preview and the CLI (a mistyped ``therapist.fridda`` looks like plain new rows
+        otherwise), or ``None``."""
+        if not self.new_accounts:
+            return None
+        parts = []
+        for name, codes in list(self.new_accounts.items())[:limit]:
+            listed = ", ".join(codes[:limit]) + (f" and {len(codes) - limit:,} more" if len(codes) > limit else "")
+            parts.append(f"{name} (with {len(codes):,} new patient{'s' if len(codes) != 1 else ''}"
+                         + (f": {listed})" if codes else ")"))
+        more = f"; and {len(self.new_accounts) - limit:,} more" if len(self.new_accounts) > limit else ""
+        n = len(self.new_accounts)
+        return (f"This import will create {n:,} new therapist account{'s' if n != 1 else ''} that do"
+                f"{'' if n != 1 else 'es'} not exist yet: {'; '.join(parts)}{more}. A new account has no password "
+                f"until an admin sets one. If a name is mistyped, correct the file (or create the account first "
+                f"with the right name) before importing.")
 
     def risk_note(self) -> str | None:
         """One sentence about :attr:`risk_without_items` for the preview and the CLI, or ``None``."""
@@ -220,7 +243,31 @@ def plan_import(session: Session, *, actor: Actor, scores: pd.DataFrame, first_r
                       conflicts=int((change == "conflict").sum()), errors=errors,
                       other_therapists=_other_therapists(session, frame),
                       risk_without_items=_risk_without_items(frame),
-                      without_calendar=_without_calendar(session, frame))
+                      without_calendar=_without_calendar(session, frame),
+                      **_new_people(session, frame))
+
+
+def _existing(session: Session, column, values: list[str]) -> set[str]:  # type: ignore[no-untyped-def]
+    """The ``values`` that ``column`` (``Account.name`` or ``Patient.code``) holds (chunks of 500)."""
+    found: set[str] = set()
+    for start in range(0, len(values), 500):
+        found.update(session.scalars(select(column).where(column.in_(values[start:start + 500]))).all())
+    return found
+
+
+def _new_people(session: Session, frame: pd.DataFrame) -> dict[str, object]:
+    """``new_accounts`` and ``new_patients`` of :class:`ImportPlan` for the file's rows."""
+    codes = frame["patient_id"].astype(str).unique().tolist()
+    new_codes = sorted(set(codes) - _existing(session, Patient.code, codes))
+    names = frame["therapist_id"].astype(str).unique().tolist()
+    new_names = sorted(set(names) - _existing(session, Account.name, names))
+    if not new_names:
+        return {"new_accounts": {}, "new_patients": tuple(new_codes)}
+    # a new patient goes on the first therapist the file names for it
+    first = frame.drop_duplicates("patient_id")
+    first = first[first["patient_id"].isin(new_codes) & first["therapist_id"].isin(new_names)]
+    by_name = first.groupby("therapist_id")["patient_id"].agg(lambda c: tuple(sorted(c.astype(str))))
+    return {"new_accounts": {n: by_name.get(n, ()) for n in new_names}, "new_patients": tuple(new_codes)}
 
 
 def _risk_without_items(frame: pd.DataFrame) -> dict[str, tuple[int, int]]:

@@ -28,7 +28,7 @@ with tab_accounts:
     logged = pd.to_datetime(table["last_login"], utc=True, errors="coerce")
     shown = table.assign(email=table["email"].astype(object).fillna(""), team=table["team"].astype(object).fillna(""),
                          last_login=logged.dt.strftime("%Y-%m-%d %H:%M").astype(object).fillna("never"))
-    st.dataframe(shown, hide_index=True, width="stretch", column_config={
+    st.dataframe(shown, hide_index=True, width="stretch", placeholder="—", column_config={
         "name": "Username", "display_name": "Name", "email": "E-mail (single sign-on)", "role": "Role",
         "team": "Team", "active": st.column_config.CheckboxColumn("Active"),
         "has_password": st.column_config.CheckboxColumn("Password set"),
@@ -81,14 +81,18 @@ with tab_accounts:
             admin.finish(error)
 
     st.subheader("Add an account")
-    with st.form("add_account", clear_on_submit=True):
+    # a refused account keeps what was typed (to be corrected); an added one gives an empty form,
+    # a fresh one under new widget keys
+    form_no = admin.add_account_form()
+    with st.form(f"add_account_{form_no}"):
         c1, c2 = st.columns(2)
-        new_name = c1.text_input("Username (login)", help="Letters, digits, dots, dashes or underscores.")
-        display = c2.text_input("Full name")
-        new_role = c1.selectbox("Role", ROLES, key="add_role")
-        new_team = c2.text_input("Team", key="add_team")
-        new_email = c1.text_input("E-mail for single sign-on (optional)", key="add_email")
-        new_password = c2.text_input("Initial password", type="password", key="add_password",
+        new_name = c1.text_input("Username (login)", help="Letters, digits, dots, dashes or underscores.",
+                                 key=f"add_name_{form_no}")
+        display = c2.text_input("Full name", key=f"add_display_{form_no}")
+        new_role = c1.selectbox("Role", ROLES, key=f"add_role_{form_no}")
+        new_team = c2.text_input("Team", key=f"add_team_{form_no}")
+        new_email = c1.text_input("E-mail for single sign-on (optional)", key=f"add_email_{form_no}")
+        new_password = c2.text_input("Initial password", type="password", key=f"add_password_{form_no}",
                                      help=f"At least {MIN_PASSWORD_LENGTH} characters; give it to the person "
                                           f"in person or by phone.")
         if st.form_submit_button("Add account"):
@@ -147,7 +151,7 @@ with tab_patients:
     shown_patients = patients.assign(status=patients["status"].map(admin.status_words),
                                      start_date=admin.day_text(patients["start_date"]),
                                      status_since=admin.day_text(patients["status_since"]))
-    st.dataframe(shown_patients, hide_index=True, width="stretch",
+    st.dataframe(shown_patients, hide_index=True, width="stretch", placeholder="—",
                  column_order=["patient_id", "therapist_id", "status", "status_since", "start_date", "planned_weeks",
                                "last_week"],
                  column_config={"patient_id": "Patient", "therapist_id": "Therapist", "status": "Status",
@@ -169,7 +173,7 @@ with tab_caseloads:
                                      f"Moved {len(codes)} patient(s) to {text(target)}.", codes=codes,
                                      therapist=target, reason=move_reason)
                 admin.finish(error)
-    st.dataframe(patients, hide_index=True, width="stretch",
+    st.dataframe(patients, hide_index=True, width="stretch", placeholder="—",
                  column_order=["patient_id", "therapist_id", "team", "status", "last_week"],
                  column_config={"patient_id": "Patient", "therapist_id": "Therapist", "team": "Team",
                                 "status": "Status", "last_week": st.column_config.NumberColumn("Last week",
@@ -193,6 +197,37 @@ with tab_rules:
         chosen = st.multiselect("Instruments", freezable, default=[c for c in freezable if c == "SPIN"])
         if st.form_submit_button("Freeze and recompute"):
             admin.finish(admin.freeze(actor, chosen))
+    st.markdown("**Expected courses.** Alliance (rule `below_expected`): the clinic's typical alliance by "
+                "treatment week and how much patients usually vary from week to week; a patient's alliance is "
+                "compared with their own level plus this course, on their own scale. Symptoms (kind "
+                "`not_on_track`): the typical change from the intake score, and how much patients and weeks differ.")
+    st.dataframe(admin.course_table(actor), hide_index=True, width="stretch", column_config={
+        "instrument": "Instrument", "course": st.column_config.TextColumn("Expected course", width="large"),
+        "spread": st.column_config.TextColumn("Spread"),
+        "source": st.column_config.TextColumn("Source", width="large")})
+    with st.form("freeze_course"):
+        st.markdown("**Freeze the clinic's own courses**: the alliance course needs 30 patients with three or more "
+                    "weeks, a symptom course 100 completed courses (a week-1 score and six weeks). This writes a new "
+                    "rule set and recomputes every flag once.")
+        if st.form_submit_button("Estimate, freeze and recompute"):
+            admin.finish(admin.freeze_course(actor))
+    rules = admin.rule_table(actor)
+    st.markdown("**Rule settings.** Every parameter of every rule, with the release's default. A change writes "
+                "a new rule set (with your reason, in the audit trail) and recomputes every flag once; "
+                "docs/flags.md and *How flags work* explain each parameter.")
+    st.dataframe(rules, hide_index=True, width="stretch", column_config={
+        "rule": "Rule", "param": "Parameter", "value": "In force", "default": "Default", "changed": ""})
+    if len(rules):
+        c1, c2 = st.columns(2)
+        rule = c1.selectbox("Rule to change", list(dict.fromkeys(rules["rule"])))
+        param = c2.selectbox("Parameter", rules.loc[rules["rule"] == rule, "param"].tolist(),
+                             help="'(on/off)' switches the rule on or off; '(value)' is a plain setting.")
+        with st.form("set_rule"):
+            c3, c4 = st.columns([1, 2])
+            value = c3.text_input("New value", help="A number, true/false, on/off, or none.")
+            reason = c4.text_input("Reason (kept with the rule set)")
+            if st.form_submit_button("Change and recompute"):
+                admin.finish(admin.set_rule(actor, rule=rule, param=param, value=value, reason=reason))
     st.caption("Rule-set history, newest first")
     st.dataframe(history, hide_index=True, width="stretch", column_config={
         "version": st.column_config.NumberColumn("Version", format="%d"),
@@ -212,11 +247,17 @@ with tab_audit:
     action = f5.selectbox("Action", admin.audit_actions(actor), index=None, placeholder="All actions")
     events = admin.trail(actor, since=since, until=until, who=who or None, action=action,
                          patient_code=patient_code or None, limit=int(limit))
-    st.dataframe(events, hide_index=True, width="stretch", column_config={
-        "id": st.column_config.NumberColumn("Row", format="%d"),
-        "at": st.column_config.DatetimeColumn("When (UTC)", format="YYYY-MM-DD HH:mm:ss"),
-        "actor": "Who", "action": "Action", "patient_code": "Patient",
-        "detail": st.column_config.TextColumn("Detail", width="large")})
+    st.dataframe(admin.readable_trail(events), hide_index=True, width="stretch", placeholder="—",
+                 column_order=["id", "at", "actor", "action_words", "patient_code", "details"], column_config={
+                     "id": st.column_config.NumberColumn("Row", format="%d", width=60),
+                     "at": st.column_config.DatetimeColumn("When (UTC)", format="YYYY-MM-DD HH:mm:ss", width=160),
+                     "actor": st.column_config.TextColumn("Who", width=170), "action_words": "Action",
+                     "patient_code": st.column_config.TextColumn("Patient", width=80),
+                     "details": st.column_config.TextColumn("Details", width="large",
+                                                            help="What the row records, field by field.")})
+    st.download_button("Download these rows (CSV)", data=admin.trail_csv(actor, events), icon=":material/download:",
+                       file_name=f"audit-trail-{admin.today():%Y-%m-%d}.csv", mime="text/csv", on_click="ignore",
+                       key="audit_csv", help="The rows above with the raw detail (JSON); the download is audited.")
     if st.button("Verify chain"):
         ok, result = admin.verify(actor)
         (st.success if ok else st.error)(result)

@@ -1,20 +1,23 @@
 """Caseload scan (``/caseload``): every open alert of the supervisor's team in one table.
 
 Supervisors see their team's patients, admins everyone's (db.access); therapists are refused.
-Unrepaired ruptures and alerts not addressed within a week stand first.
+In the order a supervisor acts on them (``core.meeting.caseload_table``): urgent risk items,
+unrepaired ruptures, high-severity alerts not addressed within a week (these three stand first),
+then the other alerts not addressed within a week, then the rest.
 """
 
 import datetime as dt
 
 import streamlit as st
 
-from core.caseload import mark_new
+from core.caseload import FLAG_STATUS_LABELS, KIND_LABELS, mark_new
 from core.clinic_figures import build_small_multiples
 from core.markdown import text
 from core.meeting import (
     OVERDUE_DAYS,
     SEVERITY_ORDER,
     filter_alerts,
+    first_in_words,
     flagged_courses,
     flagged_patients,
     therapist_counts,
@@ -28,11 +31,15 @@ from ui.meeting_loaders import (
     load_caseload_table,
     load_course_scores,
 )
-from ui.session import require
+from ui.session import live_fragment, require
 
-#: The columns the alert table shows (only these and ``link`` are sent to the browser).
-TABLE_COLUMNS = ["urgent_first", "new_mark", "patient_id", "therapist_id", "kind", "instrument", "rule", "severity",
-                 "week", "age_days", "status", "note", "explanation"]
+#: The columns the alert table shows, left to right: what to act on and why come before the
+#: details, so that they are on screen at 1440 px (only these and :data:`HIDDEN_COLUMNS` are sent to the
+#: browser).
+TABLE_COLUMNS = ["patient_id", "new_mark", "act_on", "alert", "therapist_id", "explanation", "status_words", "week",
+                 "age_days", "note", "rule_words", "severity"]
+#: Sent with the table but not shown (the link, and the codes the labels stand for).
+HIDDEN_COLUMNS = ["link", "urgent_first", "triage", "kind", "instrument", "status"]
 #: Panels of the small multiples.
 COURSES = 12
 
@@ -70,15 +77,17 @@ oldest = int(table["age_days"].max()) if table["age_days"].notna().any() else 0
 n_new = int(table["new"].sum())
 
 
-@st.fragment
+@live_fragment  # re-checks the login when the fragment reruns on its own (issue 14)
 def scan() -> None:
     """Filters, alert table, "Open a patient", per-therapist counts and (on request) the courses;
     changing a filter reruns only this part of the page."""
     with st.container(horizontal=True):
         therapists = st.multiselect("Therapist", therapist_options, placeholder="All therapists")
-        kinds = st.multiselect("Kind", kind_options, placeholder="All kinds", format_func=lambda k: k.replace("_", " "))
+        kinds = st.multiselect("Kind", kind_options, placeholder="All kinds",
+                               format_func=lambda k: KIND_LABELS.get(k, k.replace("_", " ")))
         severities = st.multiselect("Severity", severity_options, placeholder="All severities")
-        statuses = st.multiselect("Status", status_options, placeholder="All statuses")
+        statuses = st.multiselect("Status", status_options, placeholder="All statuses",
+                                  format_func=lambda k: FLAG_STATUS_LABELS.get(k, k.replace("_", " ")))
         only_new = st.toggle("Only new since my last visit",
                              help="Alerts raised since you last opened the caseload (the date is above the table).")
     min_age, max_age = st.slider("Age in days (since the flagged week was administered)", 0, max(oldest, 1),
@@ -91,30 +100,32 @@ def scan() -> None:
     new_words = (f"{n_new} new since your last visit ({since:%Y-%m-%d %H:%M} UTC). " if since is not None else
                  "From your next visit on, alerts raised since your last visit are marked New. ")
     st.caption(f"{len(shown)} of {len(table)} alerts in {scope}, for {shown['patient_id'].nunique()} patients. "
-               + new_words +
-               f"{first} stand first: risk items, unrepaired ruptures and alerts not addressed within "
-               f"{OVERDUE_DAYS} days. "
-               "Select a row, or choose a patient below, to open their page.")
-    # blanks, not "None", where a therapist has written no note or a flag has no instrument
-    # (a patient-level flag such as missed questionnaires)
-    view = shown[[*TABLE_COLUMNS, "link"]].assign(note=shown["note"].astype(object).fillna(""),
-                                                  instrument=shown["instrument"].astype(object).fillna(""))
+               + new_words + "Select a row, or choose a patient below, to open their page.")
+    st.markdown(f"**{first} stand{'s' if first == 1 else ''} first:** {first_in_words(shown)}. Then the other "
+                f"alerts not addressed within {OVERDUE_DAYS} days, the oldest first; then recent ones and those "
+                "addressed in feedback.")
+    # blanks, not "None", where a therapist has written no note
+    view = shown[[*TABLE_COLUMNS, *HIDDEN_COLUMNS]].assign(note=shown["note"].astype(object).fillna(""),
+                                                            instrument=shown["instrument"].astype(object).fillna(""))
     picked = st.dataframe(
-        view, hide_index=True, width="stretch",
+        view, hide_index=True, width="stretch", placeholder="—",
         height=min(36 * (len(shown) + 1) + 4, 640), key="caseload_table", on_select="rerun",
         selection_mode="single-row", column_order=TABLE_COLUMNS,
         column_config={
-            "urgent_first": st.column_config.CheckboxColumn("First", help="Risk item, unrepaired rupture, or not "
-                                                            f"addressed within {OVERDUE_DAYS} days", width="small"),
-            "new_mark": st.column_config.TextColumn("New", width="small", help="Raised since your last visit"),
-            "patient_id": st.column_config.TextColumn("Patient", pinned=True),
-            "therapist_id": "Therapist", "kind": "Kind", "instrument": "Instrument", "rule": "Rule",
-            "severity": "Severity",
-            "week": st.column_config.NumberColumn("Week", format="%d"),
-            "age_days": st.column_config.NumberColumn("Age (days)", format="%d"),
-            "status": "Status",
+            "patient_id": st.column_config.TextColumn("Patient", pinned=True, width=70),
+            "new_mark": st.column_config.TextColumn("New", width=42, help="Raised since your last visit"),
+            "act_on": st.column_config.TextColumn(
+                "Act on", width=215, help="First: an urgent risk item not yet addressed, an unrepaired rupture, or a "
+                                          f"high-severity alert not addressed within {OVERDUE_DAYS} days."),
+            "alert": st.column_config.TextColumn("Alert · questionnaire", width=185),
+            "explanation": st.column_config.TextColumn("Why", width=420, help="Hover a cell for the whole text."),
+            "status_words": st.column_config.TextColumn("Status", width=100),
+            "week": st.column_config.NumberColumn("Week", format="%d", width=55),
+            "age_days": st.column_config.NumberColumn("Age (days)", format="%d", width=80),
+            "therapist_id": st.column_config.TextColumn("Therapist", width=115),
             "note": st.column_config.TextColumn("Therapist's note", width="medium"),
-            "explanation": st.column_config.TextColumn("Why", width="large"),
+            "rule_words": st.column_config.TextColumn("Rule", width="medium"),
+            "severity": st.column_config.TextColumn("Severity", width=80),
         },
     )
     # Open the patient in this tab (a link to a new tab would be a new session, asking to log in again).
@@ -131,7 +142,7 @@ def scan() -> None:
                        icon=":material/download:")
 
     st.subheader("Per therapist")
-    st.dataframe(therapist_counts(shown), hide_index=True, width="content",
+    st.dataframe(therapist_counts(shown), hide_index=True, width="content", placeholder="—",
                  column_config={"therapist_id": "Therapist", "therapist_name": "Name", "alerts": "Alerts",
                                 "patients": "Patients", "unrepaired_ruptures": "Unrepaired ruptures",
                                 "overdue": f"Not addressed > {OVERDUE_DAYS} days", "addressed": "Addressed"})

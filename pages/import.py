@@ -29,7 +29,7 @@ if not preview.ok:
     st.error(f"{text(upload.name)} cannot be imported: {preview.n_problems:,} "
              f"problem{'s' if preview.n_problems != 1 else ''}, listed below. Nothing was written. Correct the "
              f"file and upload it again.")
-    st.dataframe(preview.errors, hide_index=True, width="stretch",
+    st.dataframe(preview.errors, hide_index=True, width="stretch", placeholder="—",
                  column_config={"where": "Where", "column": "Column", "problem": st.column_config.TextColumn(
                      "Problem", width="large")})
     if preview.more:
@@ -40,6 +40,8 @@ new, same, conflicts = st.columns(3)
 new.metric("New", preview.new)
 same.metric("Unchanged", preview.unchanged)
 conflicts.metric("Conflicting", preview.conflicts)
+if preview.creation_note:
+    st.warning(text(preview.creation_note), icon=":material/person_add:")  # names from the file, shown as typed
 if preview.therapist_note:
     st.warning(text(preview.therapist_note))  # names and codes from the file, shown as typed
 if preview.risk_note:
@@ -47,14 +49,19 @@ if preview.risk_note:
 if preview.calendar_note:
     st.warning(text(preview.calendar_note))  # names and codes from the file, shown as typed
 if preview.conflicts:
-    st.warning(f"{preview.conflicts} rows conflict with scores already stored (same patient, questionnaire and "
-               f"week, another value). They are refused unless you replace them; replaced values stay in the "
-               f"audit trail.")
-st.dataframe(preview.rows.head(2000), hide_index=True, width="stretch",
+    rows = "1 row conflicts" if preview.conflicts == 1 else f"{preview.conflicts:,} rows conflict"
+    them = "It is" if preview.conflicts == 1 else "They are"
+    st.warning(f"{rows} with scores already stored (same patient, questionnaire and week, another value): the "
+               f"table shows the stored score beside the file's. {them} refused unless you replace "
+               f"{'it' if preview.conflicts == 1 else 'them'}; replaced values stay in the audit trail.")
+st.dataframe(preview.rows.head(2000), hide_index=True, width="stretch", placeholder="—",
              column_config={"file_row": st.column_config.NumberColumn("Row", format="%d"), "change": "Change",
                             "patient_id": "Patient", "therapist_id": "Therapist",
                             "week": st.column_config.NumberColumn("Week", format="%d"),
-                            "instrument": "Questionnaire", "score": "Score"})
+                            "instrument": "Questionnaire", "score": "Score in the file",
+                            "stored_score": st.column_config.NumberColumn(
+                                "Stored score", help="For a conflict: the score already stored, which the file's "
+                                                     "would replace.")})
 if len(preview.rows) > 2000:
     st.caption(f"Showing the first 2,000 of {len(preview.rows):,} rows (conflicts first).")
 replace = st.checkbox("Replace conflicting scores", value=False, disabled=not preview.conflicts)

@@ -7,7 +7,7 @@ from core.caseload import ATTENTION_LABELS, common_instrument, filter_attention,
 from core.figures import OKABE_ITO
 from ui.loaders import current_version, load_caseload, previous_visit
 from ui.meeting_loaders import audit_once
-from ui.session import require
+from ui.session import live_fragment, require
 
 actor = require()
 version = current_version()
@@ -36,7 +36,7 @@ else:
 st.caption("Sorted by what needs attention first: risk item, new rupture, unrepaired rupture, reliable "
            "deterioration, missed questionnaires, then the rest. Open a patient by clicking their code.")
 
-@st.fragment
+@live_fragment  # re-checks the login when the fragment reruns on its own (issue 14)
 def caseload_table() -> None:
     """Filter, table and "Open a patient"; changing the filter reruns only this part of the page."""
     left, right = st.columns([3, 1], vertical_alignment="bottom")
@@ -59,7 +59,7 @@ def caseload_table() -> None:
     if actor.role != "therapist":
         columns.insert(3, "therapist_id")
     st.dataframe(
-        shown, hide_index=True, width="stretch", height=min(36 * (len(shown) + 1) + 4, 1200),
+        shown, hide_index=True, width="stretch", placeholder="—", height=min(36 * (len(shown) + 1) + 4, 1200),
         column_order=columns, key="caseload_table",
         column_config={
             "link": st.column_config.LinkColumn("Patient", display_text=r"patient=(.*)$", pinned=True),

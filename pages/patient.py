@@ -12,20 +12,24 @@ from core.caseload import STATUS_WORDS
 from core.figures import build_patient_figure, build_subscale_figure
 from core.markdown import text
 from core.notices import patient_notices
-from core.repair import REFERENCES, addressable_flags, describe_card, risk_alerts, rupture_cards
+from core.repair import REFERENCES, addressable_flags, describe_card, flag_table, risk_alerts, rupture_cards
 from core.reports import week_by_week
 from core.static_export import NO_BROWSER_MESSAGE, chart_available
 from ui.loaders import (
     audit_view,
     current_version,
+    load_expected,
     load_patient,
     load_patient_notices,
     load_patients,
     mark_flags,
     report_download,
 )
-from ui.session import require
+from ui.session import live_fragment, require
 
+#: The chart's week range: the whole course, or the latest weeks of a long one.
+RECENT_WEEKS = 12
+WHOLE_COURSE, LAST_WEEKS = "Whole course", f"Last {RECENT_WEEKS} weeks"
 NO_SUCH_PATIENT = ("No such patient. Check the code, or choose a patient from the list; you can only "
                    "open patients on your own caseload (supervisors: your team's).")
 
@@ -86,16 +90,26 @@ if len(cards):
                                   "half of the fall won back, within the repair window (default 2 weeks).")
 for _, card in cards.iterrows():
     key = f"{card['instrument']}-{int(card['week'])}"
-    with st.container(border=True, key=f"rupture_card_{key}"):
-        st.markdown(f"#### Rupture in week {int(card['week'])}: {card['series']} — {card['status_words']}")
-        st.markdown("\n".join(f"- {line}" for line in describe_card(card)))
+    heading = (f"Rupture in week {int(card['week'])}: {card['series']} — {card['repair_words']}"
+               + (" · addressed in feedback" if card["addressed"] else ""))
+    repaired = card["repair_status"] == "repaired"
+    # a repaired rupture is kept, collapsed: what happened stays readable without taking the page
+    box = (st.expander(heading, expanded=False, icon=":material/check:", key=f"rupture_card_{key}") if repaired
+           else st.container(border=True, key=f"rupture_card_{key}"))
+    with box:
+        if not repaired:
+            st.markdown(f"#### {heading}")
+        lines = describe_card(card)
+        if card["addressed"]:  # who addressed it, when and how: the note below says it in full
+            lines = [line for line in lines if not line.startswith("Addressed in feedback by")]
+        st.markdown("\n".join(f"- {line}" for line in lines))
         subscale = card["subscale"] if isinstance(card["subscale"], str) else "general"
-        with st.expander(f"Repair prompts for this week's feedback ({subscale})",
-                         expanded=card["status"] != "addressed"):
-            st.markdown("\n".join(f"{n}. {p}" for n, p in enumerate(card["prompts"], start=1)))
-            st.caption("After " + "; ".join(REFERENCES) + ".")
+        if not repaired:
+            with st.expander(f"Repair prompts for this week's feedback ({subscale})", expanded=not card["addressed"]):
+                st.markdown("\n".join(f"{n}. {p}" for n, p in enumerate(card["prompts"], start=1)))
+                st.caption("After " + "; ".join(REFERENCES) + ".")
         flag_keys = [(card["instrument"], int(w), "rupture") for w in card["weeks"]]
-        if card["status"] == "addressed":
+        if card["addressed"]:
             st.success(f"Addressed in feedback by {text(card['note_by'])} ({card['note_at']:%d %b %Y %H:%M} UTC): "
                        f"{text(card['note'])}", icon=":material/check_circle:")
             if st.button("Reopen", key=f"reopen_{key}", help="Gives the rupture back its computed status."):
@@ -120,21 +134,37 @@ for _, card in cards.iterrows():
                         st.rerun()
 
 # --- The course ------------------------------------------------------------------------------
-@st.fragment
+EXPECTED, RUNNING, WHOLE = "Expected", "Average so far", "Whole course"
+
+@live_fragment  # re-checks the login when the fragment reruns on its own (issue 14)
 def course_chart() -> None:
     """The chart and its switch; flipping the switch reruns only this part of the page."""
-    full = st.toggle("Compare with the whole course's average (retrospective)", value=False,
-                     help="Off: each week is compared with the average and spread of the weeks before it, "
-                          "which is what the flags use. On: with the average of all weeks, for looking back.")
-    figure = build_patient_figure(scores, flags=flags, average="full" if full else "running")
+    n_weeks = int(scores["week"].max()) - int(scores["week"].min()) + 1
+    with st.container(horizontal=True, vertical_alignment="center"):
+        span = st.segmented_control("Weeks shown", [WHOLE_COURSE, LAST_WEEKS], default=WHOLE_COURSE,
+                                    key="week_range", disabled=n_weeks <= RECENT_WEEKS,
+                                    help=f"For long courses: the latest {RECENT_WEEKS} weeks only (the averages "
+                                         "still use every week before them).")
+        shown = st.segmented_control(
+            "Compare with", [EXPECTED, RUNNING, WHOLE], default=EXPECTED, key="compare_with",
+            help="Expected: what the flags compare each week with (alliance: this patient's own level so far plus "
+                 "the clinic's usual course; symptoms: the course expected for their starting score). Average so "
+                 "far: the plain average of the weeks before. Whole course: the average of all weeks, for looking "
+                 "back (retrospective).")
+    figure = build_patient_figure(scores, flags=flags, average="full" if shown == WHOLE else "running",
+                                  last_weeks=RECENT_WEEKS if span == LAST_WEEKS else None,
+                                  expected=load_expected(actor, info.code, version) if shown in (EXPECTED, None)
+                                  else None)
     st.plotly_chart(figure, width="stretch", key="patient_course")
 
 
 st.subheader("Course over the weeks")
 course_chart()
-st.caption("Solid line: the week's score (gaps are missing weeks, marked by a grey tick). Dotted line and band: "
-           "the patient's own average and ±1 of their own standard deviation (SD: how much their scores usually "
-           "vary). Marked points are flags; hover for the reason.")
+st.caption("Solid line: the week's score (gaps are missing weeks, marked by a grey tick). Dotted line and band, "
+           "with *Expected*: for the alliance, this patient's own level so far plus the clinic's usual "
+           "course, ±1 of their own week-to-week standard deviation (SD: how much their scores usually vary); for "
+           "a symptom scale with an expected course, what is expected for their starting score and where patients "
+           "who started alike usually are. Marked points are flags; hover for the reason.")
 
 # --- Subscales --------------------------------------------------------------------------------
 st.subheader("Bond, goal and task", help="The three parts of the alliance (WAI-SR): bond = trust and liking, "
@@ -145,14 +175,14 @@ st.plotly_chart(build_subscale_figure(scores, instrument="WAI-SR"), width="stret
 # --- Flags ------------------------------------------------------------------------------------
 if not flags.empty:
     st.subheader("Flags")
-    st.dataframe(flags, hide_index=True, width="stretch", key="flags_table",
-                 column_order=["week", "instrument", "kind", "severity", "status", "explanation", "note", "note_by",
-                               "note_at"],
+    st.dataframe(flag_table(flags), hide_index=True, width="stretch", placeholder="—", key="flags_table",
+                 column_order=["week", "instrument", "kind_words", "severity", "status_words", "explanation", "note",
+                               "note_by", "note_at"],
                  column_config={"week": st.column_config.NumberColumn("Week", format="%d"),
-                                "instrument": "Questionnaire", "kind": "Kind", "severity": "Severity",
-                                "status": st.column_config.TextColumn(
-                                    "Status", help="open, repaired, unrepaired (not back within the repair "
-                                                   "window) or addressed (in your feedback)."),
+                                "instrument": "Questionnaire", "kind_words": "Kind", "severity": "Severity",
+                                "status_words": st.column_config.TextColumn(
+                                    "Status", help="open, repaired, not repaired (not back within the repair "
+                                                   "window); and whether you addressed it in your feedback."),
                                 "explanation": st.column_config.TextColumn("Why", width="large"),
                                 "note": st.column_config.TextColumn("Feedback note", width="medium"),
                                 "note_by": "Noted by",
@@ -186,20 +216,24 @@ if not flags.empty:
                             st.rerun()
 
 # --- Week by week -----------------------------------------------------------------------------
-@st.fragment
+@live_fragment  # re-checks the login when the fragment reruns on its own (issue 14)
 def week_table() -> None:
     """The week-by-week table; "Show item answers" reruns only this part of the page."""
     with_items = st.toggle("Show item answers", value=False, key="show_items",
                            help="One column per questionnaire item (WAI-SR items are shown as 'Item N' numbers "
                                 "only).")
-    st.dataframe(week_by_week(scores, items=with_items), hide_index=True, width="stretch", key="week_table",
-                 column_config={"week": st.column_config.NumberColumn("Week", format="%d")})
+    table = week_by_week(scores, items=with_items, newest_first=True)
+    # every week on the page, the latest on top: no scrolling inside the table to reach this week
+    st.dataframe(table, hide_index=True, width="stretch", placeholder="—", key="week_table",
+                 height=35 * (len(table) + 1) + 3, row_height=35,
+                 column_config={"week": st.column_config.NumberColumn("Week", format="%d", pinned=True)})
 
 
 st.subheader("Week by week")
 week_table()
 st.caption("Scores are in each questionnaire's own units: WAI-SR and WAI-P 12–60 (higher = better), SPIN 0–68, "
-           "PHQ-9 0–27, GAD-7 0–21 (higher = worse). Empty rows are weeks without a questionnaire.")
+           "PHQ-9 0–27, GAD-7 0–21 (higher = worse). The latest week is on top; a dash is a week without that "
+           "questionnaire.")
 
 # --- Downloads --------------------------------------------------------------------------------
 st.subheader("Report and data")

@@ -9,7 +9,6 @@ data itself, so it is not searched.)
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import re
 import subprocess
@@ -112,17 +111,16 @@ def test_app_pages_log_no_health_data(sentinel_db, monkeypatch: pytest.MonkeyPat
         lg.addHandler(handler)
     try:
         st.cache_data.clear()
-        from tests.app.conftest import actor_for
+        import ui.session
+        from tests.app.conftest import TEST_COOKIE, actor_for, log_in
 
+        monkeypatch.setattr(ui.session, "request_token", lambda: st.session_state.get(TEST_COOKIE))
         pages = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "pages").glob("*.py"))
         titles = []
         for actor in (actor_for(db, "therapist.zed"), _admin(db)):
             for page in pages:
                 at = AppTest.from_file(str(ROOT / page), default_timeout=60)
-                now = dt.datetime.now(dt.UTC)
-                at.session_state["actor"] = actor
-                at.session_state["login_at"] = now
-                at.session_state["last_seen"] = now
+                log_in(at, db, actor.name)
                 at.query_params["patient"] = SENTINEL_PATIENT
                 at.run()
                 titles += [t.value for t in at.title]

@@ -8,6 +8,7 @@ transaction; a refusal comes back as the sentence to show, and nothing is half-w
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from core.caseload import STATUS_WORDS
+from core.exporting import to_csv_bytes
 from core.markdown import text
 from db import accounts, audit
 from db.access import Actor
@@ -94,8 +96,69 @@ def finish(error: str | None) -> None:
 
 
 def add_account(actor: Actor, **kwargs: Any) -> str | None:
-    """Create an account (``db.writes.create_account``); see :func:`change`."""
-    return change(actor, create_account, f"Added the account {kwargs.get('name')}.", **kwargs)
+    """Create an account (``db.writes.create_account``); see :func:`change`. On success the next
+    "Add account" form is a fresh, empty one (:func:`add_account_form`); a refusal keeps the
+    typed fields, so the admin corrects what the sentence names."""
+    error = change(actor, create_account, f"Added the account {kwargs.get('name')}.", **kwargs)
+    if error is None:
+        st.session_state[_ADD_FORM] = add_account_form() + 1
+    return error
+
+
+_ADD_FORM = "add_account_form"
+
+
+def add_account_form() -> int:
+    """The number of the current "Add account" form (its widget keys end with it)."""
+    return int(st.session_state.get(_ADD_FORM, 0))
+
+
+def _detail_words(detail: object) -> str:
+    """An audit row's JSON detail as "field: value; …" (lists joined, at most 12 items shown)."""
+    if not isinstance(detail, str) or not detail:
+        return ""
+    try:
+        data = json.loads(detail)
+    except ValueError:
+        return detail
+    if not isinstance(data, dict):
+        return str(data)
+
+    def value(v: object) -> str:
+        if v is None or v == "":
+            return "—"
+        if isinstance(v, bool):
+            return "yes" if v else "no"
+        if isinstance(v, list):
+            shown = ", ".join(value(x) for x in v[:12])
+            return shown + (f" and {len(v) - 12} more" if len(v) > 12 else "")
+        if isinstance(v, dict):
+            return ", ".join(f"{k.replace('_', ' ')} {value(x)}" for k, x in v.items())
+        return str(v)
+
+    return "; ".join(f"{k.replace('_', ' ')}: {value(v)}" for k, v in data.items())
+
+
+def readable_trail(events: pd.DataFrame) -> pd.DataFrame:
+    """The audit rows for the viewer: ``action_words`` ("view clinic") and ``details`` (the JSON
+    detail field by field, e.g. "team: North; started from: —") added; nothing dropped."""
+    return events.assign(action_words=events["action"].astype(str).str.replace("_", " ", regex=False),
+                         details=events["detail"].map(_detail_words).astype(str),
+                         patient_code=events["patient_code"].astype(object).where(events["patient_code"].notna(), ""))
+
+
+def trail_csv(actor: Actor, events: pd.DataFrame) -> Callable[[], bytes]:
+    """A ``st.download_button`` data callable: the shown audit rows as CSV (formula-escaped), the
+    export itself recorded in the trail when it is downloaded."""
+    engine = get_engine()
+
+    def make() -> bytes:
+        with transaction(engine) as session:
+            audit.record(session, actor=actor, action="export", what="audit trail", rows=len(events), format="csv")
+        out = events.assign(at=pd.to_datetime(events["at"], utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        return to_csv_bytes(out)
+
+    return make
 
 
 def flash() -> str | None:
@@ -169,17 +232,87 @@ def parameter_table(actor: Actor) -> tuple[int | None, pd.DataFrame, pd.DataFram
 def freeze(actor: Actor, instruments: list[str]) -> str | None:
     """Freeze the clinic's own week-1 SD of ``instruments`` and recompute every flag once, in one
     transaction; ``None`` on success, else the sentence to show."""
-    from db.flagstore import refresh_all
     from db.parameters import freeze_own_sd
 
     if not instruments:
         return "Choose at least one instrument whose week-1 SD to freeze."
+    return _new_rule_set(
+        lambda session: freeze_own_sd(session, actor=actor, instruments=instruments),
+        lambda info, n: (f"Rule set {info.version} is in force: froze the clinic's own SD of "
+                         f"{', '.join(instruments)}; {n} flags recomputed and stored."))
+
+
+def course_table(actor: Actor) -> pd.DataFrame:
+    """The expected courses in force (alliance: ``below_expected``; symptoms: ``not_on_track``), with sources."""
+    from db.parameters import course_defaults, current_rule_set
+
+    if actor.role != "admin" or not actor.active:
+        return pd.DataFrame()
+    with session_factory(get_engine())() as session:
+        current = current_rule_set(session)
+    course = {**course_defaults(current), **(current.course if current else {})}
+    rows = []
+    for code, p in sorted(course.items()):
+        if "week_means" in p:  # an alliance course (below_expected)
+            rows.append({"instrument": code, "course": "mean by week " + ", ".join(f"{v:.1f}" for v in p["week_means"]),
+                         "spread": f"week to week {p['within_sd']:.2f} (weight {p['prior_weeks']:.1f} weeks)",
+                         "source": p["source"]})
+        else:  # a symptom course (not_on_track)
+            unit = "log-week" if p["time"] == "log" else "week"
+            rows.append({"instrument": code, "course": f"{p['slope']:+.2f} per {unit} from the intake "
+                                                       f"({p['intake_slope']:+.3f} per intake point above "
+                                                       f"{p['intake_mean']:.1f})",
+                         "spread": f"rates {p['slope_sd']:.2f}, weeks {p['resid_sd']:.2f}", "source": p["source"]})
+    return pd.DataFrame(rows)
+
+
+def rule_table(actor: Actor) -> pd.DataFrame:
+    """Every rule parameter with the release's default and the value in force."""
+    from db.parameters import current_rule_set, rule_settings_table
+
+    if actor.role != "admin" or not actor.active:
+        return pd.DataFrame()
+    with session_factory(get_engine())() as session:
+        current = current_rule_set(session)
+    if current is None:
+        return pd.DataFrame()
+    rows = rule_settings_table(current)
+    return pd.DataFrame([{"rule": r["rule"], "param": r["param"] or "(value)", "value": str(r["value"]),
+                          "default": str(r["default"]), "changed": "changed" if r["changed"] else ""} for r in rows])
+
+
+def _new_rule_set(write: Callable[[Any], Any], done: Callable[[Any, int], str]) -> str | None:
+    """Write a new rule set with ``write(session)`` and recompute every flag once, in one transaction;
+    ``None`` on success (the flash says ``done(info, n)``), else the sentence to show."""
+    from db.flagstore import refresh_all
+
     try:
         with transaction(get_engine()) as session:
-            info = freeze_own_sd(session, actor=actor, instruments=instruments)
+            info = write(session)
             n = refresh_all(session)
     except (ValueError, PermissionError) as exc:
         return str(exc)
-    st.session_state[_FLASH] = (f"Rule set {info.version} is in force: froze the clinic's own SD of "
-                                f"{', '.join(instruments)}; {n} flags recomputed and stored.")
+    st.session_state[_FLASH] = done(info, n)
     return None
+
+
+def set_rule(actor: Actor, *, rule: str, param: str, value: str, reason: str) -> str | None:
+    """Change one rule setting (a new rule set) and recompute every flag once; ``None`` on success."""
+    from db.parameters import parse_value
+    from db.parameters import set_rule as store_rule
+
+    name = None if param in ("(on/off)", "(value)") else param
+    return _new_rule_set(
+        lambda session: store_rule(session, actor=actor, rule=rule, param=name, value=parse_value(value),
+                                   reason=reason),
+        lambda info, n: f"Rule set {info.version} is in force ({info.note}); {n} flags recomputed and stored.")
+
+
+def freeze_course(actor: Actor) -> str | None:
+    """Freeze the clinic's own expected alliance course and recompute every flag once; ``None`` on success."""
+    from db.parameters import freeze_course as store_course
+
+    return _new_rule_set(
+        lambda session: store_course(session, actor=actor),
+        lambda info, n: (f"Rule set {info.version} is in force: froze the clinic's own expected alliance course; "
+                         f"{n} flags recomputed and stored."))

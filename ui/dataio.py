@@ -93,6 +93,8 @@ class Preview:
     risk_note: str | None = None
     #: Patients left without a treatment calendar (``ImportPlan.calendar_note``).
     calendar_note: str | None = None
+    #: Therapist accounts (and their patients) the import would create (``ImportPlan.creation_note``).
+    creation_note: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -135,13 +137,18 @@ def _plan(session, actor: Actor, name: str, data: bytes) -> tuple[Preview, Impor
     if isinstance(result, Preview):
         return result, None
     plan = plan_import(session, actor=actor, scores=result.scores, **_where(name, data))  # type: ignore[arg-type]
-    shown = plan.rows[["file_row", "change", "patient_id", "therapist_id", "week", "instrument", "score"]].copy()
+    shown = plan.rows[["file_row", "change", "patient_id", "therapist_id", "week", "instrument", "score",
+                       "stored_total"]].copy()
+    # a conflict shows the stored value beside the file's; other rows leave it blank
+    shown["stored_total"] = shown["stored_total"].where(shown["change"].eq("conflict"))
+    shown = shown.rename(columns={"stored_total": "stored_score"})
     shown["change"] = shown["change"].map(CHANGE_LABELS)
     order = shown["change"].map({CHANGE_LABELS["conflict"]: 0, CHANGE_LABELS["new"]: 1}).fillna(2)
     shown = shown.assign(_o=order).sort_values(["_o", "file_row"], kind="stable").drop(columns="_o")
     return Preview(errors=_error_table([]), rows=shown.reset_index(drop=True), new=plan.new,
                    unchanged=plan.unchanged, conflicts=plan.conflicts,
                    therapist_note=plan.therapist_note(), risk_note=plan.risk_note(),
+                   creation_note=plan.creation_note(),
                    calendar_note=plan.calendar_note()), plan
 
 

@@ -26,7 +26,7 @@ from db.flags import read_flags
 from db.notes import mark_flag
 from db.queries import PatientInfo, data_version, list_patients, patient_info, read_scores, risk_item_coverage
 from db.visits import record_visit
-from ui.session import get_engine
+from ui.session import get_engine, guard_download
 
 
 def current_version() -> tuple[int, ...]:
@@ -55,6 +55,26 @@ def load_patient(actor: Actor, code: str, version: tuple[int, ...]) -> tuple[Pat
             return _patient_data(session, actor, code)
         except LookupError:
             return None, pd.DataFrame(), pd.DataFrame()
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def load_expected(actor: Actor, code: str, version: tuple[int, ...]) -> pd.DataFrame:
+    """What the rules expected of each of the patient's weeks (``core.flags.expected_courses``)."""
+    info, scores, _ = load_patient(actor, code, version)
+    if info is None or scores.empty:
+        return pd.DataFrame()
+    with session_factory(get_engine())() as session:
+        return _expected(session, scores)
+
+
+def _expected(session: Session, scores: pd.DataFrame) -> pd.DataFrame:
+    """``expected_courses`` under the clinic's rule set in force (its frozen courses and settings)."""
+    from core.flags import expected_courses
+    from db.parameters import current_rule_set, flag_config
+
+    rule_set = current_rule_set(session)
+    return expected_courses(scores, config=flag_config(rule_set)) if rule_set is not None \
+        else expected_courses(scores)
 
 
 def previous_visit(actor: Actor, page: str) -> dt.datetime | None:
@@ -143,23 +163,26 @@ def report_download(actor: Actor, code: str, *, kind: str) -> Callable[[], bytes
 
     ``kind`` is ``"pdf"`` (one page; the chart through the system's Chromium), ``"html"``
     (interactive chart, no browser needed) or ``"csv"`` (the patient's scores in the
-    weekly-scores format, formulas escaped). The data are read again with the actor's rights.
+    weekly-scores format, formulas escaped). When clicked, the login that drew the button must
+    still be live and its account may still see the patient (``ui.session.guard_download``);
+    the data are read again with the account's rights as they are then.
     """
     engine = get_engine()
 
-    def build() -> bytes:
+    def build(fresh: Actor) -> bytes:
         with transaction(engine) as session:
-            info, scores, flags = _patient_data(session, actor, code)
+            info, scores, flags = _patient_data(session, fresh, code)
             if kind == "pdf":
                 data = build_patient_report(
-                    scores, flags, header=_header(info, actor),
+                    scores, flags, header=_header(info, fresh), expected=_expected(session, scores),
                     render=lambda fig: render_png(fig, height=int(fig.layout.height or 530), persistent=True))
             elif kind == "html":
-                data = build_report_html(scores, flags, header=_header(info, actor))
+                data = build_report_html(scores, flags, header=_header(info, fresh),
+                                         expected=_expected(session, scores))
             else:
                 data = to_csv_bytes(scores_for_export(scores))
-            audit.record(session, actor=actor, action="export", patient_code=code, format=kind,
+            audit.record(session, actor=fresh, action="export", patient_code=code, format=kind,
                          what="patient report" if kind != "csv" else "scores", rows=len(scores))
         return data
 
-    return build
+    return guard_download(actor, build, patients=[code])

@@ -23,6 +23,7 @@ from core.exporting import to_csv_bytes
 from core.meeting import caseload_table
 from core.models import AnalysisResult, Progress, fit_within_between, too_little_data
 from core.notices import patient_notices
+from core.reports import HandoutSection, build_meeting_handout
 from core.static_export import render_png
 from db import audit
 from db.access import Actor
@@ -30,10 +31,11 @@ from db.caseload import list_teams, read_alerts, read_scope
 from db.engine import session_factory, transaction
 from db.queries import list_patients, read_scores, risk_item_coverage
 from ui.loaders import current_version
-from ui.session import get_engine
+from ui.session import get_engine, guard_download
 
-__all__ = ["audit_once", "csv_download", "current_version", "load_alerts", "load_blind_spots", "load_caseload_table",
-           "load_course_scores", "load_analysis", "load_scope", "load_scope_alerts", "load_teams", "png_download"]
+__all__ = ["audit_once", "csv_download", "current_version", "handout_download", "load_alerts", "load_blind_spots",
+           "load_caseload_table", "load_course_scores", "load_analysis", "load_scope", "load_scope_alerts",
+           "load_scope_expected", "load_teams", "png_download"]
 
 
 @st.cache_data(show_spinner="Checking every patient's course…", max_entries=64)
@@ -90,6 +92,19 @@ def load_scope(actor: Actor, version: tuple[int, ...], team: str | None, started
     """(patients, scores) of a clinic-meeting scope within what ``actor`` may see."""
     with session_factory(get_engine())() as session:
         return read_scope(session, actor=actor, team=team, started_from=started_from, started_to=started_to)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def load_scope_expected(actor: Actor, version: tuple[int, ...], team: str | None, started_from: dt.date | None,
+                        started_to: dt.date | None) -> pd.DataFrame:
+    """What the rules expected of each week in a clinic-meeting scope (``core.flags.expected_courses``)."""
+    from ui.loaders import _expected
+
+    _, scores = load_scope(actor, version, team, started_from, started_to)
+    if scores.empty:
+        return pd.DataFrame()
+    with session_factory(get_engine())() as session:
+        return _expected(session, scores)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -157,6 +172,26 @@ def csv_download(actor: Actor, frame: pd.DataFrame, *, what: str) -> Callable[[]
                          patients=codes)
         return to_csv_bytes(frame)
 
+    return guard_download(actor, lambda _fresh: make(), patients=codes)  # issue 14: live login, each patient
+
+
+def handout_download(actor: Actor, sections: list[HandoutSection], *, title: str, subtitle: str,
+                     meeting: bool) -> Callable[[], bytes]:
+    """A ``st.download_button`` data callable: the clinic page as a PDF handout
+    (:func:`core.reports.build_meeting_handout`, figures through the app's kept browser), audited
+    once it is made. ``sections`` hold what the page shows, suppressed in meeting mode."""
+    engine = get_engine()
+
+    def make() -> bytes:
+        pdf = build_meeting_handout(
+            sections, title=title, subtitle=subtitle, made_by=actor.name, made_at=dt.datetime.now(dt.UTC),
+            render=lambda fig: render_png(fig, width=1000, height=int(fig.layout.height or 450), scale=2,
+                                          persistent=True))
+        with transaction(engine) as session:
+            audit.record(session, actor=actor, action="export", what="clinic_handout", format="pdf",
+                         meeting_mode=meeting)
+        return pdf
+
     return make
 
 
@@ -172,4 +207,4 @@ def png_download(actor: Actor, figure: go.Figure, *, what: str) -> Callable[[], 
             audit.record(session, actor=actor, action="export", what=what, format="png")
         return png
 
-    return make
+    return guard_download(actor, lambda _fresh: make())  # issue 14: only while the login is live

@@ -1,46 +1,85 @@
 """The login gate, used by app.py *and* by every page itself.
 
-Streamlit can serve a page file before app.py has run in a session, so each page calls
-:func:`require` first: without a valid login it shows the login form and stops. A login is
-valid while the account is active, its ``session_epoch`` is unchanged (password change or
-deactivation logs out everywhere), the idle time is under ``IDLE_TIMEOUT`` and the login is
-younger than ``ABSOLUTE_TIMEOUT`` (both configurable by environment variables).
+A login is a server-side session (``db.sessions``): the browser holds only a random token in
+an HttpOnly cookie (``alliance_session``), set by the form post to ``/session/login`` or by the
+single sign-on hand-over at ``/session/sso`` (``ui.web``). On **every script run**,
+:func:`current_actor` reads that cookie from the request (``st.context.cookies``: the cookies
+of the browser's own connection) and asks the database who it stands for. Nothing in
+``st.session_state`` is a credential: a second browser that reconnects with this tab's
+Streamlit session id (which appears in upload URLs, so in proxy logs) brings its own cookies
+and gets the login form.
 
-Single sign-on: when ``.streamlit/secrets.toml`` (or ``--secrets.files``) has an ``[auth]``
-section for an OpenID Connect provider, the login page also offers "Log in with <provider>"
-(Streamlit's ``st.login``). The identity the provider returns is matched to an active account
-by e-mail (``db.auth.authenticate_sso``); the role and team still come from the account. The
-timeouts apply as to a password login, and ending such a session also ends Streamlit's identity
-cookie (``st.logout``), so the same browser cannot slip back in without the provider.
+Streamlit can serve a page file before app.py has run in a session, so each page calls
+:func:`require` first: without a live login it shows the login form and stops. A login lasts
+across reloads, new tabs and deep links until logout, the idle timeout (``IDLE_TIMEOUT``,
+``ALLIANCE_IDLE_MINUTES``), the absolute lifetime (``ABSOLUTE_TIMEOUT``,
+``ALLIANCE_SESSION_HOURS``), or a password reset, deactivation or role change (which end every
+session of the account, ``db.accounts``). A refused cookie (tampered, expired, revoked) is
+audited once per browser session (``session_refused``).
+
+Downloads and fragments run later than the page that drew them: :func:`guard_download` and
+:func:`live_fragment` re-check the live session (and, for downloads, the right to each patient)
+at the moment they run.
+
+Single sign-on: when ``.streamlit/secrets.toml`` has an ``[auth]`` section for an OpenID Connect
+provider, the login form also offers "Log in with <provider>"; the identity is matched to an
+account (``db.auth.authenticate_sso``) and gets a session of the same store (``ui.web``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import ipaddress
 import os
-from collections.abc import Callable, Mapping
-from typing import Any
-from urllib.parse import urlparse
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
+from urllib.parse import urlencode, urlparse
 
 import streamlit as st
 from sqlalchemy import Engine
+from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
 
 from core.markdown import text
-from db import audit
-from db.access import Actor, refresh_actor
-from db.auth import LOGIN_FAILED_MESSAGE, SSO_NO_ACCOUNT_MESSAGE, authenticate, authenticate_sso, login_wait
+from db.access import Actor, may_see_patient
 from db.engine import database_url, is_current, make_engine, session_factory, transaction, upgrade
 from db.flagstore import ensure_current as ensure_flags
 from db.queries import demo_accounts
+from db.sessions import (
+    COOKIE_NAME,
+    absolute_lifetime,
+    audit_refusal,
+    describe_browser,
+    idle_timeout,
+    list_sessions,
+    resume_by_id,
+    resume_session,
+    revoke_account_sessions,
+    revoke_session,
+    token_id,
+)
+from ui.login_html import login_form_html, logout_form_html
 
-IDLE_TIMEOUT = dt.timedelta(minutes=float(os.environ.get("ALLIANCE_IDLE_MINUTES", "30")))
-ABSOLUTE_TIMEOUT = dt.timedelta(hours=float(os.environ.get("ALLIANCE_SESSION_HOURS", "12")))
+IDLE_TIMEOUT = idle_timeout()
+ABSOLUTE_TIMEOUT = absolute_lifetime()
 DEMO_PASSWORD = "demo-password-2026"
 ALL_ROLES = ("therapist", "supervisor", "admin")
 
 #: The clock, replaceable in tests.
 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)  # noqa: E731
+
+#: Why a cookie was refused, as the login form says it.
+REFUSAL_MESSAGES = {
+    "idle": "You were logged out after a period without activity; log in again.",
+    "expired": "Your session reached its maximum length; log in again.",
+    "revoked": "Your login was ended (you logged out, or ended this session elsewhere); log in again.",
+    "account": "Your account was changed or deactivated; log in again, or ask an admin if you cannot.",
+    "unknown": "Your login could not be recognised (it may have been tampered with); log in again.",
+}
+DOWNLOAD_REFUSED = ("This download is no longer available: your login has ended or no longer allows it. "
+                    "Log in again and download it anew.")
 
 
 @st.cache_resource(show_spinner=False)
@@ -76,70 +115,142 @@ def sso_name(settings: dict[str, Any]) -> str:
     return os.environ.get("ALLIANCE_SSO_NAME") or urlparse(str(settings["server_metadata_url"])).hostname or "SSO"
 
 
-def _sso_claims() -> dict[str, Any] | None:
-    """The identity Streamlit's OIDC cookie carries, or ``None`` (not configured / not logged in)."""
+def sso_link() -> tuple[str, str] | None:
+    """The "Log in with <provider>" link (label, URL of Streamlit's /auth/login), or ``None``."""
+    settings = sso_settings()
+    if settings is None:
+        return None
     try:
-        if not st.user.is_logged_in:
-            return None
-        return dict(st.user.to_dict())
-    except Exception:  # no runtime (bare scripts) or no [auth] section
+        from streamlit.user_info import generate_login_redirect_url
+
+        return f"Log in with {sso_name(settings)}", generate_login_redirect_url("default")
+    except Exception:  # misconfigured [auth] section: password logins only
         return None
 
 
-def _adopt_sso() -> Actor | None:
-    """Log in the account matching the provider's identity, once per session (refusals too)."""
-    claims = _sso_claims()
-    if claims is None or sso_settings() is None:
-        return None
-    email = str(claims.get("email") or "")
-    if st.session_state.get("sso_refused") == email:
-        return None
-    with transaction(get_engine()) as session:
-        actor = authenticate_sso(session, email=email, email_verified=claims.get("email_verified"),
-                                 issuer=str(claims.get("iss") or ""), subject=str(claims.get("sub") or ""),
-                                 provider=sso_name(sso_settings() or {}), clock=clock)
-    if actor is None:
-        st.session_state["sso_refused"] = email
-        return None
-    now = clock()
-    st.session_state.update(actor=actor, login_at=now, last_seen=now, via_sso=True)
-    return actor
+# --- which Streamlit session belongs to which login ------------------------------------------------
+
+_BINDINGS: OrderedDict[str, str] = OrderedDict()
+_BINDINGS_LOCK = threading.Lock()
+_BINDINGS_MAX = 20_000
 
 
-def _logout(reason: str | None = None) -> bool:
-    """Forget the login; returns True when the browser is being sent to end the SSO session too."""
-    for key in ("actor", "login_at", "last_seen"):
-        st.session_state.pop(key, None)
-    if reason:
-        st.session_state["logout_reason"] = reason
-    if st.session_state.pop("via_sso", False) and _sso_claims() is not None:
-        st.logout()  # end the identity cookie too, or the next run would log straight back in
-        return True
-    return False
+def bind(streamlit_session: str, login_session: str) -> None:
+    """Remember that a Streamlit session (a tab's connection) runs under a login session; the
+    server (``ui.web``) lets its uploads, downloads and media through only for that login."""
+    with _BINDINGS_LOCK:
+        _BINDINGS[streamlit_session] = login_session
+        _BINDINGS.move_to_end(streamlit_session)
+        while len(_BINDINGS) > _BINDINGS_MAX:
+            _BINDINGS.popitem(last=False)
+
+
+def unbind(streamlit_session: str) -> None:
+    with _BINDINGS_LOCK:
+        _BINDINGS.pop(streamlit_session, None)
+
+
+def binding(streamlit_session: str | None) -> str | None:
+    """The login session a Streamlit session last ran under (``None``: none, or logged out)."""
+    if not streamlit_session:
+        return None
+    with _BINDINGS_LOCK:
+        return _BINDINGS.get(streamlit_session)
+
+
+def _streamlit_session_id() -> str | None:
+    ctx = get_script_run_ctx()
+    return ctx.session_id if ctx is not None else None
+
+
+def request_token() -> str | None:
+    """The session token of the browser's request (its ``alliance_session`` cookie), or ``None``."""
+    try:
+        return st.context.cookies.get(COOKIE_NAME)
+    except Exception:  # bare scripts without a request
+        return None
 
 
 def current_actor() -> Actor | None:
-    """The logged-in actor, or ``None`` (timeouts and remote logouts applied)."""
-    actor: Actor | None = st.session_state.get("actor")
-    if actor is None:
-        actor = _adopt_sso()
-    if actor is None:
+    """The logged-in actor, re-derived from the request's cookie and the server-side session on
+    every call (timeouts, revocations and account changes applied), or ``None``."""
+    token = request_token()
+    with transaction(get_engine()) as session:
+        resumed = resume_session(session, token=token, clock=clock, idle=IDLE_TIMEOUT)
+        if resumed.reason is not None:
+            key = resumed.session_id or f"unknown:{token_id(token or '')}"
+            seen: set[str] = st.session_state.setdefault("refused_sessions", set())
+            if key not in seen:
+                audit_refusal(session, resumed=resumed, address=_request_address(), where="app")
+                seen.add(key)
+                st.session_state["logout_reason"] = REFUSAL_MESSAGES[resumed.reason]
+    streamlit_session = _streamlit_session_id()
+    if resumed.actor is None or resumed.session_id is None:
+        if streamlit_session:
+            unbind(streamlit_session)
+        st.session_state.pop("login_session_id", None)
         return None
-    now = clock()
-    if now - st.session_state.get("last_seen", now) > IDLE_TIMEOUT:
-        _logout("You were logged out after a period without activity; log in again.")
+    if streamlit_session:
+        bind(streamlit_session, resumed.session_id)
+    st.session_state["login_session_id"] = resumed.session_id
+    return resumed.actor
+
+
+def live_actor(actor: Actor, login_session: str | None, *, where: str) -> Actor | None:
+    """``actor`` as the database has it now, if ``login_session`` is still live and theirs; else
+    ``None`` (and the refusal is audited). For work that runs after its page: downloads."""
+    if not login_session:
         return None
-    if now - st.session_state.get("login_at", now) > ABSOLUTE_TIMEOUT:
-        _logout("Your session reached its maximum length; log in again.")
-        return None
-    with session_factory(get_engine())() as session:
-        fresh = refresh_actor(session, actor)
-    if fresh is None:
-        _logout("Your account was changed or deactivated; log in again.")
-        return None
-    st.session_state["last_seen"] = now
-    st.session_state["actor"] = fresh
-    return fresh
+    with transaction(get_engine()) as session:
+        resumed = resume_by_id(session, session_id=login_session, clock=clock, idle=IDLE_TIMEOUT, touch=False)
+        if resumed.actor is None:
+            audit_refusal(session, resumed=resumed, where=where)
+            return None
+    return resumed.actor if resumed.actor.id == actor.id else None
+
+
+def guard_download(actor: Actor, build: Callable[[Actor], bytes], *,
+                   patients: Iterable[str] = ()) -> Callable[[], bytes]:
+    """A ``st.download_button(data=...)`` callable that re-checks, when the user clicks, that the
+    login that drew the button is still live and that its account may still see each of
+    ``patients``; only then calls ``build`` with the actor as the database has it now. Otherwise
+    it raises ``PermissionError`` and produces nothing (Streamlit says the file could not be made)."""
+    login_session = st.session_state.get("login_session_id")
+    codes = list(dict.fromkeys(patients))
+
+    def run() -> bytes:
+        fresh = live_actor(actor, login_session, where="download")
+        if fresh is None:
+            raise PermissionError(DOWNLOAD_REFUSED)
+        with session_factory(get_engine())() as session:
+            if any(may_see_patient(session, actor=fresh, code=code) is None for code in codes):
+                raise PermissionError(DOWNLOAD_REFUSED)
+        return build(fresh)
+
+    return run
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def live_fragment(func: F) -> F:
+    """``st.fragment`` that re-checks the login whenever the fragment reruns on its own.
+
+    A fragment's rerun runs only the fragment, not app.py or the page's guard; without this, a
+    fragment kept showing the patient after an idle timeout or a remote logout. When the login
+    has ended (or another login took over the browser), the whole page reruns instead, which
+    shows the login form.
+    """
+    @functools.wraps(func)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        ctx = get_script_run_ctx()
+        if ctx is not None and ctx.fragment_ids_this_run:  # a fragment-only rerun
+            before = st.session_state.get("login_session_id")
+            if current_actor() is None or st.session_state.get("login_session_id") != before:
+                st.rerun(scope="app")
+        return func(*args, **kwargs)
+
+    return st.fragment(checked)  # type: ignore[return-value]
 
 
 def client_address(peer: str | None, headers: Mapping[str, str]) -> str | None:
@@ -175,55 +286,36 @@ def _request_address() -> str | None:
         return None
 
 
+def _current_path() -> str:
+    """This page's path and query (where the login form sends the browser back to)."""
+    try:
+        path = urlparse(st.context.url or "").path or "/"
+    except Exception:
+        path = "/"
+    query = {k: v for k, v in st.query_params.to_dict().items()}
+    return path + (f"?{urlencode(query)}" if query else "")
+
+
+def demo_table(session: Any) -> tuple[str, list[list[str]]] | None:
+    """The demo accounts for the login form (password, rows), or ``None`` outside the demo clinic."""
+    accounts = demo_accounts(session)
+    if accounts is None:
+        return None
+    rows = accounts.astype(object).where(accounts.notna(), "")[["name", "role", "team", "display_name"]]
+    return DEMO_PASSWORD, rows.astype(str).values.tolist()
+
+
 def login_form() -> None:
-    """The login form ("Username", "Password", "Log in"); demo accounts listed in demo mode."""
+    """The login form ("Username", "Password", "Log in"), as a plain HTML form that posts to
+    ``/session/login`` (``ui.login_html``); demo accounts listed in demo mode."""
     st.title("Alliance Monitor")
     st.caption("Weekly alliance and symptom monitoring: each patient against their own average.")
+    with session_factory(get_engine())() as session:
+        demo = demo_table(session)
     reason = st.session_state.pop("logout_reason", None)
     if reason:
         st.info(reason)
-    settings = sso_settings()
-    if settings is not None:
-        refused = st.session_state.get("sso_refused")
-        if refused is not None:
-            st.error(SSO_NO_ACCOUNT_MESSAGE.format(email=refused or "(none given)"))
-            if st.button(f"Log out of {sso_name(settings)}"):
-                st.session_state.pop("sso_refused", None)
-                st.logout()
-        elif st.button(f"Log in with {sso_name(settings)}", type="primary"):
-            st.login()
-        st.caption("Or log in with your Alliance Monitor username and password:")
-    with st.form("login"):
-        name = st.text_input("Username")
-        password = st.text_input("Password", type="password")
-        submitted = st.form_submit_button("Log in")
-    if submitted:
-        address = _request_address()
-        with transaction(get_engine()) as session:
-            actor = authenticate(session, name=name, password=password, address=address, clock=clock)
-        if actor is None:
-            st.error(LOGIN_FAILED_MESSAGE)
-            with session_factory(get_engine())() as session:
-                wait = login_wait(session, name=name, address=address, clock=clock)
-            if wait > dt.timedelta(0):
-                minutes = max(1, -(-int(wait.total_seconds()) // 60))
-                st.warning(f"Too many failed attempts for this name or from this computer: the next attempt is "
-                           f"checked in {minutes} minute{'s' if minutes != 1 else ''} at the earliest (attempts "
-                           f"before then are refused without being checked).")
-        else:
-            now = clock()
-            st.session_state.update(actor=actor, login_at=now, last_seen=now)
-            st.rerun()
-    with session_factory(get_engine())() as session:
-        accounts = demo_accounts(session)
-    if accounts is not None:
-        st.divider()
-        st.markdown(f"**Demo clinic.** All data are synthetic. Every demo account's password is "
-                    f"`{DEMO_PASSWORD}`.")
-        # st.table renders its cells as Markdown: every cell goes through text()
-        shown = accounts.astype(object).where(accounts.notna(), "").map(text)
-        st.table(shown.rename(columns={"name": "Username", "role": "Role", "team": "Team",
-                                       "display_name": "Name"}).set_index("Username"))
+    st.html(login_form_html(next_path=_current_path(), sso=sso_link(), demo=demo))
 
 
 def require(roles: tuple[str, ...] = ALL_ROLES) -> Actor:
@@ -244,12 +336,35 @@ def require(roles: tuple[str, ...] = ALL_ROLES) -> Actor:
 
 
 def logout_button(actor: Actor) -> None:
-    """A sidebar line with who is logged in and a "Log out" button."""
+    """A sidebar line with who is logged in, a "Log out" button and "My sessions"."""
     with st.sidebar:
         team = f", team {text(actor.team)}" if actor.team else ""
         st.caption(f"Logged in as **{text(actor.name)}** ({actor.role}{team})")
-        if st.button("Log out"):
-            with transaction(get_engine()) as session:
-                audit.record(session, actor=actor, action="logout")
-            if not _logout():
+        st.html(logout_form_html())
+        my_sessions(actor)
+
+
+def my_sessions(actor: Actor) -> None:
+    """The actor's own live sessions (browser, address, since, last used), each with "End"."""
+    current = st.session_state.get("login_session_id")
+    with session_factory(get_engine())() as session:
+        frame = list_sessions(session, actor=actor, clock=clock, idle=IDLE_TIMEOUT)
+    with st.expander(f"My sessions ({len(frame)})"):
+        st.caption("Where you are logged in now. End a session you do not recognise, and tell your admin.")
+        for row in frame.itertuples():
+            here = row.session_id == current
+            left, right = st.columns([3, 1], vertical_alignment="center")
+            left.caption(f"{'**This browser** · ' if here else ''}{text(describe_browser(row.user_agent))}, "
+                         f"{text(row.address)} · since {row.created_at:%d %b %H:%M} UTC · last used "
+                         f"{row.last_seen_at:%H:%M} UTC{' · single sign-on' if row.method == 'sso' else ''}")
+            if right.button("End", key=f"end_session_{row.session_id[:16]}",
+                            help="Log this session out now." if not here else "Log out here."):
+                with transaction(get_engine()) as session:
+                    revoke_session(session, session_id=row.session_id, account_id=actor.id,
+                                   reason="ended by user", clock=clock)
                 st.rerun()
+        if len(frame) > 1 and current and st.button("End all my other sessions", key="end_other_sessions"):
+            with transaction(get_engine()) as session:
+                revoke_account_sessions(session, account_id=actor.id, reason="ended by user", clock=clock,
+                                        keep=current)
+            st.rerun()

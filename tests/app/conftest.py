@@ -7,6 +7,7 @@ and ``app_as(None)`` a logged-out one. Use ``at.switch_page("pages/patient.py")`
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Callable, Iterator
 
@@ -31,6 +32,42 @@ def actor_for(db_url: str, name: str) -> Actor:
     return actor
 
 
+#: Where an AppTest keeps its browser's session cookie: AppTest cannot send cookies, so the
+#: ``cookie_jar`` fixture makes ``ui.session.request_token`` read this key instead (tests only).
+TEST_COOKIE = "_test_session_cookie"
+
+
+@pytest.fixture(autouse=True)
+def cookie_jar(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every AppTest's "browser cookie" is ``at.session_state[TEST_COOKIE]`` (see :func:`log_in`)."""
+    import ui.session
+
+    monkeypatch.setattr(ui.session, "request_token", lambda: st.session_state.get(TEST_COOKIE))
+
+
+def log_in(at: AppTest, db_url: str, name: str, *, now: dt.datetime | None = None) -> str:
+    """Log ``at`` in as ``name``: a real server-side session (as ``POST /session/login`` makes),
+    its token put where the ``cookie_jar`` fixture reads the cookie. Returns the token."""
+    import ui.session
+    from db.engine import transaction
+    from db.sessions import create_session
+
+    when = now or dt.datetime.now(dt.UTC)
+    engine = make_engine(db_url)
+    with transaction(engine) as session:
+        token = create_session(session, actor=actor_for(db_url, name), clock=lambda: when,
+                               lifetime=ui.session.ABSOLUTE_TIMEOUT, user_agent="AppTest")
+    engine.dispose()
+    at.session_state[TEST_COOKIE] = token
+    return token
+
+
+def is_login_form(at: AppTest) -> bool:
+    """Whether the run shows the login form (the HTML form that posts to /session/login)."""
+    return any('action=\\"/session/login\\"' in str(e.proto) or 'action="/session/login"' in str(e.proto)
+               for e in at.get("html"))
+
+
 @pytest.fixture
 def app_as(demo_db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str | None], AppTest]]:
     """Factory of AppTests of app.py over the demo clinic, logged in as ``name`` (None: logged out)."""
@@ -39,13 +76,8 @@ def app_as(demo_db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[
 
     def make(name: str | None, *, script: str = "app.py") -> AppTest:
         at = AppTest.from_file(str(ROOT / script), default_timeout=TIMEOUT)
-        if name is not None:
-            import datetime as dt
-
-            now = dt.datetime.now(dt.UTC)
-            at.session_state["actor"] = actor_for(demo_db, name)
-            at.session_state["login_at"] = now
-            at.session_state["last_seen"] = now
+        if name is not None:  # on the database the app will use (writable_demo may have replaced it)
+            log_in(at, __import__("os").environ.get("ALLIANCE_DB_URL", demo_db), name)
         return at
 
     yield make

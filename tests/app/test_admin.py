@@ -112,13 +112,31 @@ def test_add_account_refuses_a_short_password_then_adds(app_for, clinic: str) ->
     _widget(at.button, "Add account").click().run()
     assert any("at least 12" in e.value for e in at.error)
     assert _account(clinic, "therapist.fred") is None
-    for label, value in {**form, "Initial password": "a long enough passphrase"}.items():
-        _widget(at.text_input, label).input(value)
+    # issue 15: the refusal cleared every field; now what was typed stays, to be corrected
+    for label, value in form.items():
+        assert _widget(at.text_input, label).value == value, label
+    assert _widget(at.selectbox, "Role").value == "therapist"
+    _widget(at.text_input, "Initial password").input("a long enough passphrase")
     _widget(at.button, "Add account").click().run()
     assert not at.error, [e.value for e in at.error]
     assert any("Added the account therapist.fred" in s.value for s in at.success)
     fred = _account(clinic, "therapist.fred")
     assert fred is not None and fred.team == "South" and fred.email == "fred@example.org"
+    assert _widget(at.text_input, "Username (login)").value == ""  # an added account gives an empty form
+
+
+def test_the_audit_viewer_reads_in_fields_and_downloads_csv(app_for) -> None:  # type: ignore[no-untyped-def]
+    # issue 15: the viewer showed raw JSON, cut "Who", and offered no download
+    at = app_for("admin", script=PAGE).run()
+    trail = at.dataframe[-1]
+    order = list(trail.proto.column_order)
+    assert "details" in order and "detail" not in order
+    shown_rows = trail.value
+    assert not shown_rows["details"].str.contains(r'[{}"]', regex=True).any()
+    assert shown_rows["details"].str.contains(": ").any()
+    config = json.loads(trail.proto.columns)
+    assert config["actor"]["label"] == "Who" and int(config["actor"]["width"]) >= 150
+    assert "Download these rows (CSV)" in [b.proto.label for b in at.get("download_button")]
 
 
 def test_change_role_team_and_email_are_audited(app_for, clinic: str) -> None:  # type: ignore[no-untyped-def]
@@ -194,6 +212,35 @@ def test_rule_parameters_tab_shows_each_numbers_source_and_freezes_a_new_rule_se
     after = next(m.value for m in at.markdown if "is in force" in m.value)
     assert after != before
     assert _last_event(clinic, "setting")["key"] == "rule_set"
+
+
+def test_rule_parameters_tab_changes_a_rule_setting_and_freezes_the_course(app_for, clinic: str) -> None:  # type: ignore[no-untyped-def]
+    at = app_for("admin", script=PAGE).run()
+    frames = {tuple(d.value.columns): d.value for d in at.dataframe}
+    rules = next(v for cols, v in frames.items() if "param" in cols and "default" in cols)
+    row = rules[(rules["rule"] == "below_expected") & (rules["param"] == "k_sd")].iloc[0]
+    assert (row["value"], row["default"], row["changed"]) == ("3.2", "3.2", "")
+    course = next(v for cols, v in frames.items() if "course" in cols)
+    assert {"WAI-SR", "WAI-SR:bond", "WAI-P"} <= set(course["instrument"])
+    assert course.set_index("instrument").loc["WAI-SR", "source"].startswith("literature: week means of Shalom")
+    # a value the rule cannot work with: a sentence, and nothing changes
+    _widget(at.selectbox, "Rule to change").set_value("below_expected").run()
+    _widget(at.selectbox, "Parameter").set_value("k_sd").run()
+    _widget(at.text_input, "New value").input("-1")
+    _widget(at.text_input, "Reason (kept with the rule set)").input("too many alerts")
+    _widget(at.button, "Change and recompute").click().run()
+    assert any("must be a positive number" in e.value for e in at.error), [e.value for e in at.error]
+    _widget(at.text_input, "New value").input("3.6")
+    _widget(at.button, "Change and recompute").click().run()
+    assert not at.exception, at.exception
+    assert any("below_expected.k_sd = 3.6" in s.value for s in at.success), [s.value for s in at.success]
+    event = _last_event(clinic, "setting")
+    assert event["key"] == "rule_set" and event["reason"] == "too many alerts"
+    _widget(at.button, "Estimate, freeze and recompute").click().run()
+    assert any("froze the clinic's own expected alliance course" in s.value for s in at.success)
+    frames = {tuple(d.value.columns): d.value for d in at.dataframe}
+    course = next(v for cols, v in frames.items() if "course" in cols)
+    assert course.set_index("instrument").loc["WAI-SR", "source"].startswith("this clinic's course, 60 patients")
 
 
 def _patient(clinic_url: str, code: str) -> Patient | None:

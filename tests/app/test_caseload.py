@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.app.conftest import main_text
+from tests.app.conftest import is_login_form, main_text
 
 NORTH = {"therapist.anna", "therapist.ben", "therapist.carla"}
 
@@ -34,7 +34,7 @@ def test_the_page_refuses_a_therapist_when_run_directly(app_as) -> None:  # type
 
 def test_logged_out_gets_the_login_form(app_as) -> None:  # type: ignore[no-untyped-def]
     at = app_as(None, script="pages/caseload.py").run()
-    assert [t.label for t in at.text_input] == ["Username", "Password"]
+    assert is_login_form(at)
 
 
 def test_the_supervisor_sees_only_team_north(app_as) -> None:  # type: ignore[no-untyped-def]
@@ -48,9 +48,10 @@ def test_the_supervisor_sees_only_team_north(app_as) -> None:  # type: ignore[no
     ruptures = set(table.loc[table["status"].eq("unrepaired"), "patient_id"])
     assert ruptures == {"P00001", "P00027", "P00043"}
     assert "P00014" not in set(table["patient_id"]) and "P00004" not in set(table["patient_id"])
-    # unrepaired ruptures and overdue alerts first
+    # the rows that stand first come first, then the tiers in order
     first = table["urgent_first"].tolist()
     assert first == sorted(first, reverse=True)
+    assert table["triage"].is_monotonic_increasing
     assert table["link"].str.fullmatch(r"/patient\?patient=P\d{5}").all()
 
 
@@ -130,3 +131,54 @@ def test_the_alliance_courses_are_drawn_on_request(app_as) -> None:  # type: ign
     panels = {a["text"] for a in spec["layout"]["annotations"]}
     assert panels and panels <= set(_table(at)["patient_id"]) and len(panels) <= 12
     assert {t["name"] for t in spec["data"]} >= {"WAI-SR"}
+
+
+def test_triage_marks_a_small_explained_set_first(app_as) -> None:  # type: ignore[no-untyped-def]
+    # issue 15: 23 of 24 alerts stood first (every old low-severity alert was "overdue"); now only
+    # urgent risk items, unrepaired ruptures and high-severity alerts not addressed within a week do,
+    # and the page says how many of each
+    at = app_as("supervisor.sara")
+    at.switch_page("pages/caseload.py")
+    at.run()
+    table = _table(at)
+    first = table[table["urgent_first"]]
+    assert 0 < len(first) < len(table)
+    assert set(first["triage"]) <= {1, 2, 3}
+    assert (first["severity"].eq("urgent") | first["status"].eq("unrepaired") | first["severity"].eq("high")).all()
+    old_low = table[table["severity"].isin(["low", "medium"]) & table["status"].eq("open") & table["age_days"].gt(7)
+                    & table["kind"].ne("rupture")]
+    assert len(old_low) and not old_low["urgent_first"].any()  # ordered after, but not marked first
+    text = main_text(at)
+    n_risk = int(first["triage"].eq(1).sum())
+    n_rupture = int(first["triage"].eq(2).sum())
+    assert re.search(rf"{len(first)} stands? first:", text), text
+    assert f"{n_risk} urgent risk item" in text and f"{n_rupture} unrepaired rupture" in text
+    assert first["act_on"].str.startswith("First · ").all()
+    assert not table.loc[~table["urgent_first"], "act_on"].str.startswith("First").any()
+
+
+def test_the_table_reads_in_words_and_shows_why_on_screen(app_as) -> None:  # type: ignore[no-untyped-def]
+    # labels instead of codes (risk_item, reliable_drop+below_own_level), the questionnaire named,
+    # and the reason ("Why") among the columns that fit on a 1440 px screen
+    import json
+
+    at = app_as("supervisor.sara")
+    at.switch_page("pages/caseload.py")
+    at.run()
+    frame = at.dataframe[0]
+    order = list(frame.proto.column_order)
+    config = json.loads(frame.proto.columns)
+    shown = frame.value[order]
+    for column in ("act_on", "alert", "rule_words", "status_words"):
+        assert not shown[column].str.contains(r"_|\+").any(), shown[column].unique()
+    assert (shown["alert"] == "Risk item · PHQ-9").any()
+    assert shown["rule_words"].ne("").all() and shown["rule_words"].str.contains("risk item").any()
+    assert "Rule" in {c.get("label") for c in config.values()}
+    # the reason starts within the first 700 px of the table (1440 px less the sidebar and margins)
+    before = order[:order.index("explanation")]
+    widths = [config[c].get("width") for c in before]
+    assert all(isinstance(w, int) for w in widths), widths
+    assert sum(widths) + 35 <= 700, widths
+    assert config["explanation"]["label"] == "Why"
+    kinds = next(m for m in at.multiselect if m.label == "Kind")
+    assert "Risk item" in kinds.options and "risk_item" not in kinds.options

@@ -20,6 +20,17 @@ def _all_text(at) -> str:  # type: ignore[no-untyped-def]
     return "\n".join(parts)
 
 
+def _array(values):  # type: ignore[no-untyped-def]
+    """A plotly JSON array: a list, or a typed array ``{"dtype", "bdata"}`` (base64)."""
+    import base64
+
+    import numpy as np
+
+    if isinstance(values, dict):
+        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"]).tolist()
+    return values
+
+
 def _run(at, *, meeting: bool = False):  # type: ignore[no-untyped-def]
     at.switch_page("pages/clinic.py")
     at.run()
@@ -97,9 +108,102 @@ def test_meeting_mode_hides_codes_names_and_small_counts(app_as) -> None:  # typ
     cells = by_therapist.drop(columns="therapist_id").to_numpy().ravel().tolist()
     assert all(c == SUPPRESSED or c == "0" or int(c) > 10 for c in cells)
     assert set(by_therapist["therapist_id"]) == {"Therapist A", "Therapist B", "Therapist C", "total"}
+
+
+def test_meeting_mode_suppresses_counts_not_rates(app_as) -> None:  # type: ignore[no-untyped-def]
+    # issue 15: "Rupture rate ≤10" read as "at most 10%": a rate is shown when its denominator
+    # (36 patients) is above 10, as a percentage or the bound a hidden count allows
+    at = _run(app_as("supervisor.sara"), meeting=True)
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Patients with a rupture"] == SUPPRESSED  # 3 of 36 in team North
-    assert metrics["Rupture rate"] == SUPPRESSED
+    assert metrics["Patients"] == "36"
+    for label in ("Rupture rate", "Repair rate"):
+        assert re.fullmatch(r"≤?\d+%|n ≤ 10|–", metrics[label]), (label, metrics[label])
+        assert metrics[label] != SUPPRESSED
+    assert metrics["Rupture rate"].endswith("%")
+    assert re.fullmatch(r"\d+(\.\d+)?|n ≤ 10|–", metrics["Weeks to repair"])
+
+
+def test_pseudonymised_therapists_in_pseudonym_order_zeros_hidden(app_as) -> None:  # type: ignore[no-untyped-def]
+    at = _run(app_as("supervisor.sara"), meeting=True)
+    by_therapist = next(df.value for df in at.dataframe if "alerts" in df.value.columns)
+    assert by_therapist["therapist_id"].tolist() == ["Therapist A", "Therapist B", "Therapist C", "total"]
+    rows = by_therapist[by_therapist["therapist_id"].ne("total")].drop(columns="therapist_id")
+    assert not rows.isin(["0"]).any().any()  # a zero tells the room who a pseudonym is
+    # no hidden cell is alone in its column under a shown total (it could be worked out)
+    for column in rows.columns:
+        hidden = rows[column].eq(SUPPRESSED).sum()
+        total = by_therapist.loc[by_therapist["therapist_id"].eq("total"), column].iloc[0]
+        assert hidden != 1 or total == SUPPRESSED, column
+
+
+def test_meeting_mode_lasts_across_pages_until_switched_off(app_as) -> None:  # type: ignore[no-untyped-def]
+    # issue 15: meeting mode switched itself off when another page was visited
+    at = _run(app_as("supervisor.sara"), meeting=True)
+    assert "meeting mode on" in main_text(at)
+    at.switch_page("pages/caseload.py")
+    at.run()
+    at.switch_page("pages/clinic.py")
+    at.run()
+    assert not at.exception
+    assert next(t for t in at.toggle if t.label == "Meeting mode").value is True
+    assert "Clinic meeting · meeting mode on" in main_text(at)
+    assert not re.search(r"P\d{5}|therapist\.", _all_text(at))
+    next(t for t in at.toggle if t.label == "Meeting mode").set_value(False).run()
+    at.switch_page("pages/caseload.py")
+    at.run()
+    at.switch_page("pages/clinic.py")
+    at.run()
+    assert next(t for t in at.toggle if t.label == "Meeting mode").value is False
+    assert "meeting mode on" not in main_text(at)
+
+
+def test_the_alerts_chart_is_not_empty_for_a_small_team_in_meeting_mode(app_as) -> None:  # type: ignore[no-untyped-def]
+    # issue 15: for the 36-patient team North every weekly count was from 1 to 10, so every bar was hidden
+    at = _run(app_as("supervisor.sara"), meeting=True)
+    spec = json.loads(next(c for c in at.get("plotly_chart") if "Alerts per" in c.proto.spec).proto.spec)
+    values = [float(v) for trace in spec["data"] for v in _array(trace["y"])]
+    assert any(v > 10 for v in values)
+    assert all(v == 0 or v > 10 for v in values)  # no small count drawn
+
+
+def test_the_average_courses_band_is_one_shape_and_small_weeks_say_their_n(app_as) -> None:  # type: ignore[no-untyped-def]
+    at = _run(app_as("supervisor.sara"))
+    spec = json.loads(next(c for c in at.get("plotly_chart") if "Average courses" in c.proto.spec).proto.spec)
+    bands = [t for t in spec["data"] if "±1 SD" in t.get("name", "")]
+    assert bands and all(t["fill"] == "toself" for t in bands)
+    means = [t for t in spec["data"] if t.get("name", "").endswith("this clinic")]
+    assert all("n = %{customdata}" in t["hovertemplate"] for t in means)
+    assert any(str(label).startswith("n=") for t in means for label in t["text"])
+
+
+def test_the_share_on_track_by_week_beside_the_expected_curve(app_as) -> None:  # type: ignore[no-untyped-def]
+    at = _run(app_as("admin"))
+    spec = json.loads(next(c for c in at.get("plotly_chart") if "On track (SPIN)" in c.proto.spec).proto.spec)
+    bars = next(t for t in spec["data"] if t.get("type") == "bar")
+    weeks, shares = _array(bars["x"]), _array(bars["y"])
+    assert weeks and min(weeks) >= 3 and all(0 <= v <= 100 for v in shares)
+    names = {t.get("name") for t in spec["data"]}
+    assert {"SPIN: mean of these patients", "SPIN: expected for their starting scores"} <= names
+    assert "the share whose course is on track for their starting score" in main_text(at)
+    # meeting mode: no week of 1-10 judged patients is drawn
+    meeting = _run(app_as("admin"), meeting=True)
+    chart = next((c for c in meeting.get("plotly_chart") if "On track (SPIN)" in c.proto.spec), None)
+    if chart is not None:
+        import numpy as np
+
+        custom = [t for t in json.loads(chart.proto.spec)["data"] if t.get("type") == "bar"][0]["customdata"]
+        if isinstance(custom, dict):  # a typed array
+            custom = np.array(_array(custom)).reshape([int(v) for v in str(custom["shape"]).split(",")])
+        assert all(row[1] > 10 for row in custom), custom
+
+
+def test_a_meeting_handout_pdf_is_offered(app_as) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    at = _run(app_as("supervisor.sara"), meeting=True)
+    labels = [b.proto.label for b in at.get("download_button")]
+    if shutil.which("chromium"):
+        assert "Meeting handout (PDF)" in labels
 
 
 def test_too_little_data_says_so(app_as) -> None:  # type: ignore[no-untyped-def]

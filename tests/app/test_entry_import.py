@@ -8,7 +8,7 @@ from db.access import Actor
 from db.engine import make_engine, session_factory, transaction
 from db.entry import save_entry
 from db.models import Account, AuditEvent, Patient, Score
-from tests.app.conftest import main_text
+from tests.app.conftest import is_login_form, main_text
 
 GAD = [1, 2, 0, 3, 1, 1, 2]
 
@@ -110,7 +110,7 @@ def test_import_is_for_admins_only(app_as) -> None:  # type: ignore[no-untyped-d
     at = app_as("therapist.anna", script="pages/import.py").run()
     assert "not part of your role" in main_text(at) and not at.file_uploader
     at = app_as(None, script="pages/import.py").run()
-    assert [t.label for t in at.text_input] == ["Username", "Password"]
+    assert is_login_form(at)
 
 
 def test_import_previews_errors_then_conflicts_then_imports(app_as, writable_demo: str) -> None:  # type: ignore[no-untyped-def]

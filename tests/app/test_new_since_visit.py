@@ -3,7 +3,6 @@ user's previous visit, db.visits), over a private writable demo clinic on both b
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 import streamlit as st
@@ -13,15 +12,12 @@ from typer.testing import CliRunner
 
 from db.engine import make_engine, transaction
 from manage import app
-from tests.app.conftest import ROOT, TIMEOUT, actor_for, main_text
+from tests.app.conftest import ROOT, TIMEOUT, log_in, main_text
 
 
 def _page(url: str, name: str, script: str) -> AppTest:
     at = AppTest.from_file(str(ROOT / script), default_timeout=TIMEOUT)
-    now = dt.datetime.now(dt.UTC)
-    at.session_state["actor"] = actor_for(url, name)
-    at.session_state["login_at"] = now
-    at.session_state["last_seen"] = now
+    log_in(at, url, name)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at

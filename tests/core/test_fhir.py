@@ -145,3 +145,11 @@ def test_export_reads_back_unchanged() -> None:
     pd.testing.assert_frame_equal(back.scores[cols], scores[cols], check_dtype=False)
     assert back.scores["administered_on"].tolist()[0] == scores["administered_on"][0]
     np.testing.assert_array_equal(back.scores[[f"item_{n}" for n in range(1, 10)]].to_numpy(), items)
+
+
+def test_an_item_answered_twice_is_an_error_naming_it() -> None:
+    items = [{"linkId": link, "answer": [{"valueInteger": 1}]} for link in PHQ_ITEMS]
+    _, errors = _read(_qr("http://loinc.org/q/44249-1", [*items, {"linkId": "item-1", "answer": [{"valueInteger": 3}]}],
+                          extension=_week(1)))
+    assert [(e.row, e.column) for e in errors] == [(1, "item item-1")]
+    assert "answered twice" in errors[0].reason

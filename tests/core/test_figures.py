@@ -47,14 +47,35 @@ def test_missing_weeks_are_gaps_and_marked() -> None:
 
 def test_running_average_uses_only_earlier_weeks_and_full_uses_all() -> None:
     running = build_patient_figure(scores(COURSE), instruments_shown=["WAI-SR"])
-    centre = next(t for t in running.data if t.legendgroup == "average")
+    centre = next(t for t in running.data if t.legendgroup == "average-running")
     assert np.isnan(centre.y[0]) and centre.y[2] == pytest.approx(45.0)  # week 3: mean of weeks 1-2
     assert centre.y[5] == pytest.approx(np.mean([44, 46, 47, 47]))  # week 6 compares with weeks before
     full = build_patient_figure(scores(COURSE), instruments_shown=["WAI-SR"], average="full")
-    centre = next(t for t in full.data if t.legendgroup == "average")
+    centre = next(t for t in full.data if t.legendgroup == "average-full")
     assert centre.y[0] == pytest.approx(np.mean([44, 46, 47, 47, 34]))
     with pytest.raises(ValueError, match="average must be"):
         build_patient_figure(scores(COURSE), average="median")
+
+
+def test_the_expected_course_is_drawn_where_the_rules_have_one() -> None:
+    from dataclasses import replace
+
+    from core.flags import DEFAULT_CONFIG, expected_courses
+
+    data = scores({**COURSE, "SPIN": dict(enumerate([44, 44, 45, 44, 45, 44], start=1))})
+    expected = expected_courses(data, config=replace(DEFAULT_CONFIG, rc_params=(("SPIN", 10.0, None),)))
+    assert set(expected["what"]) == {"alliance", "symptom"}
+    fig = build_patient_figure(data, expected=expected)
+    alliance = next(t for t in fig.data if t.legendgroup == "average-alliance")
+    week6 = expected[(expected["instrument"] == "WAI-SR") & (expected["week"] == 6)].iloc[0]
+    assert alliance.y[5] == pytest.approx(week6["expected"])  # the line is what below_expected compared with
+    assert "expected for this patient" in alliance.name
+    symptom = next(t for t in fig.data if t.legendgroup == "average-symptom")
+    assert "the usual range" in symptom.name
+    assert symptom.y[0] == pytest.approx(44.0)  # week 1: the intake itself
+    # without an expectation (or on "whole course") the running average stays
+    plain = build_patient_figure(data, expected=expected, average="full")
+    assert not any(t.legendgroup in ("average-alliance", "average-symptom") for t in plain.data)
 
 
 def test_flagged_weeks_are_marked_with_the_explanation_status_and_note_on_hover() -> None:
@@ -90,3 +111,27 @@ def test_subscales_bond_goal_task_on_their_scale() -> None:
 def test_subscales_without_items_say_so() -> None:
     fig = build_subscale_figure(scores({"SPIN": {1: 3}}))
     assert "No WAI-SR subscales" in fig.layout.title.text
+
+
+def test_the_score_point_under_a_flag_marker_carries_the_reason() -> None:
+    # issue 15: hovering exactly on a flag marker showed only the score (the score's own point won
+    # the hover); the reason appeared 4-6 px off. Now the score's point says it too.
+    fig = build_patient_figure(scores(COURSE), flags=FLAGS)
+    line = next(t for t in fig.data if t.name == "WAI-SR")
+    reasons = dict(zip(line.x, (c[0] for c in line.customdata), strict=True))
+    assert "Therapist alliance fell from 47 to<br>34" in reasons[6] and "Rupture (not repaired)" in reasons[6]
+    assert reasons[5] == "" and "%{customdata[0]}" in line.hovertemplate
+    marker = next(t for t in fig.data if t.name == "flag: rupture")
+    assert "WAI-SR 34" in marker.hovertemplate.replace("%{customdata[1]}", "34")
+    assert marker.customdata[0][1] == "34"
+
+
+def test_a_week_range_shows_the_latest_weeks_of_a_long_course() -> None:
+    long = scores({"WAI-SR": {w: 40 + w % 3 for w in range(1, 31)}})
+    fig = build_patient_figure(long, last_weeks=12)
+    assert list(fig.layout.xaxis.range) == [18.5, 30.5]
+    assert fig.layout.xaxis.range is not None and build_patient_figure(long).layout.xaxis.range is None
+    short = build_patient_figure(scores(COURSE), last_weeks=12)  # shorter than the range: the whole course
+    assert list(short.layout.xaxis.range) == [0.5, 6.5]
+    with pytest.raises(ValueError, match="at least 1 week"):
+        build_patient_figure(long, last_weeks=0)

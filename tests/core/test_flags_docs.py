@@ -59,6 +59,9 @@ def test_documented_defaults_match_the_code():
                  f"`rc_multiple = {b.rc_multiple}`"):
         assert text in body["below_own_level"], text
     assert f"`weeks = {cfg.repair.weeks}`" in body["repair"]
+    n = cfg.not_on_track
+    for text in (f"`z = {n.z}`", f"`min_week = {n.min_week}`", f"`high_rc_multiple = {n.high_rc_multiple}`"):
+        assert text in body["not_on_track"], text
     assert f"`weeks = {cfg.missed.weeks}`" in body["missed"]
 
 

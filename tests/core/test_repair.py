@@ -68,7 +68,7 @@ def test_cards_one_per_episode_most_urgent_first_with_plain_sentences() -> None:
     flags = frame(flag(9), flag(10, status="open"), flag(11, status="open"),
                   flag(5, status="repaired", subscale="task", repaired_week=6),
                   flag(3, kind="risk_item", status="open"))
-    cards = rupture_cards(flags, last_week=12, recent_weeks=8)
+    cards = rupture_cards(flags, last_week=12)
     assert cards["week"].tolist() == [9, 5]
     first = cards.iloc[0]
     assert first["weeks"] == [9, 10, 11] and first["status"] == "unrepaired"
@@ -80,25 +80,44 @@ def test_cards_one_per_episode_most_urgent_first_with_plain_sentences() -> None:
     assert "Still below the patient's own level in weeks 10, 11." in lines
     assert "Subscale that fell most: bond (10.0 points)." in lines
     assert "Symptoms the week after: SPIN +5 points (worse; higher = worse)." in lines
-    assert lines[-1] == "Repair: not repaired."
-    assert describe_card(cards.iloc[1])[-1] == "Repair: repaired in week 6."
+    assert lines[-2:] == ["Repair: not repaired.", "Addressed in feedback: not yet."]
+    assert describe_card(cards.iloc[1])[-2] == "Repair: repaired in week 6."
 
 
-def test_an_old_repaired_rupture_gets_no_card_but_an_old_unrepaired_one_does() -> None:
+def test_a_repaired_rupture_gets_a_card_too_after_the_open_ones() -> None:
+    # issue 15: a repaired rupture got no card at all (the page shows it collapsed)
     flags = frame(flag(2, status="repaired", repaired_week=3), flag(4, status="unrepaired"))
-    assert rupture_cards(flags, last_week=12)["week"].tolist() == [4]
-    assert rupture_cards(frame(flag(2, status="repaired", repaired_week=3)), last_week=12).empty
+    cards = rupture_cards(flags, last_week=12)
+    assert cards["week"].tolist() == [4, 2]
+    assert cards["repair_status"].tolist() == ["unrepaired", "repaired"]
+    assert cards.iloc[1]["repair_words"] == "repaired in week 3"
 
 
 def test_an_episode_is_addressed_only_when_every_week_is_and_carries_the_note() -> None:
     at = pd.Timestamp("2026-11-23 10:00")
-    both = frame(flag(9, status="addressed", note="Asked", note_by="anna", note_at=at),
-                 flag(10, status="addressed", note="Asked", note_by="anna", note_at=at))
+    both = frame(flag(9, status="addressed", note="Asked", note_by="anna", note_at=at, computed_status="unrepaired"),
+                 flag(10, status="addressed", note="Asked", note_by="anna", note_at=at, computed_status="unrepaired"))
     card = rupture_cards(both, last_week=12).iloc[0]
     assert (card["status"], card["note"], card["note_by"], card["status_words"]) == (
-        "addressed", "Asked", "anna", "addressed in feedback")
-    half = frame(flag(9, status="addressed", note="Asked", note_by="anna", note_at=at), flag(10, status="open"))
+        "addressed", "Asked", "anna", "not repaired; addressed in feedback")
+    half = frame(flag(9, status="addressed", note="Asked", note_by="anna", note_at=at, computed_status="open"),
+                 flag(10, status="open", computed_status="open"))
     assert rupture_cards(half, last_week=12).iloc[0]["status"] == "open"
+
+
+def test_addressed_is_what_the_therapist_did_repaired_what_the_alliance_did() -> None:
+    # issue 15: after "addressed in feedback" the card said "Repair: addressed in feedback"
+    at = pd.Timestamp("2026-11-23 10:00")
+    for computed, words in (("repaired", "repaired in week 10"), ("open", "not yet known (too soon to tell)"),
+                            ("unrepaired", "not repaired")):
+        card = rupture_cards(frame(flag(9, status="addressed", note="Asked", note_by="anna", note_at=at,
+                                        computed_status=computed, repaired_week=10 if computed == "repaired"
+                                        else pd.NA)), last_week=12).iloc[0]
+        assert card["repair_status"] == computed and bool(card["addressed"])
+        lines = describe_card(card)
+        assert f"Repair: {words}." in lines
+        assert "Addressed in feedback by anna on 23 Nov 2026." in lines
+        assert not any(line.startswith("Repair: addressed") for line in lines)
 
 
 def test_no_item_data_no_symptom_week_after_says_so() -> None:

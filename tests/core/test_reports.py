@@ -97,3 +97,71 @@ def test_week_by_week_has_a_row_per_week_and_items_on_demand() -> None:
     assert wide.columns.tolist()[:6] == ["week", "WAI-SR", "WAI-P", "SPIN", "WAI-SR 1", "WAI-SR 2"]
     assert wide["WAI-SR 3"].iloc[0] == 2 and np.isnan(wide["WAI-SR 3"].iloc[3])
     assert week_by_week(scores(COURSE).iloc[0:0]).columns.tolist() == ["week"]
+
+
+FIVE = {**COURSE, "PHQ-9": {1: 14, 2: 13, 3: 12, 5: 11, 6: 10}, "GAD-7": {1: 12, 2: 11, 3: 11, 5: 9, 6: 9}}
+
+
+def test_the_report_carries_every_instrument_the_subscales_the_flags_and_the_week_table() -> None:
+    # issue 15: the PDF showed WAI-SR, WAI-P and SPIN only; PHQ-9, GAD-7, the subscales and the week
+    # table were missing and 40% of the page was blank
+    from core.reports import compose_patient_report, report_figure
+
+    data = scores(FIVE, items=True)
+    fig = report_figure(data, flags_frame())
+    assert {a.text for a in fig.layout.annotations} >= {
+        "Therapist alliance (WAI-SR)", "Alliance with the programme (WAI-P)", "Social Phobia Inventory",
+        "PHQ-9 (depression)", "Generalized Anxiety Disorder-7"}
+    drawn: list = []
+
+    def render(figure):  # type: ignore[no-untyped-def]
+        drawn.append(figure)
+        return TINY_PNG
+
+    report = compose_patient_report(data, flags_frame(), header=HEADER, render=render, compress=False)
+    assert report.instruments == ["WAI-SR", "WAI-P", "SPIN", "PHQ-9", "GAD-7"]
+    assert report.sections == ["chart", "subscales", "week table", "ruptures", "flags"]
+    assert {t.name for t in drawn[1].data} == {"Bond", "Goal", "Task"}
+    raw = bytes(report.pdf.output())
+    for text in (b"Week by week", b"(GAD-7)", b"(PHQ-9)", b"ask about risk today"):
+        assert text in raw, text
+    assert report.content_bottom > 0.6 * report.pdf.h  # the page is used, not 40% blank
+    assert count_pdf_pages(raw) == 1
+
+
+def test_the_report_says_the_repair_state_and_apart_that_it_was_addressed() -> None:
+    # issue 15: after "addressed in feedback" the card and PDF said "Repair: addressed in feedback"
+    from core.reports import compose_patient_report
+    from tests.core.test_repair import flag, frame
+
+    at = pd.Timestamp("2026-11-23 10:00")
+    flags = frame(flag(6, status="addressed", computed_status="unrepaired", note="Asked how it feels",
+                       note_by="anna", note_at=at))
+    raw = bytes(compose_patient_report(scores(COURSE), flags, header=HEADER, render=fake_render,
+                                       compress=False).pdf.output())
+    assert b"Repair: not repaired" in raw and b"Addressed in feedback by anna on 23 Nov 2026." in raw
+    assert b"Repair: addressed" not in raw
+    assert b"(high, not repaired - addressed in feedback)" in raw.replace(b"\\(", b"(").replace(b"\\)", b")")
+
+
+def test_the_meeting_handout_lays_out_what_it_is_given() -> None:
+    # issue 15: a handout of the clinic page, with the suppression of the screen (the page passes
+    # the already-suppressed tables; the handout adds nothing of its own)
+    import plotly.graph_objects as go
+
+    from core.reports import HandoutSection, build_meeting_handout, handout_summary
+
+    summary = {"patients": "36", "patients_with_rupture": "≤10", "rupture_rate": "≤28%", "repair_rate": "n ≤ 10",
+               "median_weeks_to_repair": "n ≤ 10"}
+    table = pd.DataFrame({"Therapist": ["Therapist A", "Therapist B", "total"], "Open alerts": ["≤10", "≤10", "15"]})
+    fig = go.Figure(go.Bar(x=[1, 2], y=[12, 14]))
+    fig.update_layout(height=360)
+    sections = [HandoutSection("Alerts and ruptures", table=handout_summary(summary), text="Rupture flags: 21."),
+                HandoutSection("Alerts per 4 weeks", figure=fig), HandoutSection("By therapist", table=table)]
+    raw = build_meeting_handout(sections, title="Clinic meeting (meeting mode)", subtitle="Team North.",
+                                made_by="supervisor.sara", made_at=HEADER.made_at, render=fake_render, compress=False)
+    assert raw.startswith(b"%PDF-") and count_pdf_pages(raw) >= 1
+    raw = raw.replace(b"\\(", b"(").replace(b"\\)", b")")
+    for text in (b"Clinic meeting (meeting mode)", b"Therapist A", b"<=28%", b"n <= 10", b"By therapist"):
+        assert text in raw, text
+    assert b"P0" not in raw and b"therapist." not in raw

@@ -202,7 +202,7 @@ def test_another_therapist_in_the_file_is_reported_not_silently_ignored(url: str
     assert dry.exit_code == 0 and "Note: 2 patients stay on the caseload they are on" in dry.stdout, dry.output
     result = _run(url, path)
     assert result.exit_code == 0, result.output
-    note = next(line for line in result.stdout.splitlines() if line.startswith("Note: "))
+    note = next(line for line in result.stdout.splitlines() if line.startswith("Note: ") and "stay" in line)
     assert "P1 (row 2: file ther.y, stays with ther.x)" in note and "P2 (row 4: file ther.z, stays with ther.y)" in note
     assert "manage.py assign" in note and re.search(r"\.$", note)
     engine = make_engine(url)

@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -65,22 +66,27 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.sections.append(("streamlit server log (tail)", SERVER_LOGS[base].read_text(errors="replace")[-6000:]))
 
 
+@contextmanager
+def demo_database(request: pytest.FixtureRequest, folder: Path, pg_name: str) -> Iterator[str]:
+    """A fresh copy of the demo clinic on the fixture's backend (``request.param``): its URL."""
+    from tests.conftest import PG_URL, _seed_demo, fresh_pg_demo
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{folder / 'demo.db'}"
+        _seed_demo(url)
+        yield url
+        return
+    if not request.getfixturevalue("pg_available"):
+        pytest.skip(f"PostgreSQL is not reachable at {PG_URL}; start it or set ALLIANCE_TEST_PG_URL.")
+    with fresh_pg_demo(PG_URL, pg_name) as url:
+        yield url
+
+
 @pytest.fixture(scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Base URL of a server over a fresh copy of the demo clinic, on SQLite and on PostgreSQL."""
-    from contextlib import ExitStack
-
-    from tests.conftest import PG_URL, _seed_demo, fresh_pg_demo
-
     folder = tmp_path_factory.mktemp("e2e")
-    with ExitStack() as stack:
-        if request.param == "sqlite":
-            url = f"sqlite:///{folder / 'demo.db'}"
-            _seed_demo(url)
-        else:
-            if not request.getfixturevalue("pg_available"):
-                pytest.skip(f"PostgreSQL is not reachable at {PG_URL}; start it or set ALLIANCE_TEST_PG_URL.")
-            url = stack.enter_context(fresh_pg_demo(PG_URL, "am_e2e"))
+    with demo_database(request, folder, "am_e2e") as url:
         proc, base = start_server(url, folder / "streamlit.log")
         yield base
         proc.terminate()
