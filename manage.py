@@ -112,6 +112,7 @@ def seed_demo(force: Annotated[bool, typer.Option("--force", help="Load even int
     import pandas as pd
     from sqlalchemy import func, select
 
+    from db import notifications
     from db.access import SYSTEM
     from db.engine import transaction
     from db.flagstore import refresh_all
@@ -138,8 +139,10 @@ def seed_demo(force: Annotated[bool, typer.Option("--force", help="Load even int
                            team=a.team or None, display_name=a.display_name)
         scores = _load_validated((SAMPLE_DIR / "demo_scores.csv").read_bytes(), "demo_scores.csv")
         plan = plan_import(session, actor=SYSTEM, scores=scores)
+        queued = notifications.last_id(session)
         counts = apply_import(session, actor=SYSTEM, plan=plan, replace=True, source="demo",
                               filename="demo_scores.csv")
+        notifications.discard_since(session, actor=SYSTEM, after_id=queued)  # a loaded history mails nobody
         set_patient_details(session, actor=SYSTEM,
                             details=pd.read_csv(SAMPLE_DIR / "demo_patients.csv", dtype=str))
         # The demo clinic freezes its own SPIN week-1 SD (no SD is published for SPIN).
@@ -711,6 +714,40 @@ def api_clients(db: DbOption = None) -> None:
     for col in ("created_at", "last_used_at", "revoked_at"):
         clients[col] = clients[col].map(lambda t: "" if t is None or t != t else f"{t:%Y-%m-%dT%H:%M:%SZ}")
     sys.stdout.buffer.write(to_csv_bytes(clients))
+
+
+@app.command("send-notifications")
+def send_notifications(once: Annotated[bool, typer.Option("--once", help="One pass, then exit (for cron).")] = False,
+                       interval: Annotated[int, typer.Option("--interval", min=5, help="Seconds between passes "
+                                                             "when running on.")] = 60,
+                       db: DbOption = None) -> None:
+    """Send the queued alert e-mails (the outbox the writes fill); retries failed ones with backoff.
+
+    Without --once it runs on, one pass every --interval seconds (a service); with --once it makes
+    one pass and exits (cron). Needs ALLIANCE_SMTP_HOST and ALLIANCE_SMTP_FROM (docs/notifications.md).
+    """
+    import time
+
+    from mail.smtp import NOT_CONFIGURED, public_url, smtp_settings
+    from mail.worker import send_due
+
+    try:
+        settings = smtp_settings()
+    except ValueError as exc:
+        fail(str(exc), 2)
+    if settings is None:
+        fail(NOT_CONFIGURED, 1)
+    engine = _engine(db)
+    while True:
+        result = send_due(engine, settings=settings, base_url=public_url())
+        if result.sent or result.failed:
+            typer.echo(f"Sent {result.sent} alert e-mail(s); {result.failed} failed and will be retried"
+                       + (f" (last error: {result.last_error})." if result.failed else "."), err=bool(result.failed))
+        if once:
+            if not (result.sent or result.failed):
+                typer.echo("No alert e-mail was due.")
+            return
+        time.sleep(interval)
 
 
 if __name__ == "__main__":

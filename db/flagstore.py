@@ -354,8 +354,12 @@ def refresh_patients(session: Session, patient_ids: Iterable[int]) -> int:
     """Recompute and store the flags of these patients (internal ids), in the caller's transaction.
 
     Every write path calls it with the patients it touched, after writing their scores.
-    Returns how many flags are stored for them now.
+    The alert e-mails owed for the urgent and high flags this write raised are queued in the
+    same transaction (``db.notifications.enqueue_new``): exactly once per flag, none for a flag
+    that was already stored. Returns how many flags are stored for them now.
     """
+    from db import notifications  # here: db.notifications imports db.writes, which imports this module
+
     ids = sorted({int(p) for p in patient_ids})
     if not ids:
         return 0
@@ -363,18 +367,23 @@ def refresh_patients(session: Session, patient_ids: Iterable[int]) -> int:
     rule_set = ensure_rule_set(session)
     scores = scores_for_flags(session, patient_ids=ids)
     flags = compute_stored(scores, config=flag_config(rule_set), rules_version=rule_set.version)
+    before = notifications.stored_events(session, ids)
     for start in range(0, len(ids), _CHUNK):
         session.execute(delete(StoredFlag).where(StoredFlag.patient_id.in_(ids[start:start + _CHUNK]))
                         .execution_options(synchronize_session=False))
     pids = dict(zip(scores["patient_id"], scores["_pid"], strict=True))
     _write(session, flags, pids)
     _set_facts(session, ids)
+    notifications.enqueue_new(session, before=before, flags=flags, pids=pids)
     return len(flags)
 
 
 def refresh_all(session: Session) -> int:
     """Recompute every stored flag under the current rule set (after a change of rule set, a
-    restore, or an upgrade); in the caller's transaction. Returns how many flags are stored."""
+    restore, or an upgrade); in the caller's transaction. Returns how many flags are stored.
+
+    Queues no alert e-mail: a new rule set or a restore is not new data, and a clinic-wide
+    recompute must not mail every open alert again."""
     bump_revision(session)
     rule_set = ensure_rule_set(session)
     scores = scores_for_flags(session)

@@ -355,3 +355,59 @@ class ApiClient(Base):
     created_by: Mapped[str] = mapped_column(String(64))
     revoked_at: Mapped[dt.datetime | None] = mapped_column()
     last_used_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+#: How an account wants its alert e-mails (``db.notifications``): one message per alert, one
+#: message a day listing them, or none.
+NOTIFY_MODES = ("immediate", "digest", "off")
+#: The states of a queued alert e-mail (``Notification.status``).
+NOTIFICATION_STATUSES = ("pending", "sent", "failed", "undeliverable", "off")
+
+
+class NotificationSetting(Base):
+    """An account's choice of alert e-mails (``NOTIFY_MODES``); no row: ``immediate``.
+
+    ``last_digest_at`` is when the account's last daily digest went out.
+    """
+
+    __tablename__ = "notification_settings"
+    __table_args__ = (CheckConstraint("mode IN ('immediate', 'digest', 'off')", name="mode"),)
+
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    mode: Mapped[str] = mapped_column(String(16), default="immediate")
+    changed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_digest_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class Notification(Base):
+    """One alert e-mail owed to one account: the outbox (``db.notifications``; issue 17).
+
+    Written in the transaction that stored the flag that raised it (``db.flagstore``), once per
+    recipient and alert (the unique key), and sent after the commit by ``manage.py
+    send-notifications``. It holds the flag's key and the ``event`` (the flag's kind, or
+    ``unrepaired_rupture``), never a score: the message names only the patient code, the kind
+    and a link. A failed attempt moves ``next_attempt_at`` on (exponential backoff) and keeps
+    the SMTP server's answer in ``last_error``.
+    """
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'sent', 'failed', 'undeliverable', 'off')", name="status"),
+        CheckConstraint("audience IN ('therapist', 'supervisor')", name="audience"),
+        UniqueConstraint("account_id", "patient_id", "instrument", "week", "event"),
+        Index("ix_notifications_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"))
+    instrument: Mapped[str] = mapped_column(String(32))
+    week: Mapped[int] = mapped_column(Integer)
+    event: Mapped[str] = mapped_column(String(32))
+    audience: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[dt.datetime | None] = mapped_column()
+    last_error: Mapped[str | None] = mapped_column(Text)

@@ -1,4 +1,5 @@
-"""Admin (``/admin``): accounts, roles and teams, password resets, caseloads, and the audit trail.
+"""Admin (``/admin``): accounts, roles and teams, password resets, caseloads, the audit trail, the
+API clients of the FHIR endpoint and the state of the alert e-mails.
 
 Every change is audited; a refusal says what is wrong and how to fix it, and changes nothing.
 """
@@ -19,8 +20,8 @@ message = admin.flash()
 if message:
     st.success(message)
 
-tab_accounts, tab_patients, tab_caseloads, tab_rules, tab_audit = st.tabs(
-    ["Accounts", "Patients", "Move patients", "Rule parameters", "Audit trail"])
+tab_accounts, tab_patients, tab_caseloads, tab_rules, tab_clients, tab_notify, tab_audit = st.tabs(
+    ["Accounts", "Patients", "Move patients", "Rule parameters", "API clients", "Notifications", "Audit trail"])
 
 with tab_accounts:
     table = admin.account_table(actor)
@@ -261,3 +262,61 @@ with tab_audit:
     if st.button("Verify chain"):
         ok, result = admin.verify(actor)
         (st.success if ok else st.error)(result)
+
+with tab_clients:
+    st.caption("Integration clients of the FHIR endpoint (POST /fhir/QuestionnaireResponse, docs/data-formats.md): "
+               "each sends scores with its own bearer token, and may do nothing else. Revoking a client refuses "
+               "its token from the next request on; its name stays in the audit trail.")
+    created = admin.new_token()
+    if created:
+        st.success(text(f"The token of {created[0]} is below. Copy it now and give it to the platform's "
+                        "administrator: it will not be shown again (only its hash is stored)."))
+        st.code(created[1], language=None)
+    clients = admin.api_client_table(actor)
+    st.dataframe(clients, hide_index=True, width="stretch", placeholder="—", column_config={
+        "name": "Name", "can_replace": st.column_config.CheckboxColumn("Can replace scores"),
+        "created_at": st.column_config.DatetimeColumn("Created (UTC)", format="YYYY-MM-DD HH:mm"),
+        "created_by": "By", "last_used_at": st.column_config.DatetimeColumn("Last used (UTC)",
+                                                                           format="YYYY-MM-DD HH:mm"),
+        "revoked_at": st.column_config.DatetimeColumn("Revoked (UTC)", format="YYYY-MM-DD HH:mm")})
+    with st.form("create_api_client", clear_on_submit=True):
+        st.markdown("**Add a client**")
+        c1, c2 = st.columns([2, 1], vertical_alignment="bottom")
+        client_name = c1.text_input("Client name", help="1-48 letters, digits, dots, dashes or underscores, "
+                                                        "such as treatment-platform.")
+        can_replace = c2.checkbox("May replace stored scores", help="A resent resource with other answers then "
+                                  "overwrites the stored score (the old value stays in the audit trail).")
+        if st.form_submit_button("Create client and show its token"):
+            admin.finish(admin.create_api_client(actor, name=client_name.strip(), can_replace=can_replace))
+    live = clients.loc[clients["revoked_at"].isna(), "name"].tolist()
+    if live:
+        st.markdown("**Revoke a client**")
+        to_revoke = st.selectbox("Client to revoke", live, index=None, placeholder="Choose a client…")
+        if to_revoke:
+            sure = st.checkbox(f"Yes, revoke {to_revoke}: its token stops working at once and cannot be restored",
+                               key="confirm_revoke")
+            if st.button(f"Revoke {to_revoke}", disabled=not sure, type="primary"):
+                admin.finish(admin.revoke_api_client(actor, to_revoke))
+
+with tab_notify:
+    problem, counts, stuck = admin.notification_status(actor)
+    if problem:
+        st.warning(problem)
+    else:
+        st.success("Alert e-mails are configured: manage.py send-notifications sends them (docs/notifications.md).")
+    st.caption("When a write raises an urgent or high alert, the patient's therapist (and, for risk items and "
+               "unrepaired ruptures, their supervisor) is owed an e-mail naming the patient code, the kind and a "
+               "link. Each person chooses immediately, a daily digest or off under My notifications.")
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("Waiting to be sent", counts["pending"])
+    m2.metric("Failed (gave up)", counts["failed"])
+    m3.metric("Undeliverable", counts["undeliverable"], help="The account has no e-mail address (or is "
+              "deactivated); add the address under Accounts.")
+    m4.metric("Sent", counts["sent"])
+    if len(stuck):
+        st.markdown("**E-mails that need you** (newest first)")
+        st.dataframe(stuck, hide_index=True, width="stretch", placeholder="—", column_config={
+            "account": "To", "patient_id": "Patient", "event": "Alert", "status": "State",
+            "attempts": st.column_config.NumberColumn("Attempts", format="%d"),
+            "created_at": st.column_config.DatetimeColumn("Queued (UTC)", format="YYYY-MM-DD HH:mm"),
+            "last_error": st.column_config.TextColumn("Why", width="large")})

@@ -40,6 +40,8 @@ def test_every_contract_command_exists_with_its_options() -> None:
         "create-user": ["--role", "--team", "--password-stdin"], "assign": ["--therapist"],
         "export": ["--patient", "--format"], "audit": ["--since", "--format", "--verify"],
         "backup": [], "restore": [],
+        "create-api-client": ["--can-replace"], "revoke-api-client": [], "api-clients": [],
+        "send-notifications": ["--once", "--interval"],
     }
     for command, options in expected.items():
         result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200", "TERM": "dumb"})

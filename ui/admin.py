@@ -316,3 +316,66 @@ def freeze_course(actor: Actor) -> str | None:
         lambda session: store_course(session, actor=actor),
         lambda info, n: (f"Rule set {info.version} is in force: froze the clinic's own expected alliance course; "
                          f"{n} flags recomputed and stored."))
+
+
+# --- API clients of the FHIR endpoint (db.api_clients) ----------------------------------------
+
+_NEW_TOKEN = "admin_new_api_token"
+
+
+def api_client_table(actor: Actor) -> pd.DataFrame:
+    """Every API client, live and revoked (``db.api_clients.list_clients``)."""
+    from db.api_clients import list_clients
+
+    with session_factory(get_engine())() as session:
+        return list_clients(session, actor=actor)
+
+
+def create_api_client(actor: Actor, *, name: str, can_replace: bool) -> str | None:
+    """Add an API client; its token is kept for the next run only (:func:`new_token`), so the page
+    shows it once. Returns the error sentence, or ``None``."""
+    from db.api_clients import create_client
+
+    try:
+        with transaction(get_engine()) as session:
+            client, token = create_client(session, actor=actor, name=name, can_replace=can_replace)
+    except (ValueError, PermissionDenied) as exc:
+        return str(exc)
+    st.session_state[_NEW_TOKEN] = (client.name, token)
+    st.session_state[_FLASH] = f"Added the API client {client.name}."
+    return None
+
+
+def new_token() -> tuple[str, str] | None:
+    """The (name, token) of the client created by the last run, once: it is forgotten here."""
+    return st.session_state.pop(_NEW_TOKEN, None)
+
+
+def revoke_api_client(actor: Actor, name: str) -> str | None:
+    """End an API client at once (``db.api_clients.revoke_client``); see :func:`change`."""
+    from db.api_clients import revoke_client
+
+    return change(actor, revoke_client, f"Revoked the API client {name}; its token is refused from now on.",
+                  name=name)
+
+
+# --- Alert e-mails (db.notifications, mail.smtp) ----------------------------------------------
+
+def notification_status(actor: Actor) -> tuple[str | None, dict[str, int], pd.DataFrame]:
+    """Whether alert e-mails can be sent (``None``, or the sentence saying why not and how to fix
+    it), the queue's counts by state, and the rows that need an admin (admins only)."""
+    from core.notifications import event_label
+    from db import notifications
+    from mail.smtp import NOT_CONFIGURED, public_url, smtp_settings
+
+    try:
+        problem = None if smtp_settings() is not None else NOT_CONFIGURED
+    except ValueError as exc:
+        problem = f"Alert e-mails are not sent: {exc}"
+    with session_factory(get_engine())() as session:
+        counts = notifications.queue_counts(session, actor=actor)
+        rows = notifications.problem_rows(session, actor=actor)
+    if problem is None and not public_url():
+        problem = ("Alert e-mails are sent, but their links have no address: set ALLIANCE_PUBLIC_URL to the "
+                   "app's address (such as https://alliance.clinic.org) so that a link opens the patient page.")
+    return problem, counts, rows.assign(event=rows["event"].map(event_label))

@@ -342,6 +342,7 @@ def logout_button(actor: Actor) -> None:
         st.caption(f"Logged in as **{text(actor.name)}** ({actor.role}{team})")
         st.html(logout_form_html())
         my_sessions(actor)
+        my_notifications(actor)
 
 
 def my_sessions(actor: Actor) -> None:
@@ -368,3 +369,44 @@ def my_sessions(actor: Actor) -> None:
                 revoke_account_sessions(session, account_id=actor.id, reason="ended by user", clock=clock,
                                         keep=current)
             st.rerun()
+
+
+def my_notifications(actor: Actor) -> None:
+    """The actor's choice of alert e-mails (immediately, a daily digest, or off) and where they go."""
+    from db import notifications
+    from db.writes import PermissionDenied
+    from mail.smtp import smtp_settings
+
+    try:
+        with session_factory(get_engine())() as session:
+            mode, email = notifications.get_mode(session, actor=actor)
+    except PermissionDenied:
+        return  # not an account of this database (nothing to choose)
+    try:
+        configured = smtp_settings() is not None
+    except ValueError:
+        configured = False
+    with st.expander("My notifications"):
+        st.caption("An e-mail when one of your patients gets an urgent or high alert: the patient code, the kind "
+                   "and a link, nothing more. A daily digest lists them once a day.")
+        st.segmented_control("Alert e-mails", list(notifications.MODE_WORDS), default=mode, key="notify_mode",
+                             format_func=notifications.MODE_WORDS.get, on_change=_save_notify_mode, args=(actor,))
+        if not email:
+            st.caption("Your account has no e-mail address, so no alert e-mail can reach you; ask your admin to "
+                       "add one.")
+        else:
+            st.caption(f"E-mails go to {text(email)}.")
+        if not configured:
+            st.caption("This clinic sends no alert e-mails yet: no mail server is configured (ask your admin).")
+
+
+def _save_notify_mode(actor: Actor) -> None:
+    from db import notifications
+
+    choice = st.session_state.get("notify_mode")
+    if choice is None:  # a click on the chosen button unselects it: keep the stored choice
+        with session_factory(get_engine())() as session:
+            st.session_state["notify_mode"] = notifications.get_mode(session, actor=actor)[0]
+        return
+    with transaction(get_engine()) as session:
+        notifications.set_mode(session, actor=actor, mode=choice)

@@ -69,7 +69,8 @@ def _choose(at: AppTest, name: str) -> AppTest:
 def test_admin_page_lists_accounts_and_the_audit_trail(app_for) -> None:  # type: ignore[no-untyped-def]
     at = app_for("admin", script=PAGE).run()
     assert not at.exception, at.exception
-    assert [t.label for t in at.tabs] == ["Accounts", "Patients", "Move patients", "Rule parameters", "Audit trail"]
+    assert [t.label for t in at.tabs] == ["Accounts", "Patients", "Move patients", "Rule parameters", "API clients",
+                                          "Notifications", "Audit trail"]
     names = at.dataframe[0].value["name"].tolist()
     assert {"admin", "therapist.anna", "supervisor.sara"} <= set(names)
     assert "password_hash" not in at.dataframe[0].value.columns
