@@ -6,14 +6,10 @@ On SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import datetime as dt
-import socket
 from collections.abc import Iterator
-from email import message_from_bytes
-from email.message import Message
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy import Engine, func, select
 from typer.testing import CliRunner
 
@@ -25,6 +21,7 @@ from db.writes import PermissionDenied, create_account
 from mail.smtp import SmtpSettings, alert_message, smtp_settings
 from mail.worker import send_due
 from manage import app
+from tests.smtp_server import Inbox, free_port, local_smtp, text_of
 
 runner = CliRunner()
 BASE = "https://alliance.clinic.test"
@@ -35,35 +32,10 @@ CALM_ROW = "PQK,ther.a,2,PHQ-9,4," + ",".join(["1"] * 4 + ["0"] * 5)
 LATER = dt.datetime(2030, 1, 1, 12, 0, tzinfo=dt.UTC)  # after every row's next attempt, after the digest hour
 
 
-class Inbox:
-    """An aiosmtpd handler keeping every message it accepts; ``refuse`` answers DATA with a 4xx."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[list[str], Message]] = []
-        self.refuse = False
-
-    async def handle_DATA(self, server, session, envelope) -> str:  # type: ignore[no-untyped-def]
-        if self.refuse:
-            return "451 4.3.0 Mail server busy, try again later"
-        self.messages.append((list(envelope.rcpt_tos), message_from_bytes(envelope.content)))
-        return "250 OK"
-
-
 @pytest.fixture
 def smtp() -> Iterator[tuple[Inbox, SmtpSettings]]:
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=_free_port())
-    controller.start()
-    try:
-        yield inbox, SmtpSettings(host="127.0.0.1", port=controller.port, sender="monitor@clinic.test")
-    finally:
-        controller.stop()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    with local_smtp() as server:
+        yield server
 
 
 def _people(engine: Engine, *, therapist_email: str | None = "anna@clinic.test") -> dict[str, Actor]:
@@ -94,10 +66,6 @@ def _queue(engine: Engine) -> list[tuple[str, str, str, int]]:
     return [tuple(r) for r in rows]
 
 
-def _body(message: Message) -> str:
-    return str(message["Subject"]) + "\n" + message.get_payload(decode=True).decode("utf-8")
-
-
 def test_a_risk_item_mails_the_therapist_and_the_supervisor_code_kind_and_link_only(engine: Engine, tmp_path: Path,
                                                                                     smtp) -> None:  # type: ignore[no-untyped-def]
     inbox, settings = smtp
@@ -111,7 +79,7 @@ def test_a_risk_item_mails_the_therapist_and_the_supervisor_code_kind_and_link_o
     by_rcpt = {rcpt[0]: message for rcpt, message in inbox.messages}
     assert set(by_rcpt) == {"anna@clinic.test", "sara@clinic.test"}  # not sup.south, not ther.b
     for message in by_rcpt.values():
-        text = _body(message)
+        text = text_of(message)
         assert "PQK" in text and "Risk item" in text and f"{BASE}/patient?patient=PQK" in text
         assert message["From"] == "monitor@clinic.test"
         # nothing clinical: neither the total nor any item answer nor the item's wording
@@ -195,7 +163,7 @@ def test_a_refused_connection_counts_an_attempt_and_backs_off(engine: Engine, tm
     inbox, settings = smtp
     _people(engine)
     _import(engine, tmp_path, RISK_ROW)
-    nobody = SmtpSettings(host="127.0.0.1", port=_free_port(), sender="monitor@clinic.test")  # nothing listens
+    nobody = SmtpSettings(host="127.0.0.1", port=free_port(), sender="monitor@clinic.test")  # nothing listens
     result = send_due(engine, settings=nobody, base_url=BASE, now=LATER)
     assert (result.sent, result.failed) == (0, 2) and "Connection" in (result.last_error or "")
     assert [(s, a) for _, _, s, a in _queue(engine)] == [("pending", 1)] * 2
@@ -221,7 +189,7 @@ def test_off_sends_nothing_and_digest_collects_one_message_a_day(engine: Engine,
     assert send_due(engine, settings=settings, base_url=BASE, now=LATER).sent == 1
     (rcpt, message), = inbox.messages
     assert rcpt == ["anna@clinic.test"]
-    text = _body(message)
+    text = text_of(message)
     assert "PQK: Risk item" in text and "PZZ: Risk item" in text and "2 alerts" in message["Subject"]
     statuses = {(name, status) for name, _, status, _ in _queue(engine)}
     assert statuses == {("sup.north", "off"), ("ther.a", "sent")}
@@ -286,7 +254,7 @@ def test_the_command_sends_through_the_configured_server(engine: Engine, tmp_pat
     result = runner.invoke(app, ["send-notifications", "--once", "--db", url])
     assert result.exit_code == 0, result.output + result.stderr
     assert "Sent 2 alert e-mail(s)" in result.output
-    assert all(f"{BASE}/patient?patient=PQK" in _body(m) for _, m in inbox.messages)
+    assert all(f"{BASE}/patient?patient=PQK" in text_of(m) for _, m in inbox.messages)
     again = runner.invoke(app, ["send-notifications", "--once", "--db", url])
     assert again.output.strip() == "No alert e-mail was due."
 

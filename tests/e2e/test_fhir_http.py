@@ -266,3 +266,36 @@ def test_a_streamed_body_is_cut_off_at_the_limit(intake: Intake) -> None:
     assert response.status == 413 and answer["resourceType"] == "OperationOutcome"
     assert "split the Bundle" in answer["issue"][0]["diagnostics"]
     assert count(intake.db) == before
+
+
+def test_a_risk_item_over_http_is_mailed_after_the_response_to_therapist_and_supervisor(intake: Intake) -> None:
+    """Issue 17, notifications: the POST answers before any e-mail goes; the worker then sends one
+    message each to the patient's therapist and the team's supervisor, code, kind and link only."""
+    import datetime as dt
+
+    from db import accounts
+    from db.access import SYSTEM
+    from db.engine import transaction
+    from db.models import Notification
+    from mail.worker import send_due
+    from tests.smtp_server import local_smtp, text_of
+
+    engine = make_engine(intake.db)
+    with transaction(engine) as session:
+        accounts.set_email(session, actor=SYSTEM, name="therapist.anna", email="anna@clinic.test")
+        accounts.set_email(session, actor=SYSTEM, name="supervisor.sara", email="sara@clinic.test")
+    status, answer = post(intake.base, qr("P09060", answers=[2, 2, 2, 2, 1, 1, 1, 1, 3]), intake.token)
+    assert status == 201, answer
+    with session_factory(engine)() as session:
+        queued = session.scalars(select(Notification.event).join(Patient, Patient.id == Notification.patient_id)
+                                 .where(Patient.code == "P09060")).all()
+    assert sorted(queued) == ["risk_item", "risk_item"]
+    with local_smtp() as (inbox, settings):
+        later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
+        result = send_due(engine, settings=settings, base_url="https://alliance.clinic.test", now=later)
+    engine.dispose()
+    mine = {r[0]: text_of(m) for r, m in inbox.messages if "P09060" in text_of(m)}
+    assert set(mine) == {"anna@clinic.test", "sara@clinic.test"} and result.failed == 0
+    for text in mine.values():
+        assert "Risk item" in text and "https://alliance.clinic.test/patient?patient=P09060" in text
+        assert "15" not in text and "3" not in text.replace("P09060", "")  # neither the total nor item 9's answer
