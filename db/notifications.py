@@ -260,7 +260,8 @@ def claim_due(session: Session, *, actor: Actor, now: dt.datetime | None = None)
         session.execute(update(n).where(n.id.in_(lost)).values(status="undeliverable", last_error=NO_EMAIL)
                         .execution_options(synchronize_session=False))
     hour = digest_hour()
-    wanted = [r for r in rows if r.id not in set(off) | set(lost)
+    settled = set(off) | set(lost)
+    wanted = [r for r in rows if r.id not in settled
               and (r.mode != "digest" or _digest_due(r.last_digest_at, now, hour))]
     if not wanted:
         return []

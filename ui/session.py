@@ -408,5 +408,10 @@ def _save_notify_mode(actor: Actor) -> None:
         with session_factory(get_engine())() as session:
             st.session_state["notify_mode"] = notifications.get_mode(session, actor=actor)[0]
         return
-    with transaction(get_engine()) as session:
-        notifications.set_mode(session, actor=actor, mode=choice)
+    from db.writes import PermissionDenied
+
+    try:
+        with transaction(get_engine()) as session:
+            notifications.set_mode(session, actor=actor, mode=choice)
+    except PermissionDenied:
+        pass  # the login has ended meanwhile: the page guard says so on this very run

@@ -58,15 +58,32 @@ def test_create_list_and_revoke_an_api_client(app_for, clinic: str) -> None:  # 
     assert not at.code
 
 
-def test_the_notifications_tab_says_that_no_mail_server_is_configured(app_for,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_the_notifications_tab_says_that_no_mail_server_is_configured_and_lists_undeliverable(
+        app_for, clinic: str, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from manage import app
+
     for name in ("ALLIANCE_SMTP_HOST", "ALLIANCE_SMTP_FROM"):
         monkeypatch.delenv(name, raising=False)
+    # a risk item for a patient of therapist.anna, who has no e-mail address in the demo clinic
+    path = tmp_path / "risk.csv"
+    path.write_text("patient_id,therapist_id,week,instrument,score," + ",".join(f"item_{i}" for i in range(1, 10))
+                    + "\nP09900,therapist.anna,1,PHQ-9,10," + ",".join(["1"] * 8 + ["2"]) + "\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["import-scores", str(path), "--db", clinic])
+    assert result.exit_code == 0, result.output
     at = app_for("admin", script=PAGE).run()
     assert not at.exception, at.exception
     warnings = [w.value for w in at.warning]
     assert any("no SMTP server is configured" in w and "ALLIANCE_SMTP_HOST" in w for w in warnings), warnings
-    assert {m.label for m in at.metric} >= {"Waiting to be sent", "Failed (gave up)", "Undeliverable", "Sent"}
+    metrics = {m.label: m.value for m in at.metric}
+    assert {"Waiting to be sent", "Failed (gave up)", "Undeliverable", "Sent"} <= set(metrics)
+    assert int(metrics["Undeliverable"]) >= 1
+    stuck = [df.value for df in at.dataframe if "last_error" in df.value.columns][0]
+    mine = stuck[stuck["patient_id"] == "P09900"]
+    assert set(mine["account"]) == {"therapist.anna", "supervisor.sara"}
+    assert set(mine["status"]) == {"undeliverable"} and set(mine["event"]) == {"Risk item"}
+    assert mine["last_error"].str.contains("no e-mail address").all()
 
 
 def test_the_notifications_tab_says_when_the_link_address_is_missing(app_for,
