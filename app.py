@@ -53,7 +53,14 @@ def run_script() -> None:
 if __name__ == "__main__":  # a script run (Streamlit runs the main script as __main__; so does AppTest)
     run_script()
 else:  # imported by `streamlit run app.py` (or `uvicorn app:app`): the ASGI server
+    from streamlit.runtime.pages_manager import PagesManager
+
     from ui.web import MIDDLEWARE, ROUTES, install_download_guard
 
+    # The pages/ folder is this app's page files, not Streamlit's old automatic multipage mode:
+    # without this, the first script run of a fresh server that is a deep link (/admin after the
+    # login form) runs pages/admin.py alone, with the raw file list as the menu, for every
+    # session until someone opens "/" (Streamlit sets this flag only once st.navigation has run).
+    PagesManager.uses_pages_directory = False
     install_download_guard()
     app = App(__file__, routes=ROUTES, middleware=MIDDLEWARE)

@@ -220,3 +220,23 @@ def test_a_streamlit_session_id_in_an_upload_url_is_not_a_credential(server: str
         assert answer.status == 403
     finally:
         other.close()
+
+
+def test_a_deep_link_as_the_first_visit_of_a_fresh_server_gets_the_apps_menu(tmp_path: Path, page) -> None:  # type: ignore[no-untyped-def]
+    """Found taking screenshots: a fresh server whose first visit was /admin ran pages/admin.py alone
+    (Streamlit's old pages-folder mode), with the raw file list "app, admin, caseload…" as the menu."""
+    from tests.conftest import _seed_demo
+
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    _seed_demo(url)
+    proc, base = start_server(url, tmp_path / "streamlit.log")
+    try:
+        page.goto(f"{base}/admin")
+        log_in(page, "admin")
+        page.get_by_role("heading", name="Admin").wait_for()
+        menu = settled_text(page, "[data-testid='stSidebarNav']")
+        assert "My patients" in menu and "How flags work" in menu, menu
+        assert "my patients" not in menu and not re.search(r"^app$", menu, re.M), menu
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
