@@ -7,7 +7,9 @@ rupture that was told as new and is later found unrepaired is told again, this t
 supervisor as well). A repaired rupture is not told: there is nothing left to do.
 
 Only events that were not there before the write are owed (:func:`new_events`): a recompute
-that finds the same flags owes nothing, so a re-imported file sends nothing.
+that finds the same flags owes nothing, so a re-imported file sends nothing. And only events
+about the patient's last weeks are news (:func:`recent_events`): a file of a year of history,
+imported once, tells of that year's last weeks, not of every rupture since week 1.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ import pandas as pd
 NOTIFY_SEVERITIES = ("urgent", "high")
 #: Events that go to the supervisor as well as the therapist.
 SUPERVISOR_EVENTS = ("risk_item", "unrepaired_rupture")
+#: An event is news while its week is at most this many weeks before the patient's latest stored
+#: week: 2 covers the rupture's repair window (a week-t rupture is found unrepaired at t + 2).
+RECENT_WEEKS = 2
 #: The columns of an event frame.
 EVENT_COLUMNS = ["patient_id", "instrument", "week", "event"]
 #: Each event in the words of a message ("Risk item").
@@ -60,6 +65,17 @@ def new_events(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
     keys = before[EVENT_COLUMNS].astype({"instrument": "string", "event": "string"})
     merged = after.merge(keys.drop_duplicates(), on=EVENT_COLUMNS, how="left", indicator=True)
     return merged.loc[merged["_merge"] == "left_only", after.columns].reset_index(drop=True)
+
+
+def recent_events(events: pd.DataFrame, latest_week: pd.Series, *, window: int = RECENT_WEEKS) -> pd.DataFrame:
+    """The events of ``events`` whose week is within ``window`` weeks of their patient's latest
+    stored week (``latest_week``: indexed by the same ``patient_id`` as ``events``); a patient
+    missing from ``latest_week`` keeps every event."""
+    if events.empty:
+        return events
+    latest = events["patient_id"].map(latest_week)
+    keep = latest.isna().to_numpy() | (events["week"].to_numpy() >= latest.fillna(0).to_numpy() - window)
+    return events[keep].reset_index(drop=True)
 
 
 def event_label(event: str) -> str:

@@ -374,7 +374,8 @@ def refresh_patients(session: Session, patient_ids: Iterable[int]) -> int:
     pids = dict(zip(scores["patient_id"], scores["_pid"], strict=True))
     _write(session, flags, pids)
     _set_facts(session, ids)
-    notifications.enqueue_new(session, before=before, flags=flags, pids=pids)
+    notifications.enqueue_new(session, before=before, flags=flags, pids=pids,
+                              latest_week=scores.groupby("_pid")["week"].max())
     return len(flags)
 
 

@@ -31,7 +31,7 @@ import pandas as pd
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from core.notifications import alert_events, new_events
+from core.notifications import alert_events, new_events, recent_events
 from db import audit
 from db.access import Actor
 from db.models import NOTIFY_MODES, Account, Notification, NotificationSetting, Patient, StoredFlag, utcnow
@@ -74,9 +74,12 @@ def stored_events(session: Session, patient_ids: list[int]) -> pd.DataFrame:
     return alert_events(frame.astype({"patient_id": "int64", "week": "int64"}))
 
 
-def enqueue_new(session: Session, *, before: pd.DataFrame, flags: pd.DataFrame, pids: dict[str, int]) -> int:
+def enqueue_new(session: Session, *, before: pd.DataFrame, flags: pd.DataFrame, pids: dict[str, int],
+                latest_week: pd.Series | None = None) -> int:
     """Queue the e-mails owed for the events of ``flags`` (the freshly computed stored flags,
-    patients by code; ``pids`` maps code to id) that ``before`` (:func:`stored_events`) lacked.
+    patients by code; ``pids`` maps code to id) that ``before`` (:func:`stored_events`) lacked,
+    and, given ``latest_week`` (each patient's latest stored week, indexed by id), only those
+    about the patient's last weeks (:func:`core.notifications.recent_events`).
 
     In the caller's transaction (the one that stores ``flags``). Returns how many rows it added.
     """
@@ -84,6 +87,8 @@ def enqueue_new(session: Session, *, before: pd.DataFrame, flags: pd.DataFrame, 
         return 0
     after = alert_events(flags.assign(patient_id=flags["patient_id"].map(pids).astype("int64")))
     events = new_events(before, after)
+    if latest_week is not None:
+        events = recent_events(events, latest_week)
     if events.empty:
         return 0
     to = _recipients(session, sorted({int(p) for p in events["patient_id"]}))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from core.notifications import alert_events, event_label, new_events
+from core.notifications import RECENT_WEEKS, alert_events, event_label, new_events, recent_events
 
 
 def _flags(rows: list[tuple]) -> pd.DataFrame:
@@ -45,3 +45,16 @@ def test_event_labels_are_words() -> None:
     assert event_label("risk_item") == "Risk item"
     assert event_label("unrepaired_rupture") == "Unrepaired rupture"
     assert event_label("something_new") == "Something new"
+
+
+def test_only_events_of_the_patients_last_weeks_are_news() -> None:
+    events = alert_events(_flags([(1, "PHQ-9", 2, "risk_item", "urgent", "open"),
+                                  (1, "WAI-SR", 10, "rupture", "high", "unrepaired"),
+                                  (1, "PHQ-9", 12, "risk_item", "urgent", "open"),
+                                  (2, "PHQ-9", 3, "risk_item", "urgent", "open")]))
+    latest = pd.Series({1: 12})  # patient 2 unknown: keeps its events
+    kept = recent_events(events, latest)
+    assert kept[["patient_id", "week"]].values.tolist() == [[1, 10], [1, 12], [2, 3]]
+    assert RECENT_WEEKS == 2  # the rupture's repair window: week 10's rupture is found unrepaired in week 12
+    assert recent_events(events, latest, window=0)["week"].tolist() == [12, 3]
+    assert recent_events(events.iloc[0:0], latest).empty

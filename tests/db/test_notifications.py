@@ -135,6 +135,17 @@ def test_reimporting_the_same_file_queues_nothing_new(engine: Engine, tmp_path: 
     assert len(inbox.messages) == 2
 
 
+def test_a_file_of_history_tells_of_its_last_weeks_only(engine: Engine, tmp_path: Path, smtp) -> None:  # type: ignore[no-untyped-def]
+    """A clinic's first import of a year of history is not a year of e-mails: a risk item in week
+    1 of a course now at week 6 is history; one in week 6 is news (core.notifications.recent_events)."""
+    _people(engine)
+    calm = [CALM_ROW.replace(",2,", f",{w},", 1) for w in range(2, 6)]
+    _import(engine, tmp_path, RISK_ROW, *calm, "PQK,ther.a,6,PHQ-9,14," + ",".join(["1"] * 4 + ["2"] * 5))
+    with session_factory(engine)() as session:
+        weeks = session.scalars(select(Notification.week)).all()
+    assert sorted(weeks) == [6, 6]  # therapist and supervisor, for week 6 only
+
+
 def test_a_failing_server_leaves_the_write_and_the_message_is_retried(engine: Engine, tmp_path: Path,
                                                                      smtp) -> None:  # type: ignore[no-untyped-def]
     inbox, settings = smtp
