@@ -1077,24 +1077,29 @@ def _below_expected_explanation(s: _SeriesArrays, idx: np.ndarray, be: dict[str,
     ``sub``: the subscale test)."""
     x = s.x[idx]
     lab = pd.Series(s.labels[s.icode[idx]], dtype="string")
+
+    def own_sds(gap: np.ndarray, sd: np.ndarray) -> np.ndarray:
+        # the fall in the patient's own SDs: the same number as the flag's drop_sd and its card
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return gap[idx] / sd[idx]
+
     why = " (their own level so far plus the clinic's usual change by this week of treatment)" \
         if be["use_course"] else " (their own level so far)"
     one = (lab + " was " + _fmt(x) + ", " + _fmt(be["gap"][idx]) + " points below the " + _fmt(be["expected"][idx])
-           + " expected for this patient in week " + _fmt(s.week[idx]) + why + ": " + _fmt(be["z"][idx])
-           + " times the usual variation, given their week-to-week SD of " + _fmt(be["sd"][idx]) + " points")
+           + " expected for this patient in week " + _fmt(s.week[idx]) + why + ": " + _fmt(own_sds(be["gap"], be["sd"]))
+           + " of their own week-to-week SDs of " + _fmt(be["sd"][idx]) + " points")
     j = idx - 1  # rows of a series are in week order; the two-week test needs exactly the week before
     prev_x = s.lookup.at(s.gid[idx], s.week[idx], -1)
     twice = (lab + " was below what is expected for this patient two weeks running: " + _fmt(prev_x) + " and "
              + _fmt(x) + " against " + _fmt(be["prev_expected2"][idx]) + " and " + _fmt(be["expected2"][idx])
-             + why + ", on average " + _fmt(be["gap2"][idx]) + " points below (" + _fmt(be["z2"][idx])
-             + " times the usual variation of a two-week average; week-to-week SD " + _fmt(be["sd2"][idx])
-             + " points)")
+             + why + ", on average " + _fmt(be["gap2"][idx]) + " points below (" + _fmt(own_sds(be["gap2"], be["sd2"]))
+             + " of their own week-to-week SDs of " + _fmt(be["sd2"][idx]) + " points)")
     del j
     name = pd.Series(be["sub_name"][idx], dtype="string").fillna("")
     part = (lab + ": the " + name + " items were " + _fmt(be["sub_score"][idx]) + ", " + _fmt(be["sub_gap"][idx])
             + " points below the " + _fmt(be["sub_expected"][idx]) + " expected for this patient in week "
-            + _fmt(s.week[idx]) + why + ", " + _fmt(be["sub_z"][idx]) + " times the usual variation of that part "
-            + "(week-to-week SD " + _fmt(be["sub_sd"][idx]) + " points); the total was " + _fmt(x)
+            + _fmt(s.week[idx]) + why + ", " + _fmt(own_sds(be["sub_gap"], be["sub_sd"])) + " of the patient's own "
+            + "week-to-week SDs of that part (" + _fmt(be["sub_sd"][idx]) + " points); the total was " + _fmt(x)
             + " against " + _fmt(be["expected"][idx]) + " expected.")
     body = twice.where(pd.Series(two), one)
     tail = ("; " + sub_name + " fell most.").fillna(".")

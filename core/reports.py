@@ -43,6 +43,18 @@ class ReportHeader:
     made_at: dt.datetime
 
 
+#: The note under the report's chart: against the running average (no expected courses given) ...
+CHART_NOTE = ("Solid line: the week's score; dotted line and band: the patient's running average of the weeks "
+              "before and +/-1 of their own SD; marked points are flags. Gaps are missing weeks.")
+#: ... and against the expected courses (the patient page's default, "Compare with: Expected").
+CHART_NOTE_EXPECTED = (
+    "Solid line: the week's score. Dotted line and band: for the alliance, what is expected for this patient "
+    "(their own level so far plus the clinic's usual course) +/-1 of their own week-to-week SD; for a symptom "
+    "scale with an expected course, what is expected for their starting score and the usual range around it; "
+    "otherwise the running average of the weeks before +/-1 of their own SD. Marked points are flags. Gaps are "
+    "missing weeks.")
+
+
 def report_figure(scores: pd.DataFrame, flags: pd.DataFrame, expected: pd.DataFrame | None = None) -> go.Figure:
     """The report's chart: every instrument of the patient, one compact panel each, alliance first
     (with ``expected``, ``core.flags.expected_courses``: what the rules expected, as on the page)."""
@@ -186,10 +198,8 @@ def compose_patient_report(scores: pd.DataFrame, flags: pd.DataFrame, *, header:
     if len(scores):
         if image(report_figure(scores, flags, expected), "chart"):
             pdf.set_font("Helvetica", "I", 7.5)
-            pdf.multi_cell(width, 3.5, _latin1(
-                "Solid line: the week's score; dotted line and band: the patient's running average of the weeks "
-                "before and +/-1 of their own SD; marked points are flags. Gaps are missing weeks."),
-                new_x="LMARGIN", new_y="NEXT")
+            pdf.multi_cell(width, 3.5, _latin1(CHART_NOTE_EXPECTED if expected is not None else CHART_NOTE),
+                           new_x="LMARGIN", new_y="NEXT")
         subscales = report_subscale_figure(scores)
         if subscales is not None:
             image(subscales, "subscales")

@@ -165,3 +165,18 @@ def test_the_meeting_handout_lays_out_what_it_is_given() -> None:
     for text in (b"Clinic meeting (meeting mode)", b"Therapist A", b"<=28%", b"n <= 10", b"By therapist"):
         assert text in raw, text
     assert b"P0" not in raw and b"therapist." not in raw
+
+
+def test_the_note_under_the_chart_says_what_the_dotted_line_is() -> None:
+    # found looking at the PDF: with the expected courses drawn, the note still said "running average"
+    from core.flags import expected_courses
+    from core.reports import CHART_NOTE, CHART_NOTE_EXPECTED, compose_patient_report
+
+    data = scores(FIVE)
+    plain = bytes(compose_patient_report(data, flags_frame(), header=HEADER, render=fake_render,
+                                         compress=False).pdf.output())
+    drawn = bytes(compose_patient_report(data, flags_frame(), header=HEADER, render=fake_render, compress=False,
+                                         expected=expected_courses(data)).pdf.output())
+    assert b"running average of the weeks" in plain and b"expected for this patient" not in plain
+    assert b"expected for this patient" in drawn
+    assert CHART_NOTE != CHART_NOTE_EXPECTED
