@@ -36,7 +36,8 @@ from ui.session import live_fragment, require
 #: The columns the alert table shows, left to right: what to act on and why come before the
 #: details, so that they are on screen at 1440 px (only these and :data:`HIDDEN_COLUMNS` are sent to the
 #: browser).
-TABLE_COLUMNS = ["patient_id", "new_mark", "act_on", "alert", "therapist_id", "explanation", "status_words", "week",
+# The week beside the alert: one patient's two risk items of weeks 3 and 7 are two rows that differ in it.
+TABLE_COLUMNS = ["patient_id", "new_mark", "act_on", "alert", "week", "therapist_id", "explanation", "status_words",
                  "age_days", "note", "rule_words", "severity"]
 #: Sent with the table but not shown (the link, and the codes the labels stand for).
 HIDDEN_COLUMNS = ["link", "urgent_first", "triage", "kind", "instrument", "status"]
@@ -115,14 +116,14 @@ def scan() -> None:
             "patient_id": st.column_config.TextColumn("Patient", pinned=True, width=70),
             "new_mark": st.column_config.TextColumn("New", width=42, help="Raised since your last visit"),
             "act_on": st.column_config.TextColumn(
-                "Act on", width=215, help="First: an urgent risk item not yet addressed, an unrepaired rupture, or a "
+                "Act on", width=205, help="First: an urgent risk item not yet addressed, an unrepaired rupture, or a "
                                           f"high-severity alert not addressed within {OVERDUE_DAYS} days."),
-            "alert": st.column_config.TextColumn("Alert · questionnaire", width=185),
+            "alert": st.column_config.TextColumn("Alert · questionnaire", width=190),
             "explanation": st.column_config.TextColumn("Why", width=420, help="Hover a cell for the whole text."),
             "status_words": st.column_config.TextColumn("Status", width=100),
-            "week": st.column_config.NumberColumn("Week", format="%d", width=55),
+            "week": st.column_config.NumberColumn("Week", format="%d", width=50),
             "age_days": st.column_config.NumberColumn("Age (days)", format="%d", width=80),
-            "therapist_id": st.column_config.TextColumn("Therapist", width=115),
+            "therapist_id": st.column_config.TextColumn("Therapist", width=100),
             "note": st.column_config.TextColumn("Therapist's note", width="medium"),
             "rule_words": st.column_config.TextColumn("Rule", width="medium"),
             "severity": st.column_config.TextColumn("Severity", width=80),
