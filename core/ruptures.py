@@ -593,7 +593,14 @@ def _t_threshold(k: np.ndarray | float, dof: np.ndarray) -> np.ndarray:
     k = np.broadcast_to(np.asarray(k, dtype="float64"), dof.shape)
     out = np.full(dof.shape, np.nan)
     ok = dof > 0
-    out[ok] = stats.t.isf(stats.norm.sf(k[ok]), dof[ok])
+    # A clinic's rows have few distinct (k, dof) pairs (dof is weeks + prior weeks): the quantile is
+    # computed once per pair, not once per row (scipy's t.isf was 0.8 s of a 10,000-patient refresh).
+    # (hash-based factorize: np.unique(axis=0) sorts and cost more than it saved)
+    kc, ku = pd.factorize(k[ok])
+    dc, du = pd.factorize(dof[ok])
+    pair, first = pd.factorize(kc.astype("int64") * max(len(du), 1) + dc)
+    kk, dd = ku[first // max(len(du), 1)], du[first % max(len(du), 1)]
+    out[ok] = stats.t.isf(stats.norm.sf(kk), dd)[pair]
     return out
 
 

@@ -350,6 +350,13 @@ def _set_facts(session: Session, patient_ids: list[int] | None = None) -> None:
             + ("" if chunk is None else f" AND id IN {inside}")))
 
 
+def _pid_map(scores: pd.DataFrame) -> dict[str, int]:
+    """Patient code -> internal id, from ``scores_for_flags`` (one pair per patient, not per row:
+    zipping the 898k rows of a 10,000-patient clinic took 0.6 s)."""
+    pairs = scores[["patient_id", "_pid"]].drop_duplicates("patient_id")
+    return dict(zip(pairs["patient_id"].tolist(), pairs["_pid"].astype("int64").tolist(), strict=True))
+
+
 def refresh_patients(session: Session, patient_ids: Iterable[int]) -> int:
     """Recompute and store the flags of these patients (internal ids), in the caller's transaction.
 
@@ -371,7 +378,7 @@ def refresh_patients(session: Session, patient_ids: Iterable[int]) -> int:
     for start in range(0, len(ids), _CHUNK):
         session.execute(delete(StoredFlag).where(StoredFlag.patient_id.in_(ids[start:start + _CHUNK]))
                         .execution_options(synchronize_session=False))
-    pids = dict(zip(scores["patient_id"], scores["_pid"], strict=True))
+    pids = _pid_map(scores)
     _write(session, flags, pids)
     _set_facts(session, ids)
     notifications.enqueue_new(session, before=before, flags=flags, pids=pids,
@@ -390,7 +397,7 @@ def refresh_all(session: Session) -> int:
     scores = scores_for_flags(session)
     flags = compute_stored(scores, config=flag_config(rule_set), rules_version=rule_set.version)
     session.execute(delete(StoredFlag).execution_options(synchronize_session=False))
-    pids = dict(zip(scores["patient_id"], scores["_pid"], strict=True))
+    pids = _pid_map(scores)
     _write(session, flags, pids)
     _set_facts(session)
     row = session.get(Setting, COMPUTED_FOR)
