@@ -242,14 +242,13 @@ def literature_symptom_course(instrument: str, *, rc: float | None) -> SymptomCo
     if not inst.week_means or rc is None or not np.isfinite(rc):
         return None
     m = np.asarray(inst.week_means, dtype="float64")
-    best = None
+    fits = []
     for time in ("log", "linear"):  # the time scale that fits the published means better
         tau = time_of(np.arange(1, len(m) + 1), time)
         slope = float(((m - m[0]) * tau).sum() / (tau * tau).sum())
         sse = float(((m - m[0] - slope * tau) ** 2).sum())
-        if best is None or sse < best[0]:
-            best = (sse, time, slope)
-    _, time, slope = best
+        fits.append((sse, time, slope))
+    _, time, slope = min(fits, key=lambda fit: fit[0])  # the first of equals: log
     sem = float(rc) / (1.96 * np.sqrt(2.0))
     return SymptomCourse(instrument=instrument, time=time, slope=round(slope, 4), intake_slope=0.0,
                          intake_mean=float(m[0]), slope_sd=round(abs(slope) / 2.0, 4), resid_sd=round(sem, 4),
@@ -304,13 +303,12 @@ def estimate_symptom_course(scores: pd.DataFrame, instrument: str, *, min_course
     f = f[f["patient_id"].isin(keep)]
     pid = f["patient_id"].to_numpy()
     x = f["score"].to_numpy(dtype="float64")
-    best = None
+    fits = []
     for time in ("log", "linear"):
         lines = _patient_lines(pid, time_of(f["week"].to_numpy(), time), x)
         pooled = float(lines["sse"].sum() / (lines["n"] - 2).clip(lower=1).sum())
-        if best is None or pooled < best[0]:
-            best = (pooled, time, lines)
-    resid_var, time, lines = best
+        fits.append((pooled, time, lines))
+    resid_var, time, lines = min(fits, key=lambda fit: fit[0])  # the first of equals: log
     x1 = intake.reindex(lines.index).to_numpy(dtype="float64")
     b = lines["slope"].to_numpy()
     mean1 = float(np.mean(x1))

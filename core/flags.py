@@ -330,8 +330,11 @@ RULE_CLASSES: dict[str, type | None] = {
     "rupture_episodes": None,
 }
 
+#: A clinic's stored rule settings, as :func:`apply_settings` reads them.
+RuleSettings = dict[str, dict | str | bool | None]
 
-def apply_settings(base: FlagConfig, settings: dict[str, dict | str | bool | None]) -> FlagConfig:
+
+def apply_settings(base: FlagConfig, settings: RuleSettings) -> FlagConfig:
     """``base`` with a clinic's stored rule settings: ``{rule: {param: value}}`` changes parameters of a
     rule (switching it on with its defaults if it was off), ``{rule: None}`` switches it off, and
     ``{"rupture_requires": "all"}`` sets a plain value. Raises ``ValueError`` naming what is wrong."""
@@ -696,8 +699,8 @@ def _rupture_flags(frame: pd.DataFrame, s: _SeriesArrays, config: FlagConfig) ->
         hit &= ~prev_hit
     if not hit.any():
         return None
-    names = [n for n in ("below_expected", "below_expected_two_weeks", "below_expected_subscale", "reliable_drop",
-                         "below_own_level") if n in fired]
+    names: list[str] = [n for n in ("below_expected", "below_expected_two_weeks", "below_expected_subscale",
+                                    "reliable_drop", "below_own_level") if n in fired]
     return _rupture_part(frame, s, hit, fired, names, bol, be, config)
 
 
@@ -717,12 +720,12 @@ def _below_expected(frame: pd.DataFrame, s: _SeriesArrays, rule: BelowExpectedRu
 
     has_items = _has_items(frame, s)
     k = np.where(has_items, rule.k_sd, rule.k_sd_without_items)
-    out = below_expected_criteria(s.gid, s.x, s.course, prev_row,
-                                  ceiling=col("ceiling").to_numpy(dtype="float64")[s.icode],
-                                  rise=col("rise").to_numpy(dtype="float64")[s.icode],
-                                  prior_sd=col("within_sd").to_numpy(dtype="float64")[s.icode],
-                                  prior_weeks=d0_of(col("prior_weeks").to_numpy(dtype="float64")[s.icode]),
-                                  rule=rule, k=k)
+    out: dict[str, Any] = below_expected_criteria(s.gid, s.x, s.course, prev_row,
+                                                ceiling=col("ceiling").to_numpy(dtype="float64")[s.icode],
+                                                rise=col("rise").to_numpy(dtype="float64")[s.icode],
+                                                prior_sd=col("within_sd").to_numpy(dtype="float64")[s.icode],
+                                                prior_weeks=d0_of(col("prior_weeks").to_numpy(dtype="float64")[s.icode]),
+                                                rule=rule, k=k)
     out["one"] &= s.is_alliance & s.present
     out["two"] &= s.is_alliance & s.present
     out["use_course"] = rule.use_course
@@ -919,9 +922,9 @@ def _not_on_track_flags(s: _SeriesArrays, config: FlagConfig) -> pd.DataFrame | 
     stored week is on track, ``open`` otherwise. Prospective: week t's verdict uses weeks <= t.
     """
     arrays = _not_on_track_arrays(s, config)
-    if arrays is None:
-        return None
     rule = config.not_on_track
+    if arrays is None or rule is None:  # no arrays without the rule
+        return None
     expected, bound, inside, hit = arrays["expected"], arrays["bound"], arrays["inside"], arrays["hit"]
     intake, first_week, rate, own_rate = arrays["intake"], arrays["first_week"], arrays["rate"], arrays["own_rate"]
     courses_time = arrays["courses_time"]

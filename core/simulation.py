@@ -38,11 +38,15 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from core import instruments as reg
+
+if TYPE_CHECKING:
+    from core.flags import FlagConfig
 
 #: Responders' SPIN improvement (points a week): mean, SD, least. With 20% non-responders the
 #: simulated clinic's mean course matches the seed trial's SPIN week means (CLINICAL.md).
@@ -198,8 +202,8 @@ def simulate_clinic(
         "rupture_week": pd.array(np.where(has, r_week, 0), dtype="Int64"),
         "rupture_size": np.where(has, r_size, np.nan),
         "rupture_length": pd.array(np.where(has, r_len, 0), dtype="Int64"),
-        "recovery": pd.array(np.where(has, rec_names[recovery], None), dtype="string"),
-        "subscale": pd.array(np.where(has, np.array(SUBSCALE_ORDER, dtype=object)[r_sub], None), dtype="string"),
+        "recovery": pd.Series(rec_names[recovery], dtype="string").where(has),
+        "subscale": pd.Series(np.array(SUBSCALE_ORDER)[r_sub], dtype="string").where(has),
     })
     truth.loc[~has, ["rupture_week", "rupture_length", "recovery", "subscale"]] = pd.NA
     return Simulation(scores=scores, truth=truth)
@@ -327,7 +331,7 @@ def strata_table(flags: pd.DataFrame, sim: Simulation, *, instrument: str = "WAI
 LITERATURE = "literature course"
 
 
-def candidate_configs() -> dict[str, object]:
+def candidate_configs() -> dict[str, FlagConfig]:
     """The rule sets compared in docs/calibration.md (the default first).
 
     Every ``below_expected`` candidate runs with the simulated clinic's own frozen course (as
@@ -338,6 +342,8 @@ def candidate_configs() -> dict[str, object]:
 
     d = DEFAULT_CONFIG
     e = d.below_expected
+    if e is None:
+        raise ValueError("The default rule set has no below_expected rule for the candidates to vary.")
     return {
         "default: below_expected (total k 3.2, subscales k 2.3, two weeks k 3.0; clinic's own course)": d,
         f"default, {LITERATURE} (a new clinic before freezing its own)": d,
@@ -357,7 +363,7 @@ def candidate_configs() -> dict[str, object]:
 
 
 def calibration_table(*, n_patients: int = 4000, seed: int = 1, n_weeks: int = 12,
-                      configs: dict[str, object] | None = None) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+                      configs: dict[str, FlagConfig] | None = None) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     """Recall and false alerts of each candidate rule set on one simulated clinic, and strata.
 
     The clinic's own course is estimated once (``core.course.estimate_alliance_course``) and

@@ -46,7 +46,7 @@ class Actor:
 SYSTEM = Actor(id=0, name="system", role="admin")
 
 
-def visible_patients(actor: Actor | None) -> Select[tuple[int]]:
+def visible_patients(actor: Actor | None) -> Select[int]:
     """A SELECT of the ``patients.id`` that ``actor`` may see (possibly none)."""
     ids = select(Patient.id)
     if actor is None or not actor.active:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from typing import Any
 
 import pandas as pd
 from sqlalchemy import and_, func, or_, select
@@ -162,8 +163,8 @@ def set_email(session: Session, *, actor: Actor, name: str, email: str | None) -
     # a new address is a new identity to vouch for it: the next single sign-on binds again
     unbound = account.sso_subject is not None
     account.sso_issuer = account.sso_subject = None
-    audit.record(session, actor=actor, action="set_email", account=name, old=old, new=email,
-                 **({"sso_unbound": True} if unbound else {}))
+    detail: dict[str, Any] = {"sso_unbound": True} if unbound else {}
+    audit.record(session, actor=actor, action="set_email", account=name, old=old, new=email, **detail)
 
 
 def reset_password(session: Session, *, actor: Actor, name: str, password: str) -> None:

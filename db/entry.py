@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import cast
 
 import pandas as pd
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -162,7 +163,7 @@ def save_entry(session: Session, *, actor: Actor, code: str, instrument: str, we
                 administered_on=administered_on or stored.administered_on, source="entry",
                 entered_by=entered_by, entered_at=now, version=read_version + 1)
         .execution_options(synchronize_session=False))
-    if done.rowcount != 1:
+    if cast(CursorResult, done).rowcount != 1:  # an UPDATE's result is a CursorResult
         fresh = read_entry(session, actor=actor, code=code, instrument=instrument, week=week)
         raise StaleEntry(_stale(code, instrument, week, fresh))
     flagstore.refresh_patients(session, [pid])  # the patient's flags, in the same transaction

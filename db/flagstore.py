@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -96,14 +97,15 @@ def scores_for_flags(session: Session, *, patient_ids: list[int] | None = None) 
     return pd.concat([frame, items], axis=1)
 
 
-def _strings(values) -> pd.Series:  # type: ignore[no-untyped-def]
+def _strings(values: pa.Array | pa.ChunkedArray | np.ndarray) -> pd.Series:
     """Text values (an Arrow array, or a NumPy array of ``str``) as pandas' ``str`` dtype."""
     if isinstance(values, (pa.Array, pa.ChunkedArray)):
         return values.to_pandas()  # Arrow-backed: no Python object per value
     return pd.Series(pd.array(values, dtype="str"))
 
 
-def _per_distinct(values, convert) -> pd.Series:  # type: ignore[no-untyped-def]
+def _per_distinct(values: pa.Array | pa.ChunkedArray | np.ndarray,
+                  convert: Callable[[pd.Series], pd.Series]) -> pd.Series:
     """``convert`` applied once per distinct value (a write stamps all its rows alike); ``values``
     an Arrow array or a NumPy array of objects."""
     if isinstance(values, (pa.Array, pa.ChunkedArray)):
@@ -132,7 +134,7 @@ def _score_columns(session: Session, ids: list[int] | None) -> dict:
 _NAMES = ["_pid", "instrument", "week", "score", "administered_on", "entered_at", "items"]
 
 
-def _sqlite_score_columns(raw, where: list[str]) -> dict:  # type: ignore[no-untyped-def]
+def _sqlite_score_columns(raw: Any, where: list[str]) -> dict:  # raw: the sqlite3 connection
     # the driver's tuples, transposed with the cyclic garbage collector paused: a million fresh
     # tuples otherwise trigger full collections (the transpose took 0.73 s instead of 0.21 s).
     # Not ADBC: its SQLite driver links a second copy of SQLite into the process, and two copies
@@ -166,7 +168,7 @@ def _sqlite_score_columns(raw, where: list[str]) -> dict:  # type: ignore[no-unt
     }
 
 
-def _pg_score_columns(raw, where: list[str]) -> dict:  # type: ignore[no-untyped-def]
+def _pg_score_columns(raw: Any, where: list[str]) -> dict:  # raw: the psycopg connection
     # COPY in CSV, parsed by Arrow: no Python object per value. Times as whole microseconds
     # since the epoch (exact), dates and item lists as text; an empty unquoted field is NULL.
     from pyarrow import csv
@@ -261,8 +263,9 @@ def _administered_on(flags: pd.DataFrame, scores: pd.DataFrame) -> np.ndarray:
     ordered = s_key[order]
     at = np.clip(np.searchsorted(ordered, f_key, side="left"), 0, len(ordered) - 1)
     found = (f_key >= 0) & (ordered[at] == f_key)
-    dates = scores["administered_on"].to_numpy(dtype=object)[order[at]]
-    return np.where(found & pd.notna(dates), dates, None)
+    dates = scores["administered_on"].to_numpy(dtype=object)[order[at]]  # a new array (fancy indexing)
+    dates[~found | pd.isna(dates)] = None
+    return dates
 
 
 def compute_stored(scores: pd.DataFrame, *, config: FlagConfig, rules_version: int) -> pd.DataFrame:

@@ -24,6 +24,7 @@ import datetime as dt
 import json
 import math
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlalchemy import func, select
@@ -34,6 +35,7 @@ from core.flags import (
     DEFAULT_CONFIG,
     RULE_CLASSES,
     FlagConfig,
+    RuleSettings,
     alliance_course_default,
     apply_settings,
     reliable_change_of,
@@ -42,6 +44,9 @@ from core.flags import (
 from db import audit
 from db.access import Actor
 from db.models import RuleSet, Score, utcnow
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: Fewest week-1 scores from which a clinic may freeze its own SD of an instrument.
 MIN_PATIENTS = 30
@@ -61,7 +66,7 @@ class RuleSetInfo:
     course: dict[str, dict] = field(default_factory=dict)
     #: The clinic's rule settings that differ from the release's defaults ({rule: {param: value}},
     #: {rule: None} = off), see ``core.flags.apply_settings``.
-    rules: dict[str, object] = field(default_factory=dict)
+    rules: RuleSettings = field(default_factory=dict)
 
 
 def _literature(inst: reg.Instrument) -> dict:
@@ -97,7 +102,7 @@ def _own_sd(code: str, n: int, sd: float, r: float | None, *, day: dt.date, why:
 
 
 def _write(session: Session, *, instruments: dict[str, dict], by: str, note: str,
-           course: dict[str, dict] | None = None, rules: dict[str, object] | None = None) -> RuleSetInfo:
+           course: dict[str, dict] | None = None, rules: RuleSettings | None = None) -> RuleSetInfo:
     """A new rule set; ``course`` and ``rules`` default to those of the rule set in force."""
     current = current_rule_set(session)
     course = (current.course if current else {}) if course is None else course
@@ -200,7 +205,7 @@ def course_defaults(rule_set: RuleSetInfo | None = None) -> dict[str, dict]:
     return out
 
 
-def _score_frame(session: Session, codes: list[str]):  # type: ignore[no-untyped-def]
+def _score_frame(session: Session, codes: list[str]) -> pd.DataFrame:
     """The stored totals of ``codes`` as a core scores frame (patient_id, instrument, week, score)."""
     import pandas as pd
 
@@ -272,12 +277,12 @@ def freeze_course(session: Session, *, actor: Actor, instruments: list[str] | No
         sym_frame = _score_frame(session, symptoms)
         for code in symptoms:
             try:
-                est = estimate_symptom_course(sym_frame, code, day=day)
+                sym = estimate_symptom_course(sym_frame, code, day=day)
             except ValueError:
                 continue
-            course[code] = {"time": est.time, "slope": est.slope, "intake_slope": est.intake_slope,
-                            "intake_mean": est.intake_mean, "slope_sd": est.slope_sd, "resid_sd": est.resid_sd,
-                            "source": est.source}
+            course[code] = {"time": sym.time, "slope": sym.slope, "intake_slope": sym.intake_slope,
+                            "intake_mean": sym.intake_mean, "slope_sd": sym.slope_sd, "resid_sd": sym.resid_sd,
+                            "source": sym.source}
             done.append(code)
     info = _write(session, instruments=current.instruments, by=actor.name, course=course,
                   note=f"froze the clinic's own expected course of {', '.join(done)}")

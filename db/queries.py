@@ -10,11 +10,12 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Text, and_, case, cast, func, or_, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import ColumnElement, Executable, Text, and_, case, cast, func, or_, select
+from sqlalchemy.orm import QueryableAttribute, Session, aliased
 
 from db.access import Actor, may_see_patient, visible_patients
 from db.models import Account, DataRevision, FlagNote, Patient, Score, Setting
@@ -24,11 +25,11 @@ SCORE_COLUMNS = ["patient_id", "therapist_id", "instrument", "week", "score", "a
 
 def frame_of(rows: Sequence[Sequence[object]], columns: list[str]) -> pd.DataFrame:
     """A DataFrame from result rows, built column by column (pandas is slow on Row objects)."""
-    data = list(zip(*rows, strict=True)) if rows else [[] for _ in columns]
+    data: list[Sequence[object]] = list(zip(*rows, strict=True)) if rows else [[] for _ in columns]
     return pd.DataFrame(dict(zip(columns, data, strict=True)), columns=columns)
 
 
-def fetch_rows(session: Session, stmt) -> list[tuple]:  # type: ignore[no-untyped-def]
+def fetch_rows(session: Session, stmt: Executable) -> Sequence[Sequence[Any]]:
     """All rows of ``stmt`` as plain driver tuples (no per-row ``Row`` objects; values as the
     driver gives them: on SQLite, dates and timestamps are ISO text)."""
     result = session.connection().execute(stmt)
@@ -128,7 +129,8 @@ def read_scores(session: Session, *, actor: Actor | None, patient_code: str | No
     weeks <= N only, as if later weeks were not stored yet.
     """
     therapist = aliased(Account)
-    cols = [Patient.code, therapist.name, Score.instrument, Score.week, Score.total, Score.administered_on]
+    cols: list[QueryableAttribute[Any] | ColumnElement[Any]] = [
+        Patient.code, therapist.name, Score.instrument, Score.week, Score.total, Score.administered_on]
     if with_items:
         cols.append(cast(Score.items, Text))  # decoded in one vectorised pass, not json.loads per row
     stmt = (select(*cols).join(Patient, Score.patient_id == Patient.id)

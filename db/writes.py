@@ -12,13 +12,15 @@ import json
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypedDict
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, Text, cast, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
 from core.validation import RowError, ValidationResult
 from db import audit, flagstore
@@ -162,7 +164,7 @@ def _stored_scores(session: Session, codes: list[str]) -> pd.DataFrame:
         frame = pd.DataFrame.from_records(cursor.fetchall(), columns=cols)
         cursor.close()
         return frame[frame["patient_id"].isin(codes)]
-    rows = []
+    rows: list[object] = []
     for start in range(0, len(codes), 500):
         rows += session.execute(stmt.where(Patient.code.in_(codes[start:start + 500]))).all()
     return pd.DataFrame(rows, columns=cols)
@@ -247,7 +249,7 @@ def plan_import(session: Session, *, actor: Actor, scores: pd.DataFrame, first_r
                       **_new_people(session, frame))
 
 
-def _existing(session: Session, column, values: list[str]) -> set[str]:  # type: ignore[no-untyped-def]
+def _existing(session: Session, column: InstrumentedAttribute[str], values: list[str]) -> set[str]:
     """The ``values`` that ``column`` (``Account.name`` or ``Patient.code``) holds (chunks of 500)."""
     found: set[str] = set()
     for start in range(0, len(values), 500):
@@ -255,7 +257,12 @@ def _existing(session: Session, column, values: list[str]) -> set[str]:  # type:
     return found
 
 
-def _new_people(session: Session, frame: pd.DataFrame) -> dict[str, object]:
+class _NewPeople(TypedDict):
+    new_accounts: dict[str, tuple[str, ...]]
+    new_patients: tuple[str, ...]
+
+
+def _new_people(session: Session, frame: pd.DataFrame) -> _NewPeople:
     """``new_accounts`` and ``new_patients`` of :class:`ImportPlan` for the file's rows."""
     codes = frame["patient_id"].astype(str).unique().tolist()
     new_codes = sorted(set(codes) - _existing(session, Patient.code, codes))
@@ -359,7 +366,8 @@ def _apply_calendars(session: Session, *, actor: Actor, rows: pd.DataFrame) -> i
     session.execute(update(Patient), [{"id": int(r.id), "start_date": r.start_date, "status": r.status,
                                        "status_since": r.status_since} for r in todo.itertuples()])
     for code in todo.index:  # one audit row per changed patient (as a replaced score gets one)
-        detail = {f: {"old": old.at[code, f], "new": new.at[code, f]} for f in fields if differs.at[code, f]}
+        detail: dict[str, Any] = {f: {"old": old.at[code, f], "new": new.at[code, f]} for f in fields
+                                  if differs.at[code, f]}
         audit.record(session, actor=actor, action="patient_details", patient_code=code, reason="import", **detail)
     return int(changed.sum())
 
@@ -434,7 +442,7 @@ def _insert_new(session: Session, new: pd.DataFrame, patient_ids: dict[str, int]
     dialect = session.get_bind().dialect
     table = Score.__table__
 
-    def processor(column: str):  # type: ignore[no-untyped-def]
+    def processor(column: str) -> Callable[[Any], Any]:
         proc = table.c[column].type.bind_processor(dialect)
         return proc or (lambda v: v)
 
@@ -473,7 +481,7 @@ def apply_import(session: Session, *, actor: Actor, plan: ImportPlan, replace: b
                          f"Import with replace to overwrite them.")
     rows = plan.rows
     todo = rows[rows["change"] != "unchanged"]
-    counts = {"new": plan.new, "unchanged": plan.unchanged, "replaced": 0}
+    counts: dict[str, Any] = {"new": plan.new, "unchanged": plan.unchanged, "replaced": 0}  # Any: audit detail
     if todo.empty:
         counts["calendars"] = _apply_calendars(session, actor=actor, rows=rows)
         audit.record(session, actor=actor, action="import", file=filename, **counts)
@@ -638,8 +646,7 @@ def set_patient_calendar(session: Session, *, actor: Actor, code: str, start_dat
         if account is None or account.role != "therapist" or not account.active:
             raise ValueError(f"{therapist} is not an active therapist account; choose one from the list "
                              "(or add the account first).")
-    created = patient is None
-    if created:
+    if patient is None:
         patient = Patient(code=code, status="active")
         session.add(patient)
         session.flush()
@@ -671,8 +678,9 @@ def set_patient_calendar(session: Session, *, actor: Actor, code: str, start_dat
             setattr(patient, field_name, new)
     if changed:
         session.flush()
+        detail: dict[str, Any] = {k: {"old": o, "new": n} for k, (o, n) in changed.items()}
         audit.record(session, actor=actor, action="patient_details", patient_code=code, reason=reason or None,
-                     **{k: {"old": o, "new": n} for k, (o, n) in changed.items()})
+                     **detail)
     return changed
 
 

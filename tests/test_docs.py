@@ -23,8 +23,29 @@ def test_readme_gives_exactly_two_commands_for_a_fresh_machine() -> None:
     commands = readme_commands()
     assert len(commands) == 2 and all("\n" not in c for c in commands), commands
     start, test = commands
-    assert "requirements.txt" in start and "seed-demo" in start and "streamlit run app.py" in start
-    assert "requirements-dev.txt" in test and "pytest" in test and "chromium" in test
+    assert "seed-demo" in start and "streamlit run app.py" in start
+    assert "pytest" in test and "chromium" in test
+
+
+VENV = "python3 -m venv .venv && . .venv/bin/activate && "
+
+
+def test_both_commands_install_the_hashed_lock_into_a_virtual_environment() -> None:
+    """A stock Debian python3 refuses pip outside a venv (PEP 668): both commands make one first."""
+    start, test = readme_commands()
+    assert start.startswith(VENV + "python -m pip install --require-hashes -r requirements.lock && "), start
+    assert VENV + "python -m pip install -q --require-hashes -r requirements-dev.lock && python -m pytest" in test
+    assert "python3-venv" in test.split(" > /dev/null")[0]  # apt-get installs venv for Debian's python3
+    after_venv = [start.split(VENV, 1)[1], test.split(VENV, 1)[1]]
+    assert all("python3" not in part for part in after_venv), "after activating, `python` is the venv's"
+
+
+def test_the_readme_states_the_python_version_the_locks_are_made_for() -> None:
+    version = re.search(r'python_version = "(\d+\.\d+)"', (ROOT / "pyproject.toml").read_text()).group(1)
+    assert re.search(rf"## Start it \(fresh machine, Python {re.escape(version)},", README)
+    assert re.search(rf"## Test it \(fresh machine, Python {re.escape(version)},", README)
+    for lock in ("requirements.lock", "requirements-dev.lock"):
+        assert f"--python-version {version}" in (ROOT / lock).read_text().splitlines()[1], lock
 
 
 def test_ci_runs_the_readme_test_command_verbatim() -> None:

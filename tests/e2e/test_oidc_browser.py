@@ -26,7 +26,7 @@ def oidc_server(tmp_path: Path) -> Iterator[tuple[str, str]]:
     """(app base URL, provider base URL): a local OIDC provider and a new Streamlit server
     configured for it, over a fresh demo clinic where therapist.anna has an e-mail address."""
     oidc_provider_mock = pytest.importorskip(
-        "oidc_provider_mock", reason="pip install -r requirements-dev.txt (oidc-provider-mock)")
+        "oidc_provider_mock", reason="pip install --require-hashes -r requirements-dev.lock (oidc-provider-mock)")
     from typer.testing import CliRunner
 
     from manage import app
