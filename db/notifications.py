@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 from sqlalchemy import delete, func, insert, select, update
@@ -117,7 +118,7 @@ def enqueue_new(session: Session, *, before: pd.DataFrame, flags: pd.DataFrame, 
 def _recipients(session: Session, patient_ids: list[int]) -> pd.DataFrame:
     """Who is told about each patient: the therapist, and the active supervisors of the therapist's
     team (``audience``), with their e-mail address."""
-    rows = []
+    rows: list[Any] = []
     for start in range(0, len(patient_ids), _CHUNK):
         rows += session.execute(select(Patient.id, Account.id, Account.email, Account.team)
                                 .join(Account, Account.id == Patient.therapist_id)
@@ -137,7 +138,7 @@ def _recipients(session: Session, patient_ids: list[int]) -> pd.DataFrame:
 def _queued(session: Session, owed: pd.DataFrame) -> set[tuple[int, int, str, int, str]]:
     n = Notification
     ids = sorted({int(p) for p in owed["patient_id"]})
-    rows = []
+    rows: list[Any] = []
     for start in range(0, len(ids), _CHUNK):
         rows += session.execute(select(n.account_id, n.patient_id, n.instrument, n.week, n.event).where(
             n.patient_id.in_(ids[start:start + _CHUNK]))).all()
