@@ -293,8 +293,8 @@ def attention_table(patients: pd.DataFrame, flags: pd.DataFrame, *, scores: pd.D
         from core.notices import notice_labels
 
         codes = out["patient_id"].astype(str)
-        out["clinical_range"] = codes.map(notice_labels(notices, states=True)).fillna("").astype(str)
-        out["notices"] = codes.map(notice_labels(notices, states=False)).fillna("").astype(str)
+        out["clinical_range"] = codes.map(notice_labels(notices, states=True)).astype(object).fillna("").astype(str)
+        out["notices"] = codes.map(notice_labels(notices, states=False)).astype(object).fillna("").astype(str)
     if scores is not None:
         out = out.merge(course_summary(scores), left_on="patient_id", right_index=True, how="left")
     if reasons:

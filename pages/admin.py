@@ -4,6 +4,8 @@ API clients of the FHIR endpoint and the state of the alert e-mails.
 Every change is audited; a refusal says what is wrong and how to fix it, and changes nothing.
 """
 
+import datetime as dt
+
 import pandas as pd
 import streamlit as st
 
@@ -20,8 +22,9 @@ message = admin.flash()
 if message:
     st.success(message)
 
-tab_accounts, tab_patients, tab_caseloads, tab_rules, tab_clients, tab_notify, tab_audit = st.tabs(
-    ["Accounts", "Patients", "Move patients", "Rule parameters", "API clients", "Notifications", "Audit trail"])
+(tab_accounts, tab_patients, tab_caseloads, tab_rules, tab_clients, tab_notify, tab_backups,
+ tab_audit) = st.tabs(["Accounts", "Patients", "Move patients", "Rule parameters", "API clients", "Notifications",
+                       "Backups", "Audit trail"])
 
 with tab_accounts:
     table = admin.account_table(actor)
@@ -320,3 +323,17 @@ with tab_notify:
             "attempts": st.column_config.NumberColumn("Attempts", format="%d"),
             "created_at": st.column_config.DatetimeColumn("Queued (UTC)", format="YYYY-MM-DD HH:mm"),
             "last_error": st.column_config.TextColumn("Why", width="large")})
+
+with tab_backups:
+    history = admin.backup_history(actor)
+    level, sentence = admin.backup_state(history, dialect=admin.database_dialect(),
+                                         now=dt.datetime.now(dt.UTC))
+    {"ok": st.success, "warning": st.warning, "info": st.info}[level](sentence)
+    st.caption("Backups and restores made with `manage.py backup` and `manage.py restore`, as the audit trail "
+               "records them (newest first). A backup copies scores, patients, accounts and the audit trail; the "
+               "audit key is kept separately (docs/operations.md).")
+    if len(history):
+        st.dataframe(history, hide_index=True, width="stretch", placeholder="—", column_config={
+            "at": st.column_config.DatetimeColumn("When (UTC)", format="YYYY-MM-DD HH:mm"),
+            "actor": "Who", "action": "What", "file": st.column_config.TextColumn("File", width="large"),
+            "rows": st.column_config.NumberColumn("Audit rows in the copy", format="%d")})

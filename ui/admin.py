@@ -19,7 +19,7 @@ from core.caseload import STATUS_WORDS
 from core.exporting import to_csv_bytes
 from core.markdown import text
 from db import accounts, audit
-from db.access import Actor
+from db.access import SYSTEM, Actor
 from db.engine import session_factory, transaction
 from db.models import PATIENT_STATUSES
 from db.queries import list_patients
@@ -200,6 +200,54 @@ def verify(actor: Actor) -> tuple[bool, str]:
 
 def today() -> dt.date:
     return dt.datetime.now(dt.UTC).date()
+
+
+# --- Backups: when they ran, from the audit trail ---------------------------------------------
+#: docs/operations.md asks for a daily backup; a last backup older than this gets a warning.
+BACKUP_DUE = dt.timedelta(days=2)
+BACKUP_ACTIONS = ("backup", "restore")
+
+
+def backup_history(actor: Actor, *, limit: int = 50) -> pd.DataFrame:
+    """The last ``limit`` backups and restores recorded in the audit trail, newest first (admins
+    only): ``at``, ``actor``, ``action``, ``file`` and ``rows`` (audit rows the copy held)."""
+    with session_factory(get_engine())() as session:
+        frames = [accounts.audit_trail(session, actor=actor, action=action, limit=limit) for action in BACKUP_ACTIONS]
+    events = pd.concat(frames, ignore_index=True).sort_values("id", ascending=False).head(limit)
+    details = [json.loads(d) if isinstance(d, str) and d else {} for d in events["detail"]]
+    return pd.DataFrame({
+        "at": events["at"].to_numpy(), "actor": events["actor"].to_numpy(), "action": events["action"].to_numpy(),
+        "file": [str(d.get("file", "")) for d in details],
+        "rows": pd.array([d.get("rows", d.get("restored_rows")) for d in details], dtype="Int64")})
+
+
+def backup_state(history: pd.DataFrame, *, dialect: str, now: dt.datetime) -> tuple[str, str]:
+    """``(level, sentence)`` about the last backup: ``"ok"``, ``"warning"`` or ``"info"``; the sentence
+    is Markdown, its user parts (account, file name) escaped.
+
+    On PostgreSQL, backups are made with ``pg_dump`` outside the app and are not in the trail, so
+    the page says so rather than warn of a backup it cannot see."""
+    if dialect != "sqlite":
+        return "info", ("This clinic's database is PostgreSQL: its backups are made with pg_dump on the database "
+                        "server (docs/operations.md) and are not recorded here; check them there.")
+    made = history[history["action"] == "backup"]
+    if made.empty:
+        return "warning", ("No backup of this database is recorded. Run `python manage.py backup FILE` (daily, with "
+                           "the copy kept off this machine; docs/operations.md).")
+    last = pd.Timestamp(made["at"].iloc[0])
+    age = now - last.to_pydatetime()
+    who = made["actor"].iloc[0]
+    by = "from the command line" if who == SYSTEM.name else f"by {text(who)}"
+    when = f"{last:%Y-%m-%d %H:%M} UTC {by}, to {text(made['file'].iloc[0])}"
+    if age > BACKUP_DUE:
+        return "warning", (f"The last backup was {age.days} days ago ({when}). Run `python manage.py backup FILE` "
+                           "now and schedule it daily (docs/operations.md).")
+    return "ok", f"Last backup: {when}."
+
+
+def database_dialect() -> str:
+    """``sqlite`` or ``postgresql``: which backup advice applies."""
+    return get_engine().dialect.name
 
 
 # --- Rule parameters: the clinic's frozen, versioned numbers ----------------------------------

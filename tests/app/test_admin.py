@@ -70,7 +70,7 @@ def test_admin_page_lists_accounts_and_the_audit_trail(app_for) -> None:  # type
     at = app_for("admin", script=PAGE).run()
     assert not at.exception, at.exception
     assert [t.label for t in at.tabs] == ["Accounts", "Patients", "Move patients", "Rule parameters", "API clients",
-                                          "Notifications", "Audit trail"]
+                                          "Notifications", "Backups", "Audit trail"]
     names = at.dataframe[0].value["name"].tolist()
     assert {"admin", "therapist.anna", "supervisor.sara"} <= set(names)
     assert "password_hash" not in at.dataframe[0].value.columns
@@ -280,3 +280,45 @@ def test_patients_tab_sets_the_calendar_and_adds_a_patient(app_for, clinic: str)
     added = _patient(clinic, "P09999")
     assert added is not None and added.status == "active"
     assert _last_event(clinic, "create_patient")["patient_code"] == "P09999"
+
+
+def test_the_backups_tab_says_when_the_last_backup_ran(app_for, clinic: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from db.backup import backup_database
+
+    engine = make_engine(clinic)
+    at = app_for("admin", script=PAGE).run()
+    assert not at.exception, at.exception
+    if engine.dialect.name != "sqlite":  # pg_dump runs outside the app: the tab says where to look
+        assert any("pg_dump" in i.value for i in at.info), [i.value for i in at.info]
+        engine.dispose()
+        return
+    assert any("No backup of this database is recorded" in w.value for w in at.warning), [w.value for w in at.warning]
+    target = tmp_path / "clinic-backup.db"
+    backup_database(engine, target)
+    engine.dispose()
+    at.run()
+    assert not at.exception, at.exception
+    assert any(s.value.startswith("Last backup: ") and "from the command line" in s.value
+               for s in at.success), [s.value for s in at.success]
+    history = [d.value for d in at.dataframe if "file" in d.value.columns][0]
+    assert history["action"].tolist()[0] == "backup" and history["file"].tolist()[0] == str(target)
+    assert int(history["rows"].iloc[0]) > 0
+
+
+def test_a_stale_backup_warns_and_postgresql_points_to_pg_dump() -> None:
+    import datetime as dt
+
+    import pandas as pd
+
+    from ui.admin import backup_state
+
+    now = dt.datetime(2026, 12, 4, 12, tzinfo=dt.UTC)
+    history = pd.DataFrame({"at": [pd.Timestamp("2026-11-30 02:00", tz="UTC")], "actor": ["admin"],
+                            "action": ["backup"], "file": ["/backups/a.db"], "rows": pd.array([10], dtype="Int64")})
+    level, sentence = backup_state(history, dialect="sqlite", now=now)
+    assert level == "warning" and "4 days ago" in sentence and "manage.py backup" in sentence
+    level, sentence = backup_state(history, dialect="sqlite", now=now - dt.timedelta(days=3))
+    assert level == "ok" and sentence.startswith("Last backup: 2026-11-30 02:00 UTC by admin")
+    restored_only = history.assign(action=["restore"])
+    assert backup_state(restored_only, dialect="sqlite", now=now)[0] == "warning"
+    assert backup_state(history, dialect="postgresql", now=now)[0] == "info"
