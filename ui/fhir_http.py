@@ -16,9 +16,10 @@ saying what is wrong and how to fix it: 400 (not JSON, not a QuestionnaireRespon
 Bundle), 401 (no, unknown or revoked token; nothing is read or written), 409 (conflict with a
 stored score), 413 (body over ``ALLIANCE_FHIR_MAX_BYTES``, refused before parsing: by its
 Content-Length, and by stopping the read at the limit), 422 (the resources do not validate), 503
-(concurrent writers kept winning; send again). Every request of an authenticated client is in the
-audit trail as ``fhir_request`` under ``api:NAME``; a refused token as ``api_auth_failed``.
-The blocking work runs in Starlette's thread pool.
+(concurrent writers kept winning; send again). Any other request under ``/fhir/`` (a read, another
+resource type or method) gets 401 without a valid token and 403 with one. Every request of an
+authenticated client is in the audit trail as ``fhir_request`` under ``api:NAME``; a refused token
+as ``api_auth_failed``. The blocking work runs in Starlette's thread pool.
 """
 
 from __future__ import annotations
@@ -255,15 +256,19 @@ def _audit_request(client: Client, address: str | None, status: int, **detail: A
                      **detail)
 
 
+def _no_token() -> Response:
+    return outcome(401, [issue("The request carries no valid bearer token (missing, unknown or revoked); send "
+                               "Authorization: Bearer TOKEN with a token from manage.py create-api-client. "
+                               "Nothing was written.", code="login")],
+                   headers={"WWW-Authenticate": 'Bearer realm="fhir"'})
+
+
 async def intake_route(request: Request) -> Response:
     """``POST /fhir/QuestionnaireResponse`` (module docstring)."""
     address = _address(request)
     client = await run_in_threadpool(_authenticate, _bearer(request), address)
     if client is None:
-        return outcome(401, [issue("The request carries no valid bearer token (missing, unknown or revoked); send "
-                                   "Authorization: Bearer TOKEN with a token from manage.py create-api-client. "
-                                   "Nothing was written.", code="login")],
-                       headers={"WWW-Authenticate": 'Bearer realm="fhir"'})
+        return _no_token()
     limit = max_bytes()
     try:
         body = await _read_body(request, limit)
@@ -276,7 +281,21 @@ async def intake_route(request: Request) -> Response:
     return JSONResponse(answer, status_code=status, media_type=FHIR_JSON, headers={"Cache-Control": "no-store"})
 
 
+async def other_route(request: Request) -> Response:
+    """Every other request under ``/fhir/`` (a read, another resource type, another method): 401
+    without a valid token, 403 with one, since a client may only send scores. Never the app's page."""
+    address = _address(request)
+    client = await run_in_threadpool(_authenticate, _bearer(request), address)
+    if client is None:
+        return _no_token()
+    await run_in_threadpool(_audit_request, client, address, 403, problem=f"{request.method} {request.url.path}")
+    return outcome(403, [issue(f"This client may only send scores (POST {INTAKE_PATH}, one QuestionnaireResponse "
+                               f"or a transaction Bundle); {request.method} {request.url.path} is not offered, and "
+                               "no route reads patient data. Nothing was read or written.", code="forbidden")])
+
+
 FHIR_ROUTES = [
     Route(METADATA_PATH, metadata_route, methods=["GET"]),
     Route(INTAKE_PATH, intake_route, methods=["POST"]),
+    Route("/fhir/{rest:path}", other_route, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]),
 ]

@@ -186,6 +186,34 @@ def test_missing_wrong_or_revoked_token_gets_401_and_writes_nothing(intake: Inta
     assert count(intake.db) == before and stored(intake.db, "P09003") == {}
 
 
+def request(base: str, method: str, path: str, token: str | None, body: bytes | None = None) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    req = urllib.request.Request(f"{base}{path}", data=body, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/fhir/QuestionnaireResponse"),
+                                              ("GET", "/fhir/QuestionnaireResponse/1"),
+                                              ("GET", "/fhir/Patient?identifier=P00001"),
+                                              ("POST", "/fhir/Patient"), ("DELETE", "/fhir/QuestionnaireResponse"),
+                                              ("POST", "/fhir/metadata")])
+def test_a_client_may_only_write_scores_anything_else_is_403_and_without_a_token_401(
+        intake: Intake, method: str, path: str) -> None:
+    before = count(intake.db)
+    body = json.dumps(qr("P09004")).encode() if method == "POST" else None
+    status, answer = request(intake.base, method, path, intake.token, body)
+    assert status == 403, answer
+    assert answer["resourceType"] == "OperationOutcome" and answer["issue"][0]["code"] == "forbidden"
+    assert "may only send scores" in answer["issue"][0]["diagnostics"]
+    status, answer = request(intake.base, method, path, None, body)
+    assert status == 401 and answer["issue"][0]["code"] == "login"  # never the app's page
+    assert count(intake.db) == before and stored(intake.db, "P09004") == {}
+
+
 def _with(resource: dict[str, Any], **changes: Any) -> dict[str, Any]:
     out = copy.deepcopy(resource)
     for key, value in changes.items():
