@@ -7,6 +7,7 @@ data, not a formula, and stays readable.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -36,5 +37,15 @@ def scores_for_export(scores: pd.DataFrame) -> pd.DataFrame:
     out = scores[cols + items].copy()
     for c in items:
         out[c] = out[c].astype("Int64")
-    out["score"] = out["score"].map(lambda v: f"{v:g}")
+    out["score"] = general_format(out["score"].to_numpy(dtype=np.float64))
     return out.sort_values(["patient_id", "week", "instrument"], ignore_index=True)
+
+
+def general_format(values: np.ndarray) -> np.ndarray:
+    """``f"{v:g}"`` of every value, vectorised for the whole numbers scores nearly always are
+    (below 10**6 ``g`` writes them as plain integers); the others one by one."""
+    whole = np.isfinite(values) & (values == np.round(values)) & (np.abs(values) < 1e6) & ~np.signbit(values)
+    out = np.empty(len(values), dtype=object)
+    out[whole] = values[whole].astype(np.int64).astype(str)
+    out[~whole] = [f"{v:g}" for v in values[~whole]]
+    return out

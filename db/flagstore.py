@@ -31,9 +31,7 @@ committed scores. ``refresh-flags --check`` (:func:`check`) compares stored with
 from __future__ import annotations
 
 import datetime as dt
-import gc
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
@@ -45,6 +43,8 @@ from core import flag_time
 from core.caseload import current_weeks
 from core.flags import FLAG_COLUMNS, RULES_REVISION, FlagConfig, compute_flags, empty_flags
 from db.access import SYSTEM, Actor, visible_patients
+from db.columnar import CHUNK as _CHUNK
+from db.columnar import per_distinct, score_columns, strings
 from db.engine import bump_revision, session_factory, transaction
 from db.models import Account, Patient, Setting, StoredFlag
 from db.notes import PATIENT_LEVEL
@@ -58,7 +58,6 @@ COMPUTED_FOR = "flags_rules_version"
 #: Columns stored beside the ``core.flags`` ones.
 STORED_EXTRA = ["administered_on", "rules_version", "raised_at"]
 _STORED_FLAG_COLUMNS = [c for c in FLAG_COLUMNS if c != "therapist_id"]
-_CHUNK = 500
 
 
 # --------------------------------------------------------------------------- reading scores
@@ -71,12 +70,12 @@ def scores_for_flags(session: Session, *, patient_ids: list[int] | None = None) 
     and ``entered_at`` (UTC).
 
     Read through the caller's own connection (so a transaction that has just written scores
-    sees them), column by column (:func:`_score_columns`): ``COPY … TO STDOUT`` parsed by Arrow on
+    sees them), column by column (:func:`db.columnar.score_columns`): ``COPY … TO STDOUT`` parsed by Arrow on
     PostgreSQL, the driver's tuples transposed on SQLite. Patient codes come from the
     ``patients`` table (10,000 rows), not from a join onto every score.
     """
     ids = None if patient_ids is None else [int(p) for p in patient_ids]
-    cols = _score_columns(session, ids)
+    cols = score_columns(session, ids)
     stmt = select(Patient.id, Patient.code)
     if ids is not None:
         stmt = stmt.where(Patient.id.in_(sorted(set(ids))))
@@ -85,123 +84,16 @@ def scores_for_flags(session: Session, *, patient_ids: list[int] | None = None) 
     at = pd.Index(np.array([k for k, _ in known], dtype=np.int64)).get_indexer(pid)
     frame = pd.DataFrame({
         "_pid": pid,
-        "patient_id": _strings(pa.array([c for _, c in known], type=pa.string()).take(pa.array(at))),
-        "instrument": _strings(cols["instrument"]),
+        "patient_id": strings(pa.array([c for _, c in known], type=pa.string()).take(pa.array(at))),
+        "instrument": strings(cols["instrument"]),
         "week": cols["week"],
         "score": cols["score"],
-        "administered_on": _per_distinct(cols["administered_on"], _date).astype(object),
+        "administered_on": per_distinct(cols["administered_on"], _date).astype(object),
         "entered_at": cols["entered_at"],
     })
     matrix = decode_items(pd.Series(cols["items"], dtype=object))
     items = pd.DataFrame(matrix, columns=[f"item_{n + 1}" for n in range(matrix.shape[1])], index=frame.index)
     return pd.concat([frame, items], axis=1)
-
-
-def _strings(values: pa.Array | pa.ChunkedArray | np.ndarray) -> pd.Series:
-    """Text values (an Arrow array, or a NumPy array of ``str``) as pandas' ``str`` dtype."""
-    if isinstance(values, (pa.Array, pa.ChunkedArray)):
-        return values.to_pandas()  # Arrow-backed: no Python object per value
-    return pd.Series(pd.array(values, dtype="str"))
-
-
-def _per_distinct(values: pa.Array | pa.ChunkedArray | np.ndarray,
-                  convert: Callable[[pd.Series], pd.Series]) -> pd.Series:
-    """``convert`` applied once per distinct value (a write stamps all its rows alike); ``values``
-    an Arrow array or a NumPy array of objects."""
-    if isinstance(values, (pa.Array, pa.ChunkedArray)):
-        encoded = pa.chunked_array([values]) if isinstance(values, pa.Array) else values
-        encoded = encoded.dictionary_encode().combine_chunks()
-        codes = encoded.indices.to_numpy(zero_copy_only=False)
-        distinct = encoded.dictionary.to_numpy(zero_copy_only=False)
-    else:
-        codes, distinct = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=False)
-    converted = convert(pd.Series(distinct, dtype=object))
-    return pd.Series(converted.array.take(codes) if len(codes) else converted.array[:0])
-
-
-def _score_columns(session: Session, ids: list[int] | None) -> dict:
-    """The columns a flag needs of the scores of ``ids`` (all when ``None``), as arrays."""
-    where = []
-    if ids is not None:
-        chunks = [ids[k:k + _CHUNK] for k in range(0, len(ids), _CHUNK)] or [[]]
-        where = [" WHERE patient_id IN (" + (", ".join(str(p) for p in c) or "NULL") + ")" for c in chunks]
-    raw = session.connection().connection.dbapi_connection
-    if session.get_bind().dialect.name == "postgresql":
-        return _pg_score_columns(raw, where or [""])
-    return _sqlite_score_columns(raw, where or [""])
-
-
-_NAMES = ["_pid", "instrument", "week", "score", "administered_on", "entered_at", "items"]
-
-
-def _sqlite_score_columns(raw: Any, where: list[str]) -> dict:  # raw: the sqlite3 connection
-    # the driver's tuples, transposed with the cyclic garbage collector paused: a million fresh
-    # tuples otherwise trigger full collections (the transpose took 0.73 s instead of 0.21 s).
-    # Not ADBC: its SQLite driver links a second copy of SQLite into the process, and two copies
-    # on one file break each other's POSIX locks ("disk I/O error" in the tests; sqlite.org,
-    # "How To Corrupt An SQLite Database File", 2.2.1).
-    sql = "SELECT patient_id, instrument, week, total, administered_on, entered_at, items FROM scores"
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        cursor = raw.cursor()
-        try:
-            rows = cursor.execute(sql + where[0]).fetchall()
-            for w in where[1:]:
-                rows += cursor.execute(sql + w).fetchall()
-        finally:
-            cursor.close()
-        columns = list(zip(*rows, strict=True)) if rows else [()] * len(_NAMES)
-        del rows
-    finally:
-        if was_enabled:
-            gc.enable()
-    out = dict(zip(_NAMES, columns, strict=True))
-    return {
-        "_pid": np.array(out["_pid"], dtype=np.int64),
-        "instrument": pa.array(out["instrument"], type=pa.string()),
-        "week": np.array(out["week"], dtype=np.int64),
-        "score": np.array(out["score"], dtype=np.float64),
-        "administered_on": np.array(out["administered_on"], dtype=object),
-        "entered_at": _per_distinct(pa.array(out["entered_at"], type=pa.string()), _utc).array,
-        "items": np.array(out["items"], dtype=object),
-    }
-
-
-def _pg_score_columns(raw: Any, where: list[str]) -> dict:  # raw: the psycopg connection
-    # COPY in CSV, parsed by Arrow: no Python object per value. Times as whole microseconds
-    # since the epoch (exact), dates and item lists as text; an empty unquoted field is NULL.
-    from pyarrow import csv
-
-    sql = ("SELECT patient_id, instrument, week, total, administered_on::text, "
-           "(extract(epoch FROM entered_at) * 1000000)::bigint, items::text FROM scores")
-    buffer = bytearray()
-    with raw.cursor() as cursor:
-        for w in where:
-            with cursor.copy(f"COPY ({sql}{w}) TO STDOUT WITH (FORMAT csv)") as copy:
-                for block in copy:
-                    buffer += block
-    if not buffer:
-        empty = np.array([], dtype=object)
-        return {"_pid": np.array([], dtype=np.int64), "instrument": empty, "week": np.array([], dtype=np.int64),
-                "score": np.array([], dtype=np.float64), "administered_on": empty,
-                "entered_at": pd.array([], dtype="datetime64[us, UTC]"), "items": empty}
-    types = {"_pid": pa.int64(), "instrument": pa.string(), "week": pa.int64(), "score": pa.float64(),
-             "administered_on": pa.string(), "entered_at": pa.int64(), "items": pa.string()}
-    table = csv.read_csv(pa.BufferReader(bytes(buffer)),
-                         read_options=csv.ReadOptions(column_names=_NAMES),
-                         convert_options=csv.ConvertOptions(column_types=types, strings_can_be_null=True,
-                                                            quoted_strings_can_be_null=False))
-    col = {n: table.column(n) for n in _NAMES}
-    return {
-        "_pid": col["_pid"].to_numpy(),
-        "instrument": col["instrument"],
-        "week": col["week"].to_numpy(),
-        "score": col["score"].to_numpy(),
-        "administered_on": col["administered_on"].to_numpy(zero_copy_only=False),
-        "entered_at": pd.to_datetime(col["entered_at"].to_numpy(), unit="us", utc=True).as_unit("us").array,
-        "items": col["items"].to_numpy(zero_copy_only=False),
-    }
 
 
 # --------------------------------------------------------------------------- computing

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import ColumnElement, Executable, Text, and_, case, cast, func, or_, select
-from sqlalchemy.orm import QueryableAttribute, Session, aliased
+from sqlalchemy import Executable, Text, and_, case, cast, func, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from db.access import Actor, may_see_patient, visible_patients
 from db.models import Account, DataRevision, FlagNote, Patient, Score, Setting
@@ -127,31 +127,47 @@ def read_scores(session: Session, *, actor: Actor | None, patient_code: str | No
     ``patient_code`` / ``patient_codes`` keep one patient / these patients (in one query).
     ``with_items`` adds ``item_1 … item_K`` (float, NaN where absent); ``as_of_week`` keeps
     weeks <= N only, as if later weeks were not stored yet.
+
+    Two reads: the patients the actor may see (``visible_patients``, with their codes and
+    therapists) and their scores column by column (:func:`db.columnar.score_columns`: the
+    ``scores`` table alone, no join repeating a code and a name on every row). When the actor
+    sees every patient the scores are read without an id list; rows of a patient outside the
+    visible set (one added meanwhile) are dropped, so the answer never exceeds the access rule.
     """
+    from db import columnar
+
     therapist = aliased(Account)
-    cols: list[QueryableAttribute[Any] | ColumnElement[Any]] = [
-        Patient.code, therapist.name, Score.instrument, Score.week, Score.total, Score.administered_on]
-    if with_items:
-        cols.append(cast(Score.items, Text))  # decoded in one vectorised pass, not json.loads per row
-    stmt = (select(*cols).join(Patient, Score.patient_id == Patient.id)
+    stmt = (select(Patient.id, Patient.code, therapist.name)
             .outerjoin(therapist, Patient.therapist_id == therapist.id)
-            .where(Score.patient_id.in_(visible_patients(actor))))
+            .where(Patient.id.in_(visible_patients(actor))))
     if patient_code is not None:
         stmt = stmt.where(Patient.code == patient_code)
     if patient_codes is not None:
         stmt = stmt.where(Patient.code.in_(list(patient_codes)))
-    if instruments:
-        stmt = stmt.where(Score.instrument.in_(instruments))
-    if as_of_week is not None:
-        stmt = stmt.where(Score.week <= as_of_week)
-    # Driver tuples on the session's connection (same transaction): no Row objects.
-    names = SCORE_COLUMNS + (["items"] if with_items else [])
-    frame = pd.DataFrame.from_records(fetch_rows(session, stmt), columns=names)
-    frame["week"] = frame["week"].astype("int64")
-    frame["score"] = frame["score"].astype("float64")
-    frame["administered_on"] = date_objects(frame["administered_on"])
+    patients = fetch_rows(session, stmt)
+    ids = np.array([p[0] for p in patients], dtype=np.int64)
+    everyone = (patient_code is None and patient_codes is None and len(ids) > columnar.CHUNK
+                and len(ids) == session.scalar(select(func.count()).select_from(Patient)))
+    cols = columnar.score_columns(session, None if everyone else ids.tolist(), instruments=instruments or None,
+                                  max_week=as_of_week, items=with_items)
+    at = pd.Index(ids).get_indexer(cols["_pid"])
+    keep = at >= 0
+    at = at[keep]
+    codes = np.array([p[1] for p in patients], dtype=object)
+    names = np.array([p[2] for p in patients], dtype=object)
+    frame = pd.DataFrame({
+        "patient_id": pd.Series(codes[at], dtype="str"),
+        "therapist_id": pd.Series(names[at], dtype="str"),
+        "instrument": columnar.strings(cols["instrument"])[keep].reset_index(drop=True),
+        "week": cols["week"][keep],
+        "score": cols["score"][keep],
+        "administered_on": columnar.per_distinct(np.asarray(cols["administered_on"], dtype=object)[keep],
+                                                 date_objects).astype(object),
+    })
+    if frame.empty:  # as pandas builds an empty frame from no rows: text columns of objects
+        frame = frame.astype({"patient_id": object, "therapist_id": object, "instrument": object})
     if with_items:
-        matrix = decode_items(frame.pop("items"))
+        matrix = decode_items(pd.Series(np.asarray(cols["items"], dtype=object)[keep], dtype=object))
         items = pd.DataFrame(matrix, columns=[f"item_{n + 1}" for n in range(matrix.shape[1])], index=frame.index)
         frame = pd.concat([frame, items], axis=1)
     return frame.sort_values(["patient_id", "instrument", "week"], ignore_index=True)
