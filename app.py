@@ -41,12 +41,14 @@ def run_script() -> None:
         st.error(problem)
         st.stop()
     actor = current_actor()
-    allowed = [st.Page(file, title=title, icon=icon, url_path=url or None, default=(url == ""))
-               for url, (file, title, icon, roles) in PAGES.items()
-               if actor is None or actor.role in roles]
-    # Logged out: every page stays reachable by its URL and shows the login form itself, so a
-    # shared link (e.g. /patient?patient=P00042) opens the right page after logging in.
-    navigation = st.navigation(allowed, position="sidebar" if actor else "hidden")
+    # Every page stays reachable by its URL and guards itself (ui.session.require): logged out it
+    # shows the login form, so a shared link (e.g. /patient?patient=P00042) opens the right page
+    # after logging in; logged in, a page of another role says so ("This page is not part of
+    # your role") instead of Streamlit's "Page not found". The menu lists the role's pages only.
+    pages = [st.Page(file, title=title, icon=icon, url_path=url or None, default=(url == ""),
+                     visibility="visible" if actor is not None and actor.role in roles else "hidden")
+             for url, (file, title, icon, roles) in PAGES.items()]
+    navigation = st.navigation(pages, position="sidebar" if actor else "hidden")
     navigation.run()
 
 

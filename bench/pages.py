@@ -30,6 +30,8 @@ imported its modules as a server that has been running has; "first visit" then m
 for that user and data version, not the first after the server started.
 
 Also shown (no target): the admin's "Patients" (all 10,000) after login and from the menu.
+The server's resident memory (``VmRSS``, and its peak ``VmHWM``) after the admin's pages and
+after each write: ``--repeat 10`` gives ten data revisions (issue 19's target: <= 500 MB).
 Prints n, median, min and max per row and the 1-minute load average before and after.
 Not part of the pass/fail suite.
 """
@@ -65,6 +67,12 @@ MY_PATIENTS_CAPTION = r"(\d+) of (\d+) patients shown"
 
 def loadavg() -> str:
     return Path("/proc/loadavg").read_text().split()[0]
+
+
+def memory_mb(pid: int) -> tuple[float, float]:
+    """The server process's resident memory now and its peak (``VmRSS``, ``VmHWM``), in MB."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
 
 def settle(page) -> None:  # type: ignore[no-untyped-def]
@@ -199,6 +207,7 @@ def main() -> None:
     proc, base = start_server(args.db, Path("/tmp/alliance-bench-pages-streamlit.log"))
     results: dict[str, list[float]] = {}
     imports: list[float] = []
+    memory: list[tuple[str, float, float]] = []
     load_before = loadavg()
 
     def add(label: str, value: float) -> None:
@@ -256,12 +265,14 @@ def main() -> None:
                 on, off = my_patients_filter(page, "Patients")
                 add("(d) Patients, admin (10,000): filter on", on)
                 add("(d) Patients, admin (10,000): filter cleared", off)
+            memory.append(("after the admin's pages, before the writes", *memory_mb(proc.pid)))
             for row in writes:
                 imports.append(import_one(args.db, row))
                 add("(c) Caseload, admin: from the menu right after one new score",
                     navigate(page, "Caseload", "Caseload"))
                 add("    Patients, admin (10,000): from the menu after that write",
                     navigate(page, "My patients", "Patients"))
+                memory.append((f"after data revision {len(imports)} and the admin's two pages", *memory_mb(proc.pid)))
             context.close()
             browser.close()
     finally:
@@ -271,6 +282,12 @@ def main() -> None:
     print(f"machine: {machine()}; 10,000 patients x 52 weeks, {stored:,} stored flags "
           f"({args.db.split('@')[-1]}); 1-min load average {load_before} before, {load_after} after")
     print(f"one-row imports through manage.py: median {statistics.median(imports):.2f} s (process start included)")
+    for label, rss, peak in memory:
+        print(f"server memory {label}: {rss:.0f} MB (peak so far {peak:.0f} MB)")
+    if memory:
+        peak = max(m[2] for m in memory)
+        print(f"server peak memory over {len(imports)} data revisions: {peak:.0f} MB (target <= 500 MB) "
+              f"{'PASS' if peak <= 500 else 'MISS'}")
     for label, values in sorted(results.items(), key=lambda kv: kv[0].strip()[:3] + kv[0]):
         target = TARGETS.get(label[:3])
         verdict = "" if target is None else ("PASS" if statistics.median(values) <= target else "MISS")

@@ -20,6 +20,8 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from ui import cache as ui_cache
+
 ROOT = Path(__file__).resolve().parent.parent
 SENTINEL = "41.73919"
 SENTINEL_PATIENT = "P77001"
@@ -111,6 +113,7 @@ def test_app_pages_log_no_health_data(sentinel_db, monkeypatch: pytest.MonkeyPat
         lg.addHandler(handler)
     try:
         st.cache_data.clear()
+        ui_cache.clear()
         import ui.session
         from tests.app.conftest import TEST_COOKIE, actor_for, log_in
 
@@ -129,6 +132,7 @@ def test_app_pages_log_no_health_data(sentinel_db, monkeypatch: pytest.MonkeyPat
         for lg in loggers:
             lg.removeHandler(handler)
         st.cache_data.clear()
+        ui_cache.clear()
     out, err = capfd.readouterr()
     for line in handler.lines:
         assert not PATTERN.search(line), line

@@ -273,7 +273,8 @@ def parameter_table(actor: Actor) -> tuple[int | None, pd.DataFrame, pd.DataFram
     history = pd.DataFrame([{"version": s.version, "created_at": s.created_at, "created_by": s.created_by,
                              "note": s.note} for s in reversed(sets)])
     table = pd.DataFrame(rows)
-    table["week1"] = table["instrument"].map({c: f"{n} (SD {sd:.2f})" for c, (n, sd) in own.items()}).fillna("none")
+    week1 = {c: f"{n} (SD {sd:.2f})" for c, (n, sd) in own.items()}
+    table["week1"] = table["instrument"].map(week1).astype(object).fillna("none")
     return current.version, table[["instrument", "sd", "r", "rc", "week1", "source"]], history
 
 

@@ -1,9 +1,10 @@
 """Cached loaders for the pages.
 
-``st.cache_data`` is shared by every user of the server, so each loader takes the acting
-user (:class:`db.access.Actor`) among its arguments: a result is only ever returned to the
-user it was computed for. ``version`` (``db.queries.data_version``) is part of the key too,
-so results are recomputed once per data change, not on every rerun.
+The cache (:mod:`ui.cache`) is shared by every user of the server, so each loader takes the
+acting user (:class:`db.access.Actor`) among its arguments: a result is only ever returned to
+the user it was computed for. ``version`` (``db.queries.data_version``) decides whether the
+entry is current: results are recomputed once per data change, not on every rerun, and the
+older version's result is dropped.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from db.flags import read_flags
 from db.notes import mark_flag
 from db.queries import PatientInfo, data_version, list_patients, patient_info, read_scores, risk_item_coverage
 from db.visits import record_visit
+from ui.cache import cached
 from ui.session import get_engine, guard_download
 
 
@@ -34,19 +36,19 @@ def current_version() -> tuple[int, ...]:
         return data_version(session)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+@cached()
 def load_patients(actor: Actor, version: tuple[int, ...]) -> pd.DataFrame:
     with session_factory(get_engine())() as session:
         return list_patients(session, actor=actor)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+@cached()
 def load_flags(actor: Actor, version: tuple[int, ...]) -> pd.DataFrame:
     with session_factory(get_engine())() as session:
         return read_flags(session, actor=actor)
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
+@cached()
 def load_patient(actor: Actor, code: str, version: tuple[int, ...]) -> tuple[PatientInfo | None,
                                                                               pd.DataFrame, pd.DataFrame]:
     """Patient, scores (with items) and flags; (None, empty, empty) alike for unknown and forbidden."""
@@ -57,7 +59,7 @@ def load_patient(actor: Actor, code: str, version: tuple[int, ...]) -> tuple[Pat
             return None, pd.DataFrame(), pd.DataFrame()
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
+@cached()
 def load_expected(actor: Actor, code: str, version: tuple[int, ...]) -> pd.DataFrame:
     """What the rules expected of each of the patient's weeks (``core.flags.expected_courses``)."""
     info, scores, _ = load_patient(actor, code, version)
@@ -106,7 +108,7 @@ def audit_view(actor: Actor, code: str) -> None:
 CASELOAD_INSTRUMENTS = ["WAI-SR", "WAI-P", "SPIN", "PHQ-9", "GAD-7"]
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+@cached()
 def load_caseload(actor: Actor, version: tuple[int, ...]) -> tuple[pd.DataFrame, pd.Series]:
     """The attention table with latest scores and sparklines, and the open count by reason."""
     patients = load_patients(actor, version)
@@ -118,7 +120,7 @@ def load_caseload(actor: Actor, version: tuple[int, ...]) -> tuple[pd.DataFrame,
     return attention_table(patients, flags, scores=scores, notices=notices), open_counts(patients, flags)
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
+@cached()
 def load_patient_notices(actor: Actor, code: str, version: tuple[int, ...]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The patient's row of ``list_patients`` and their risk-item coverage (for ``core.notices``)."""
     with session_factory(get_engine())() as session:

@@ -2,9 +2,9 @@
 meeting (``/clinic``).
 
 As in :mod:`ui.loaders`, every cached loader takes the acting user (:class:`db.access.Actor`)
-and the data version (``db.queries.data_version``) among its arguments: ``st.cache_data``
-is shared by every user of the server, so a result only goes back to the user it was made
-for, and it is recomputed once per data change. The multilevel analysis is cached per
+and the data version (``db.queries.data_version``) among its arguments: the cache
+(:mod:`ui.cache`) is shared by every user of the server, so a result only goes back to the
+user it was made for, and it is recomputed once per data change. The multilevel analysis is cached per
 (actor, version, symptom, alliance, scope): a rerun of the clinic page does not refit.
 """
 
@@ -30,6 +30,7 @@ from db.access import Actor
 from db.caseload import list_teams, read_alerts, read_scope
 from db.engine import session_factory, transaction
 from db.queries import list_patients, read_scores, risk_item_coverage
+from ui.cache import cached
 from ui.loaders import current_version
 from ui.session import get_engine, guard_download
 
@@ -38,14 +39,14 @@ __all__ = ["audit_once", "csv_download", "current_version", "handout_download", 
            "load_scope_expected", "load_teams", "png_download"]
 
 
-@st.cache_data(show_spinner="Checking every patient's course…", max_entries=64)
+@cached(spinner="Checking every patient's course…")
 def load_alerts(actor: Actor, version: tuple[int, ...], today: dt.date) -> pd.DataFrame:
     """Every flag of the patients ``actor`` may see, with age in days (``db.caseload.read_alerts``)."""
     with session_factory(get_engine())() as session:
         return read_alerts(session, actor=actor, today=today)
 
 
-@st.cache_data(show_spinner="Reading every open alert…", max_entries=64)
+@cached(spinner="Reading every open alert…")
 def load_caseload_table(actor: Actor, version: tuple[int, ...], today: dt.date) -> pd.DataFrame:
     """The caseload scan's table: ``core.meeting.caseload_table`` of ``db.caseload.read_alerts``.
 
@@ -57,7 +58,7 @@ def load_caseload_table(actor: Actor, version: tuple[int, ...], today: dt.date) 
         return caseload_table(read_alerts(session, actor=actor, today=today))
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+@cached()
 def load_blind_spots(actor: Actor, version: tuple[int, ...]) -> pd.DataFrame:
     """What the monitor cannot check for the visible patients (``core.notices``: a risk item not
     answered or not imported, no start date); no scores are read."""
@@ -71,7 +72,7 @@ def load_blind_spots(actor: Actor, version: tuple[int, ...]) -> pd.DataFrame:
 COURSE_INSTRUMENTS = ["WAI-SR", "WAI-P"]
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
+@cached()
 def load_course_scores(actor: Actor, version: tuple[int, ...], codes: tuple[str, ...]) -> pd.DataFrame:
     """The WAI-SR and WAI-P scores of the patients ``codes`` (those the small multiples draw),
     read in one query with ``actor``'s rights: a patient ``actor`` may not see contributes no rows."""
@@ -79,14 +80,14 @@ def load_course_scores(actor: Actor, version: tuple[int, ...], codes: tuple[str,
         return read_scores(session, actor=actor, patient_codes=codes, instruments=COURSE_INSTRUMENTS)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+@cached()
 def load_teams(actor: Actor, version: tuple[int, ...]) -> list[str]:
     """The teams whose patients ``actor`` may see."""
     with session_factory(get_engine())() as session:
         return list_teams(session, actor=actor)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+@cached()
 def load_scope(actor: Actor, version: tuple[int, ...], team: str | None, started_from: dt.date | None,
                started_to: dt.date | None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(patients, scores) of a clinic-meeting scope within what ``actor`` may see."""
@@ -94,7 +95,7 @@ def load_scope(actor: Actor, version: tuple[int, ...], team: str | None, started
         return read_scope(session, actor=actor, team=team, started_from=started_from, started_to=started_to)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+@cached()
 def load_scope_expected(actor: Actor, version: tuple[int, ...], team: str | None, started_from: dt.date | None,
                         started_to: dt.date | None) -> pd.DataFrame:
     """What the rules expected of each week in a clinic-meeting scope (``core.flags.expected_courses``)."""
@@ -107,7 +108,7 @@ def load_scope_expected(actor: Actor, version: tuple[int, ...], team: str | None
         return _expected(session, scores)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+@cached()
 def load_scope_alerts(actor: Actor, version: tuple[int, ...], today: dt.date, team: str | None,
                       started_from: dt.date | None, started_to: dt.date | None) -> pd.DataFrame:
     """The flags (with ages) of the patients in a clinic-meeting scope."""

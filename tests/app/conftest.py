@@ -18,6 +18,7 @@ from streamlit.testing.v1 import AppTest
 from db.access import Actor
 from db.engine import make_engine, session_factory
 from db.models import Account
+from ui import cache as ui_cache
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 TIMEOUT = 60
@@ -73,6 +74,7 @@ def app_as(demo_db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[
     """Factory of AppTests of app.py over the demo clinic, logged in as ``name`` (None: logged out)."""
     monkeypatch.setenv("ALLIANCE_DB_URL", demo_db)
     st.cache_data.clear()
+    ui_cache.clear()
 
     def make(name: str | None, *, script: str = "app.py") -> AppTest:
         at = AppTest.from_file(str(ROOT / script), default_timeout=TIMEOUT)
@@ -82,6 +84,7 @@ def app_as(demo_db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[
 
     yield make
     st.cache_data.clear()
+    ui_cache.clear()
 
 
 def shown(markdown: str) -> str:

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from db.engine import make_engine, transaction
 from manage import app
 from tests.app.conftest import ROOT, TIMEOUT, log_in, main_text
+from ui import cache as ui_cache
 
 
 def _page(url: str, name: str, script: str) -> AppTest:
@@ -30,6 +31,7 @@ def _new_patients(at: AppTest) -> set[str]:
 
 def test_a_flag_raised_after_the_last_visit_is_marked_new_once(writable_demo: str, tmp_path: Path) -> None:
     st.cache_data.clear()
+    ui_cache.clear()
     engine = make_engine(writable_demo)
     with transaction(engine) as session:  # other tests' AppTests visited the demo clinic's pages
         session.execute(text("DELETE FROM page_visits"))
@@ -55,3 +57,4 @@ def test_a_flag_raised_after_the_last_visit_is_marked_new_once(writable_demo: st
     third = _page(writable_demo, "therapist.anna", "pages/my_patients.py")
     assert _new_patients(third) == set() and "No flags are new since your last visit" in main_text(third)
     st.cache_data.clear()
+    ui_cache.clear()

@@ -27,6 +27,7 @@ from db.models import Patient
 from tests.app.conftest import ROOT, TIMEOUT, actor_for, log_in, main_text
 from tests.app.conftest import is_login_form as _is_login_form
 from tests.conftest import writable_copy
+from ui import cache as ui_cache
 
 PAGES = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "pages").glob("*.py"))
 USERS = ["therapist.anna", "therapist.david", "supervisor.sara", "admin"]
@@ -77,6 +78,7 @@ def app_for(clinic: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[.
     """AppTests over the private clinic: ``app_for(name, script=..., patient=...)``."""
     monkeypatch.setenv("ALLIANCE_DB_URL", clinic)
     st.cache_data.clear()
+    ui_cache.clear()
 
     def make(name: str | None, *, script: str = "app.py", patient: str | None = None,
              now: dt.datetime | None = None) -> AppTest:
@@ -89,6 +91,7 @@ def app_for(clinic: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[.
 
     yield make
     st.cache_data.clear()
+    ui_cache.clear()
 
 
 def rendered(at: AppTest, *, skip_widget_values: bool = False, main_only: bool = False) -> str:
@@ -290,15 +293,14 @@ def test_password_reset_or_deactivation_logs_out_every_session(app_for, clinic: 
 
 
 def _cached_functions() -> list[tuple[str, Callable[..., object]]]:
-    """Every ``st.cache_data`` function of ui/ and pages/ modules that can be imported."""
+    """Every loader of ui/ modules cached by ``ui.cache.cached``."""
     import importlib
 
     found = []
     for path in sorted((ROOT / "ui").glob("*.py")):
         module = importlib.import_module(f"ui.{path.stem}")
         for name, obj in vars(module).items():
-            info = getattr(obj, "_info", None)
-            if type(info).__name__ == "CachedDataFuncInfo" and getattr(info.func, "__module__", "") == module.__name__:
+            if getattr(obj, "cached_loader", False) and getattr(obj, "__module__", "") == module.__name__:
                 found.append((f"ui.{path.stem}.{name}", obj))
     return found
 
@@ -306,11 +308,15 @@ def _cached_functions() -> list[tuple[str, Callable[..., object]]]:
 def test_every_cached_loader_takes_the_actor() -> None:
     """Patient data is cached only under the identity it was computed for."""
     cached = _cached_functions()
-    assert cached, "no cached loaders found: did ui/loaders.py move?"
+    assert len(cached) >= 14, f"cached loaders missing: did ui/loaders.py move? {[n for n, _ in cached]}"
     for name, func in cached:
-        params = inspect.signature(func._info.func).parameters  # type: ignore[attr-defined]
+        params = inspect.signature(func.__wrapped__).parameters  # type: ignore[attr-defined]
         assert "actor" in params, f"{name} is cached and shared by every user but does not take the actor"
-    pages_with_cache = [p for p in PAGES if "cache_data" in (ROOT / p).read_text(encoding="utf-8")]
+    # st.cache_data keeps a pickled copy per data version (issue 19): nothing in ui/ or pages/ uses it
+    with_cache_data = [str(p.relative_to(ROOT)) for p in [*(ROOT / "ui").glob("*.py"), *(ROOT / p for p in PAGES)]
+                       if "@st.cache_data" in p.read_text(encoding="utf-8")]
+    assert with_cache_data == [], f"st.cache_data is not for patient data: {with_cache_data}"
+    pages_with_cache = [p for p in PAGES if "cached(" in (ROOT / p).read_text(encoding="utf-8")]
     assert pages_with_cache == [], f"pages may not cache on their own: {pages_with_cache}"
 
 

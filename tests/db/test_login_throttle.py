@@ -7,7 +7,6 @@ Every test drives ``db.auth.authenticate`` with a fake clock on SQLite and Postg
 from __future__ import annotations
 
 import datetime as dt
-import statistics
 import time
 
 import pytest
@@ -181,8 +180,10 @@ def test_a_throttled_answer_takes_about_as_long_as_a_checked_one(engine: Engine)
             started = time.perf_counter()
             _try(engine, name, WRONG, at, address=address)
             times[case].append(time.perf_counter() - started)
-    checked, throttled = (statistics.median(times[c]) for c in ("checked", "throttled"))
-    print(f"median answer: checked {checked * 1000:.0f} ms, throttled {throttled * 1000:.0f} ms")
+    # the fastest of seven answers is what each path must do; a median also carries whatever else
+    # the machine was doing (CI under load gave medians of 0.27 s against 0.64 s for the same work)
+    checked, throttled = (min(times[c]) for c in ("checked", "throttled"))
+    print(f"fastest answer: checked {checked * 1000:.0f} ms, throttled {throttled * 1000:.0f} ms")
     assert throttled > 0.5 * checked  # was 1/250 before
 
 

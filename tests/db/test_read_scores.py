@@ -84,6 +84,5 @@ def test_every_viewer_gets_exactly_their_rows_whichever_path_reads_them(clinic: 
 
 
 def test_an_instrument_filter_is_a_code_never_sql(clinic: Engine) -> None:
-    with session_factory(clinic)() as session:
-        with pytest.raises(ValueError, match="is not an instrument code"):
-            read_scores(session, actor=SYSTEM, instruments=["SPIN') OR 1=1 --"])
+    with session_factory(clinic)() as session, pytest.raises(ValueError, match="is not an instrument code"):
+        read_scores(session, actor=SYSTEM, instruments=["SPIN') OR 1=1 --"])
