@@ -26,7 +26,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import special
 
 from core.centering import check_scores
 
@@ -50,6 +49,7 @@ class CourseEstimate:
 
 def trigamma_inverse(x: float) -> float:
     """``y`` with ``trigamma(y) = x`` (Newton's method of ``limma::trigammaInverse``)."""
+    from scipy import special  # imported when used: commands that read no flags start faster
     if x > 1e7:
         return 1.0 / np.sqrt(x)
     if x < 1e-6:
@@ -71,6 +71,7 @@ def variance_prior(var: np.ndarray, dof: np.ndarray) -> tuple[float, float]:
     ``s0^2 = exp(mean(e) + digamma(d0/2) - log(d0/2))``. When the variances vary no more than
     sampling alone explains, ``d0`` is infinite (capped at ``MAX_PRIOR_WEEKS``).
     """
+    from scipy import special  # imported when used: commands that read no flags start faster
     var = np.asarray(var, dtype="float64")
     dof = np.asarray(dof, dtype="float64")
     ok = (var > 0) & (dof > 0) & np.isfinite(var)

@@ -53,7 +53,6 @@ from typing import Any, cast
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from core import instruments as reg
 from core.centering import WeekLookup, _group_exclusive_cumsum, baseline_sds, check_scores, running_arrays, series_order
@@ -712,6 +711,7 @@ def _below_expected(frame: pd.DataFrame, s: _SeriesArrays, rule: BelowExpectedRu
     subscale test fire), ``sub_name``, ``sub_gap`` and ``sub_expected``/``sub_score``/``sub_sd``/
     ``sub_z`` of the subscale with the largest gap in predictive SDs.
     """
+    from scipy import stats  # imported when used: commands that read no flags start faster
     prev_lookup = WeekLookup(s.gid[s.present], s.week[s.present], np.flatnonzero(s.present).astype("float64"))
     prev_row = np.nan_to_num(prev_lookup.at(s.gid, s.week, -1), nan=-1.0).astype("int64")
     col = s.itab.__getitem__

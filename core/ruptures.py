@@ -35,7 +35,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from core.centering import WeekLookup, check_scores
 
@@ -319,6 +318,7 @@ def t_critical(df: np.ndarray, *, alpha: float = 0.05) -> np.ndarray:
     For alpha .05 this gives 2.776 (df 4, 3+3 values), 3.182 (df 3) and 4.303 (df 2), the
     values of Tang & DeRubeis (1999) and ``suddengains``; checked in the tests.
     """
+    from scipy import stats  # imported when used: commands that read no flags start faster
     df = np.asarray(df, dtype="float64")
     out = np.full(df.shape, np.nan)
     ok = df >= 1
@@ -589,6 +589,7 @@ def _t_threshold(k: np.ndarray | float, dof: np.ndarray) -> np.ndarray:
     (the SD is itself estimated), so a patient with few weeks needs a larger gap than ``k``;
     with many weeks the threshold approaches ``k``.
     """
+    from scipy import stats  # imported when used: commands that read no flags start faster
     dof = np.asarray(dof, dtype="float64")
     k = np.broadcast_to(np.asarray(k, dtype="float64"), dof.shape)
     out = np.full(dof.shape, np.nan)

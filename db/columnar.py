@@ -39,12 +39,13 @@ _PG_SOURCES = {**_SOURCES, "administered_on": "administered_on::text",
 
 
 def score_columns(session: Session, ids: Sequence[int] | None, *, instruments: Sequence[str] | None = None,
-                  max_week: int | None = None, items: bool = True) -> dict:
+                  max_week: int | None = None, items: bool = True, entered: bool = True) -> dict:
     """The scores of patients ``ids`` (all when ``None``) as arrays keyed by :data:`NAMES`.
 
-    ``instruments`` / ``max_week`` keep those instruments / weeks <= N; ``items=False`` leaves the
-    item lists unread (``None``). ``entered_at`` is UTC; ``administered_on`` and ``items`` are as
-    stored (ISO text or ``None``; JSON text or ``None``).
+    ``instruments`` / ``max_week`` keep those instruments / weeks <= N; ``items=False`` /
+    ``entered=False`` leave the item lists / arrival times unread (``None`` / ``NaT``).
+    ``entered_at`` is UTC; ``administered_on`` and ``items`` are as stored (ISO text or ``None``;
+    JSON text or ``None``).
     """
     conditions = []
     if instruments is not None:
@@ -62,8 +63,8 @@ def score_columns(session: Session, ids: Sequence[int] | None, *, instruments: S
     where = [(" WHERE " + " AND ".join(w)) if w else "" for w in wheres]
     raw = session.connection().connection.dbapi_connection
     if session.get_bind().dialect.name == "postgresql":
-        return _pg_score_columns(raw, where, items=items)
-    return _sqlite_score_columns(raw, where, items=items)
+        return _pg_score_columns(raw, where, items=items, entered=entered)
+    return _sqlite_score_columns(raw, where, items=items, entered=entered)
 
 
 def strings(values: pa.Array | pa.ChunkedArray | np.ndarray) -> pd.Series:
@@ -88,17 +89,18 @@ def per_distinct(values: pa.Array | pa.ChunkedArray | np.ndarray,
     return pd.Series(converted.array.take(codes) if len(codes) else converted.array[:0])
 
 
-def _select(sources: dict[str, str], items: bool) -> str:
-    return "SELECT " + ", ".join(sources[n] if (n != "items" or items) else "NULL" for n in NAMES) + " FROM scores"
+def _select(sources: dict[str, str], items: bool, entered: bool) -> str:
+    skip = {n for n, wanted in (("items", items), ("entered_at", entered)) if not wanted}
+    return "SELECT " + ", ".join("NULL" if n in skip else sources[n] for n in NAMES) + " FROM scores"
 
 
-def _sqlite_score_columns(raw: Any, where: list[str], *, items: bool) -> dict:  # raw: the sqlite3 connection
+def _sqlite_score_columns(raw: Any, where: list[str], *, items: bool, entered: bool) -> dict:  # raw: sqlite3
     # the driver's tuples, transposed with the cyclic garbage collector paused: a million fresh
     # tuples otherwise trigger full collections (the transpose took 0.73 s instead of 0.21 s).
     # Not ADBC: its SQLite driver links a second copy of SQLite into the process, and two copies
     # on one file break each other's POSIX locks ("disk I/O error" in the tests; sqlite.org,
     # "How To Corrupt An SQLite Database File", 2.2.1).
-    sql = _select(_SOURCES, items)
+    sql = _select(_SOURCES, items, entered)
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -121,17 +123,18 @@ def _sqlite_score_columns(raw: Any, where: list[str], *, items: bool) -> dict:  
         "week": np.array(out["week"], dtype=np.int64),
         "score": np.array(out["score"], dtype=np.float64),
         "administered_on": np.array(out["administered_on"], dtype=object),
-        "entered_at": per_distinct(pa.array(out["entered_at"], type=pa.string()), _utc).array,
+        "entered_at": per_distinct(pa.array(out["entered_at"], type=pa.string()), _utc).array if entered
+        else pd.array([pd.NaT] * len(out["_pid"]), dtype="datetime64[us, UTC]"),
         "items": np.array(out["items"], dtype=object),
     }
 
 
-def _pg_score_columns(raw: Any, where: list[str], *, items: bool) -> dict:  # raw: the psycopg connection
+def _pg_score_columns(raw: Any, where: list[str], *, items: bool, entered: bool) -> dict:  # raw: psycopg
     # COPY in CSV, parsed by Arrow: no Python object per value. Times as whole microseconds
     # since the epoch (exact), dates and item lists as text; an empty unquoted field is NULL.
     from pyarrow import csv
 
-    sql = _select(_PG_SOURCES, items)
+    sql = _select(_PG_SOURCES, items, entered)
     buffer = bytearray()
     with raw.cursor() as cursor:
         for w in where:

@@ -149,7 +149,7 @@ def read_scores(session: Session, *, actor: Actor | None, patient_code: str | No
     everyone = (patient_code is None and patient_codes is None and len(ids) > columnar.CHUNK
                 and len(ids) == session.scalar(select(func.count()).select_from(Patient)))
     cols = columnar.score_columns(session, None if everyone else ids.tolist(), instruments=instruments or None,
-                                  max_week=as_of_week, items=with_items)
+                                  max_week=as_of_week, items=with_items, entered=False)
     at = pd.Index(ids).get_indexer(cols["_pid"])
     keep = at >= 0
     at = at[keep]
@@ -170,7 +170,12 @@ def read_scores(session: Session, *, actor: Actor | None, patient_code: str | No
         matrix = decode_items(pd.Series(np.asarray(cols["items"], dtype=object)[keep], dtype=object))
         items = pd.DataFrame(matrix, columns=[f"item_{n + 1}" for n in range(matrix.shape[1])], index=frame.index)
         frame = pd.concat([frame, items], axis=1)
-    return frame.sort_values(["patient_id", "instrument", "week"], ignore_index=True)
+    # sorted by patient, instrument, week on integer keys (the codes ranked once, not compared per row)
+    rank = np.empty(len(codes), dtype=np.int64)
+    rank[np.argsort(codes.astype(str), kind="stable")] = np.arange(len(codes))
+    instrument, _ = pd.factorize(frame["instrument"], sort=True)
+    order = np.lexsort((frame["week"].to_numpy(), instrument, rank[at]))
+    return frame.take(order).reset_index(drop=True)
 
 
 def risk_item_coverage(session: Session, *, actor: Actor | None, patient_code: str | None = None) -> pd.DataFrame:

@@ -112,3 +112,20 @@ def test_fhir_import_errors_name_the_resource_and_write_nothing(db_url: str, tmp
     assert "resource 1, column score: is outside GAD-7's range" in result.stderr
     assert "resource 1, column week" in result.stderr  # unknown patient: no start date to count weeks from
     assert runner.invoke(app, ["export", "--db", db_url]).stdout.count("\n") == 1
+
+
+def test_the_fast_csv_writer_gives_pandas_bytes_or_steps_aside() -> None:
+    from core.exporting import _arrow_csv
+
+    frame = pd.DataFrame({"patient_id": ["P1", "P2", "P3"], "week": [1, 2, 3], "score": ["12", "12.5", "=1+1"],
+                          "administered_on": ["2026-01-05", None, "2026-01-19"],
+                          "item_1": pd.array([1, None, 3], dtype="Int64")})
+    expected = escape_formulas(frame).to_csv(index=False, lineterminator="\n").encode("utf-8")
+    assert _arrow_csv(escape_formulas(frame)) == expected == to_csv_bytes(frame)
+    assert b"'=1+1" in expected
+    for awkward in ("a, b", 'say "hi"', "two\nlines"):  # Arrow would have to quote: pandas writes it
+        odd = frame.assign(patient_id=["P1", awkward, "P3"])
+        assert _arrow_csv(escape_formulas(odd)) is None
+        assert pd.read_csv(io.BytesIO(to_csv_bytes(odd)), keep_default_na=False)["patient_id"].tolist()[1] == awkward
+    floats = frame.assign(week=[1.5, 2.0, 3.0])  # pandas' float format is not Arrow's
+    assert _arrow_csv(escape_formulas(floats)) is None
