@@ -131,6 +131,9 @@ def seed_demo(force: Annotated[bool, typer.Option("--force", help="Load even int
                  f"(use --force to load the demo clinic anyway).", 2)
         # demo mode first: the demo accounts' public password is allowed on the demo clinic only
         set_setting(session, actor=SYSTEM, key="demo", value="1")
+        # The demo accounts share a password printed in the README: a second step would guard
+        # nothing, so the demo clinic requires two-step login of no role (anyone may still enrol).
+        set_setting(session, actor=SYSTEM, key="mfa_required_roles", value="")
         accounts = pd.read_csv(SAMPLE_DIR / "demo_accounts.csv", dtype=str, keep_default_na=False)
         for a in accounts.itertuples(index=False):
             if session.scalar(select(Account.id).where(Account.name == a.name, Account.password_hash.is_not(None))):
