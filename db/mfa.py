@@ -53,9 +53,10 @@ from db.models import ROLES, Account, MfaChallenge, MfaEnrolment, MfaRecoveryCod
 from db.sessions import revoke_account_sessions, token_id
 from db.writes import PermissionDenied, _require_admin, set_setting
 
-__all__ = ["CHALLENGE_COOKIE", "CHALLENGE_TTL", "MfaError", "MfaStatus", "begin_enrolment", "confirm_enrolment",
-           "consume_challenge", "disable_mfa", "login_step", "mfa_status", "read_challenge", "renew_recovery_codes",
-           "required_roles", "reset_mfa", "set_required_roles", "start_challenge", "verify_code"]
+__all__ = ["CHALLENGE_COOKIE", "CHALLENGE_TTL", "MfaError", "MfaStatus", "audit_login", "begin_enrolment",
+           "confirm_enrolment", "consume_challenge", "disable_mfa", "login_step", "mfa_status", "pending_secret",
+           "read_challenge", "renew_recovery_codes", "required_roles", "reset_mfa", "set_required_roles",
+           "start_challenge", "verify_code"]
 
 SETTING_KEY = "mfa_required_roles"
 #: The roles that must use two-step login when the clinic has not chosen (no ``settings`` row).
@@ -387,6 +388,14 @@ def verify_code(session: Session, *, actor: Actor, code: str, address: str | Non
     if used is None:
         audit.record(session, actor=actor.name, action="login_failed", at=now, address=where, method="mfa")
         return None
-    audit.record(session, actor=actor.name, action="login", at=now, address=where, method="mfa", second=used)
+    audit_login(session, actor=actor, address=address, second=used, clock=lambda: now)
     return used
+
+
+def audit_login(session: Session, *, actor: Actor, address: str | None, second: str,
+                clock: Callable[[], dt.datetime] = utcnow) -> None:
+    """Audit the login a second step completed (``login``, ``method="mfa"``; ``second``: totp,
+    recovery or enrolment): the password throttle counts afresh from it (``db.auth``)."""
+    audit.record(session, actor=actor.name, action="login", at=clock(), address=normalise_address(address),
+                 method="mfa", second=second)
 

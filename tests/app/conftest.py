@@ -13,6 +13,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import streamlit as st
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
 from streamlit.testing.v1 import AppTest
 
 from db.access import Actor
@@ -96,3 +100,22 @@ def main_text(at: AppTest) -> str:
     for kind in ("title", "header", "subheader", "markdown", "caption", "error", "info", "warning", "success"):
         parts += [shown(str(e.value)) for e in getattr(at, kind)]
     return "\n".join(parts)
+
+
+async def _app_page(request):  # type: ignore[no-untyped-def]
+    return PlainTextResponse("THE APP")
+
+
+@pytest.fixture
+def client(writable_demo: str) -> Iterator[TestClient]:
+    """The login routes and the gate in front of a stand-in for Streamlit's own routes."""
+    import ui.session
+    import ui.web
+
+    ui.session._engine_for.clear()
+    stand_in = [Route("/", _app_page), Route("/patient", _app_page), Route("/media/{name}", _app_page),
+                Route("/_stcore/upload_file/{sid}/{fid}", _app_page, methods=["PUT"])]
+    app = Starlette(routes=[*ui.web.ROUTES, *stand_in], middleware=ui.web.MIDDLEWARE)
+    with TestClient(app, base_url="http://testserver", follow_redirects=False) as c:
+        yield c
+    ui.session._engine_for.clear()
