@@ -280,3 +280,34 @@ def test_patients_tab_sets_the_calendar_and_adds_a_patient(app_for, clinic: str)
     added = _patient(clinic, "P09999")
     assert added is not None and added.status == "active"
     assert _last_event(clinic, "create_patient")["patient_code"] == "P09999"
+
+
+def test_reset_two_step_login_logs_the_account_out_and_the_rule_is_saved(app_for, clinic: str) -> None:  # type: ignore[no-untyped-def]
+    import pyotp
+
+    from db import mfa
+    from db.engine import transaction
+    from tests.app.conftest import actor_for
+
+    engine = make_engine(clinic)
+    david = actor_for(clinic, "therapist.david")
+    with transaction(engine) as session:
+        secret = mfa.begin_enrolment(session, actor=david)
+    with transaction(engine) as session:
+        mfa.confirm_enrolment(session, actor=david, code=pyotp.TOTP(secret).now())
+    engine.dispose()
+    david_app = app_for("therapist.david").run()
+    assert not is_login_form(david_app)
+    at = _choose(app_for("admin", script=PAGE).run(), "therapist.david")
+    _widget(at.button, "Reset two-step login of therapist.david").click().run()
+    assert any("logged out" in shown(s.value) for s in at.success), [e.value for e in at.error]
+    david_app.run()
+    assert is_login_form(david_app)
+    assert _last_event(clinic, "mfa_reset")["account"] == "therapist.david"
+    at = _choose(app_for("admin", script=PAGE).run(), "therapist.david")
+    _widget(at.button, "Reset two-step login of therapist.david").click().run()  # nothing left to reset
+    assert any("has no two-step login to reset" in shown(e.value) for e in at.error)
+    _widget(at.multiselect, "Required for these roles").set_value(["supervisor", "admin"])
+    _widget(at.button, "Save two-step login rule").click().run()
+    assert _last_event(clinic, "setting") == {"actor": "admin", "patient_code": None, "key": "mfa_required_roles",
+                                              "value": "supervisor,admin"}

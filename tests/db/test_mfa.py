@@ -218,3 +218,31 @@ def test_a_challenge_lasts_five_minutes_and_is_used_once(engine: Engine) -> None
         mfa.consume_challenge(session, found[0], clock=at(2))
     with session_factory(engine)() as session:
         assert mfa.read_challenge(session, token=token, clock=at(3)) is None
+
+
+def test_the_commands_set_the_rule_and_reset_an_account(db_url: str, engine: Engine) -> None:
+    from typer.testing import CliRunner
+
+    from manage import app
+
+    actors = build_clinic(engine)
+    enrol(engine, actors["sup.north"])
+    runner = CliRunner()
+    required = runner.invoke(app, ["mfa-require", "--roles", "admin,supervisor", "--db", db_url])
+    assert required.exit_code == 0 and "required for: supervisor, admin" in required.output
+    with session_factory(engine)() as session:
+        assert mfa.required_roles(session) == {"admin", "supervisor"}
+    bad = runner.invoke(app, ["mfa-require", "--roles", "admin,boss", "--db", db_url])
+    assert bad.exit_code == 2 and "boss is not a role" in bad.output
+    with session_factory(engine)() as session:
+        assert mfa.required_roles(session) == {"admin", "supervisor"}  # nothing written
+    reset = runner.invoke(app, ["reset-mfa", "sup.north", "--reason", "lost phone", "--db", db_url])
+    assert reset.exit_code == 0 and "Reset the two-step login of sup.north" in reset.output
+    with session_factory(engine)() as session:
+        assert mfa.login_step(session, actors["sup.north"]) == "enrol"  # required, so enrolment next
+    again = runner.invoke(app, ["reset-mfa", "sup.north", "--db", db_url])
+    assert again.exit_code == 2 and "has no two-step login to reset" in again.output
+    unknown = runner.invoke(app, ["reset-mfa", "nobody", "--db", db_url])
+    assert unknown.exit_code == 2 and "There is no account 'nobody'" in unknown.output
+    none = runner.invoke(app, ["mfa-require", "--roles", "none", "--db", db_url])
+    assert none.exit_code == 0 and "no role" in none.output
