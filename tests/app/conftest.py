@@ -10,18 +10,18 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 import streamlit as st
-from starlette.applications import Starlette
-from starlette.responses import PlainTextResponse
-from starlette.routing import Route
-from starlette.testclient import TestClient
 from streamlit.testing.v1 import AppTest
 
 from db.access import Actor
 from db.engine import make_engine, session_factory
 from db.models import Account
+
+if TYPE_CHECKING:
+    from starlette.testclient import TestClient
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 TIMEOUT = 60
@@ -103,12 +103,18 @@ def main_text(at: AppTest) -> str:
 
 
 async def _app_page(request):  # type: ignore[no-untyped-def]
+    from starlette.responses import PlainTextResponse
+
     return PlainTextResponse("THE APP")
 
 
 @pytest.fixture
 def client(writable_demo: str) -> Iterator[TestClient]:
     """The login routes and the gate in front of a stand-in for Streamlit's own routes."""
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
     import ui.session
     import ui.web
 
