@@ -339,22 +339,23 @@ def _second_step(request: Request, form: FormData) -> Response:
     return response
 
 
-async def mfa_route(request: Request) -> Response:
-    """``POST /session/mfa``: the second step of a login (a code, or the first code of an enrolment)."""
+async def _login_post(request: Request, handle: Any, *, max_fields: int) -> Response:
+    """A login form's post, refused when it comes from another site (login CSRF)."""
     if not same_site(request):
         return PlainTextResponse("This login came from another web site and was refused. Open Alliance Monitor "
                                  "itself and log in there.", status_code=403)
-    form = await request.form(max_files=0, max_fields=5)
-    return await run_in_threadpool(_second_step, request, form)
+    form = await request.form(max_files=0, max_fields=max_fields)
+    return await run_in_threadpool(handle, request, form)
+
+
+async def mfa_route(request: Request) -> Response:
+    """``POST /session/mfa``: the second step of a login (a code, or the first code of an enrolment)."""
+    return await _login_post(request, _second_step, max_fields=5)
 
 
 async def login_route(request: Request) -> Response:
     """``POST /session/login``: the login form's post."""
-    if not same_site(request):
-        return PlainTextResponse("This login came from another web site and was refused. Open Alliance Monitor "
-                                 "itself and log in there.", status_code=403)
-    form = await request.form(max_files=0, max_fields=10)
-    return await run_in_threadpool(_log_in, request, form)
+    return await _login_post(request, _log_in, max_fields=10)
 
 
 def _log_out(request: Request) -> Response:

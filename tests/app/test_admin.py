@@ -283,18 +283,11 @@ def test_patients_tab_sets_the_calendar_and_adds_a_patient(app_for, clinic: str)
 
 
 def test_reset_two_step_login_logs_the_account_out_and_the_rule_is_saved(app_for, clinic: str) -> None:  # type: ignore[no-untyped-def]
-    import pyotp
-
-    from db import mfa
-    from db.engine import transaction
     from tests.app.conftest import actor_for
+    from tests.db.helpers import enrol_mfa
 
     engine = make_engine(clinic)
-    david = actor_for(clinic, "therapist.david")
-    with transaction(engine) as session:
-        secret = mfa.begin_enrolment(session, actor=david)
-    with transaction(engine) as session:
-        mfa.confirm_enrolment(session, actor=david, code=pyotp.TOTP(secret).now())
+    enrol_mfa(engine, actor_for(clinic, "therapist.david"))
     engine.dispose()
     david_app = app_for("therapist.david").run()
     assert not is_login_form(david_app)

@@ -22,6 +22,7 @@ from db.models import AuditEvent, LoginSession
 from db.sessions import COOKIE_NAME, token_id
 from tests.app.conftest import actor_for
 from tests.app.test_login_routes import _post_login
+from tests.db.helpers import enrol_mfa
 
 NOW = dt.datetime(2026, 12, 4, 10, 0, 5, tzinfo=dt.UTC)
 
@@ -47,11 +48,7 @@ def mfa_client(client: TestClient, writable_demo: str, clock: list[dt.datetime])
 def _enrol(url: str, name: str) -> str:
     """Enrol ``name`` directly in the database at NOW - 10 min; the secret."""
     engine = make_engine(url)
-    actor, before = actor_for(url, name), NOW - dt.timedelta(minutes=10)
-    with transaction(engine) as session:
-        secret = mfa.begin_enrolment(session, actor=actor, clock=lambda: before)
-    with transaction(engine) as session:
-        mfa.confirm_enrolment(session, actor=actor, code=pyotp.TOTP(secret).at(before), clock=lambda: before)
+    secret = enrol_mfa(engine, actor_for(url, name), when=NOW - dt.timedelta(minutes=10))
     engine.dispose()
     return secret
 

@@ -10,6 +10,7 @@ from db import mfa
 from db.access import SYSTEM
 from db.engine import make_engine, session_factory, transaction
 from tests.app.conftest import actor_for, is_login_form
+from tests.db.helpers import enrol_mfa
 
 
 def _expander(at):  # type: ignore[no-untyped-def]
@@ -54,12 +55,9 @@ def test_a_therapist_enrols_sees_the_codes_once_renews_them_and_turns_it_off(app
 
 def test_an_admin_whose_role_requires_it_cannot_turn_it_off(app_as, writable_demo: str) -> None:  # type: ignore[no-untyped-def]
     engine = make_engine(writable_demo)
-    admin = actor_for(writable_demo, "admin")
     with transaction(engine) as session:
         mfa.set_required_roles(session, actor=SYSTEM, roles=["admin"])
-        secret = mfa.begin_enrolment(session, actor=admin)
-    with transaction(engine) as session:
-        mfa.confirm_enrolment(session, actor=admin, code=pyotp.TOTP(secret).now())
+    enrol_mfa(engine, actor_for(writable_demo, "admin"))
     engine.dispose()
     at = app_as("admin").run()
     assert not at.exception

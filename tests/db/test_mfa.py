@@ -15,7 +15,7 @@ from db.engine import session_factory, transaction
 from db.models import AuditEvent, MfaEnrolment, Setting
 from db.sessions import create_session, resume_session
 from db.writes import PermissionDenied
-from tests.db.helpers import PASSWORD, build_clinic
+from tests.db.helpers import PASSWORD, build_clinic, enrol_mfa
 
 T0 = dt.datetime(2026, 12, 4, 9, 0, 15, tzinfo=dt.UTC)
 
@@ -29,11 +29,10 @@ def code_at(secret: str, seconds: float) -> str:
 
 
 def enrol(engine: Engine, actor) -> tuple[str, list[str]]:  # type: ignore[no-untyped-def]
-    """Enrol ``actor`` at T0: the secret and the ten recovery codes."""
+    """Enrol ``actor`` at T0: the secret and the ten recovery codes (made anew at T0)."""
+    secret = enrol_mfa(engine, actor, when=T0)
     with transaction(engine) as session:
-        secret = mfa.begin_enrolment(session, actor=actor, clock=at(0))
-    with transaction(engine) as session:
-        codes = mfa.confirm_enrolment(session, actor=actor, code=code_at(secret, 0), clock=at(0))
+        codes = mfa.renew_recovery_codes(session, actor=actor, clock=at(0))
     return secret, codes
 
 

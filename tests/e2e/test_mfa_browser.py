@@ -5,7 +5,6 @@ and then into the app."""
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterator
 
 import pyotp
@@ -15,6 +14,7 @@ from db import mfa
 from db.access import SYSTEM
 from db.engine import make_engine, transaction
 from tests.app.conftest import actor_for
+from tests.db.helpers import enrol_mfa
 from tests.e2e.conftest import log_in, settled_text, start_server
 
 pytestmark = pytest.mark.browser
@@ -43,11 +43,7 @@ def clinic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
 def _enrol_earlier(url: str, name: str) -> str:
     """Enrol ``name`` ten minutes ago (so the code of now is a new time step); the secret."""
     engine = make_engine(url)
-    actor, before = actor_for(url, name), dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10)
-    with transaction(engine) as session:
-        secret = mfa.begin_enrolment(session, actor=actor, clock=lambda: before)
-    with transaction(engine) as session:
-        mfa.confirm_enrolment(session, actor=actor, code=pyotp.TOTP(secret).at(before), clock=lambda: before)
+    secret = enrol_mfa(engine, actor_for(url, name))
     engine.dispose()
     return secret
 
