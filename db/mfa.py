@@ -99,10 +99,12 @@ def _utc(at: dt.datetime) -> dt.datetime:
 # --- the clinic setting --------------------------------------------------------------------------
 
 def required_roles(session: Session) -> frozenset[str]:
-    """The roles that must use two-step login (``mfa_required_roles``; default: admins)."""
+    """The roles that must use two-step login (``mfa_required_roles``; no row: admins, except on
+    the demo clinic, whose accounts share a public password and which ``seed-demo`` sets to none)."""
     value = session.scalar(select(Setting.value).where(Setting.key == SETTING_KEY))
     if value is None:
-        return DEFAULT_REQUIRED
+        demo = session.scalar(select(Setting.value).where(Setting.key == "demo")) == "1"
+        return frozenset() if demo else DEFAULT_REQUIRED
     return frozenset(r for r in value.split(",") if r in ROLES)
 
 

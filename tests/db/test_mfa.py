@@ -245,3 +245,27 @@ def test_the_commands_set_the_rule_and_reset_an_account(db_url: str, engine: Eng
     assert unknown.exit_code == 2 and "There is no account 'nobody'" in unknown.output
     none = runner.invoke(app, ["mfa-require", "--roles", "none", "--db", db_url])
     assert none.exit_code == 0 and "no role" in none.output
+
+
+def test_a_secret_the_key_cannot_read_says_an_admin_must_reset_it(engine: Engine,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from cryptography.fernet import Fernet
+
+    actors = build_clinic(engine)
+    secret, _ = enrol(engine, actors["ther.a"])
+    other = Fernet(Fernet.generate_key())
+    monkeypatch.setattr(mfa, "secret_box", lambda session: other)  # as if the audit key had been replaced
+    with pytest.raises(mfa.MfaError, match="manage.py reset-mfa ther.a"):
+        verify(engine, actors["ther.a"], code_at(secret, 300), 300)
+
+
+def test_a_demo_clinic_without_the_setting_requires_it_of_nobody(engine: Engine) -> None:
+    from db.access import SYSTEM
+    from db.writes import set_setting
+
+    actors = build_clinic(engine)
+    with transaction(engine) as session:
+        set_setting(session, actor=SYSTEM, key="demo", value="1")
+    with session_factory(engine)() as session:
+        assert mfa.required_roles(session) == frozenset()
+        assert mfa.login_step(session, actors["admin"]) == "off"
