@@ -4,6 +4,10 @@ The same form is the whole page that ``ui.web.SessionGate`` answers a logged-out
 what ``ui.session.login_form`` shows inside the app when a login ends while a page is open. The
 password goes to the server in the form post; the session token comes back only as an HttpOnly
 cookie, so no script in the page ever holds it. Every string put into the page is escaped.
+
+The second step of a login with two-step login (``db.mfa``) uses the same look: the code form
+(:func:`mfa_form_html`), the enrolment page with its QR code (:func:`enrol_form_html`) and the
+recovery codes shown once (:func:`recovery_codes_html`), each a form post to ``/session/mfa``.
 """
 
 from __future__ import annotations

@@ -21,6 +21,10 @@ Downloads and fragments run later than the page that drew them: :func:`guard_dow
 :func:`live_fragment` re-check the live session (and, for downloads, the right to each patient)
 at the moment they run.
 
+Two-step login (``db.mfa``) happens before any session exists (``ui.web``); the sidebar's
+"Two-step login" (:func:`my_two_step_login`) lets a user enrol, make new recovery codes and turn
+it off where their role allows.
+
 Single sign-on: when ``.streamlit/secrets.toml`` has an ``[auth]`` section for an OpenID Connect
 provider, the login form also offers "Log in with <provider>"; the identity is matched to an
 account (``db.auth.authenticate_sso``) and gets a session of the same store (``ui.web``).
@@ -336,7 +340,7 @@ def require(roles: tuple[str, ...] = ALL_ROLES) -> Actor:
 
 
 def logout_button(actor: Actor) -> None:
-    """A sidebar line with who is logged in, a "Log out" button and "My sessions"."""
+    """A sidebar line with who is logged in, a "Log out" button, "My sessions" and "Two-step login"."""
     with st.sidebar:
         team = f", team {text(actor.team)}" if actor.team else ""
         st.caption(f"Logged in as **{text(actor.name)}** ({actor.role}{team})")
