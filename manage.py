@@ -131,6 +131,9 @@ def seed_demo(force: Annotated[bool, typer.Option("--force", help="Load even int
                  f"(use --force to load the demo clinic anyway).", 2)
         # demo mode first: the demo accounts' public password is allowed on the demo clinic only
         set_setting(session, actor=SYSTEM, key="demo", value="1")
+        # The demo accounts share a password printed in the README: a second step would guard
+        # nothing, so the demo clinic requires two-step login of no role (anyone may still enrol).
+        set_setting(session, actor=SYSTEM, key="mfa_required_roles", value="")
         accounts = pd.read_csv(SAMPLE_DIR / "demo_accounts.csv", dtype=str, keep_default_na=False)
         for a in accounts.itertuples(index=False):
             if session.scalar(select(Account.id).where(Account.name == a.name, Account.password_hash.is_not(None))):
@@ -302,6 +305,46 @@ def create_user(name: Annotated[str, typer.Argument(help="Account name (login)."
     except ValueError as exc:
         fail(str(exc), 2)
     typer.echo(f"Created the {role.value} account {name}" + (f" in team {team}." if team else "."))
+
+
+@app.command("mfa-require")
+def mfa_require(roles: Annotated[str, typer.Option("--roles", help="Comma-separated roles that must use two-step "
+                                                   "login, e.g. admin,supervisor; none for no role.")],
+                db: DbOption = None) -> None:
+    """Set which roles must use two-step login (TOTP) after their password; others may enrol."""
+    from db import mfa
+    from db.access import SYSTEM
+    from db.engine import transaction
+
+    try:
+        chosen = mfa.parse_roles(roles)
+    except ValueError as exc:
+        fail(str(exc), 2)
+    engine = _engine(db)
+    with transaction(engine) as session:
+        mfa.set_required_roles(session, actor=SYSTEM, roles=chosen)
+    named = ", ".join(r for r in ("therapist", "supervisor", "admin") if r in chosen)
+    typer.echo(f"Two-step login is now required for: {named}. Each such account without it sets it up at its next "
+               f"login." if named else "Two-step login is now required for no role (any account may still turn it on).")
+
+
+@app.command("reset-mfa")
+def reset_mfa(name: Annotated[str, typer.Argument(help="The account whose two-step login to remove.")],
+              reason: Annotated[str | None, typer.Option("--reason", help="Kept in the audit trail.")] = None,
+              db: DbOption = None) -> None:
+    """Remove an account's two-step login (a lost phone) and log it out everywhere."""
+    from db import mfa
+    from db.access import SYSTEM
+    from db.engine import transaction
+
+    engine = _engine(db)
+    try:
+        with transaction(engine) as session:
+            ended = mfa.reset_mfa(session, actor=SYSTEM, name=name, reason=reason)
+    except ValueError as exc:
+        fail(str(exc), 2)
+    typer.echo(f"Reset the two-step login of {name} and ended its {ended} open session{'s' if ended != 1 else ''}; "
+               f"at its next login it sets two-step login up again if its role requires it.")
 
 
 @app.command("assign")

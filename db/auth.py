@@ -252,8 +252,9 @@ def authenticate(session: Session, *, name: str, password: str, address: str | N
 
     ``address`` is the client's address (``ui.session.client_address``; ``None`` when unknown).
     An attempt that comes before a throttle's delay is over is refused without being checked,
-    but takes the same time (see the module docstring). The caller commits the session (the
-    audit rows are part of the transaction).
+    but takes the same time (see the module docstring). An account with a second step
+    (``db.mfa.login_step``) is audited ``password_ok`` rather than ``login``: the code makes the
+    login. The caller commits the session (the audit rows are part of the transaction).
     """
     now = clock()
     name = name.strip()[:64]
@@ -281,7 +282,11 @@ def authenticate(session: Session, *, name: str, password: str, address: str | N
     if _hasher.check_needs_rehash(account.password_hash or ""):
         with HASH_SLOTS:
             account.password_hash = _hasher.hash(password)
-    audit.record(session, actor=name, action="login", at=now, address=where)
+    from db.mfa import login_step  # db.mfa builds on this module
+
+    # a right password is a login only without a second step; else the code makes it one (db.mfa)
+    action = "login" if login_step(session, account) == "off" else "password_ok"
+    audit.record(session, actor=name, action=action, at=now, address=where)
     return Actor.from_account(account)
 
 

@@ -101,6 +101,59 @@ class LoginSession(Base):
     revoke_reason: Mapped[str | None] = mapped_column(String(32))
 
 
+class MfaEnrolment(Base):
+    """An account's two-step login (TOTP, RFC 6238; ``db.mfa``): at most one per account.
+
+    ``secret`` is the base32 TOTP secret encrypted with Fernet (AES-128-CBC + HMAC-SHA256) under a
+    key derived from the audit key (``db.mfa.secret_box``), so a copy of the database alone
+    cannot make codes. ``confirmed_at`` is empty while an enrolment waits for its first code;
+    ``last_step`` is the newest 30-second time step a code was accepted for, so the same code
+    (or an older one) is never accepted twice.
+    """
+
+    __tablename__ = "mfa_enrolments"
+
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    secret: Mapped[str] = mapped_column(String(512))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    confirmed_at: Mapped[dt.datetime | None] = mapped_column()
+    last_step: Mapped[int | None] = mapped_column(Integer)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class MfaRecoveryCode(Base):
+    """One single-use recovery code of an account (argon2id hash; the code is shown once)."""
+
+    __tablename__ = "mfa_recovery_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    used_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class MfaChallenge(Base):
+    """The step between a right password and the code (``db.mfa``): five minutes, used once.
+
+    ``id`` is the SHA-256 of the random token in the browser's HttpOnly ``alliance_mfa`` cookie.
+    ``purpose`` is ``verify`` (type a code) or ``enrol`` (a role that requires two-step login,
+    not yet enrolled); ``failures`` counts wrong codes typed against it.
+    """
+
+    __tablename__ = "mfa_challenges"
+    __table_args__ = (CheckConstraint("purpose IN ('verify', 'enrol')", name="purpose"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[str] = mapped_column(String(16))
+    next_path: Mapped[str] = mapped_column(String(512), default="/")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column()
+    used_at: Mapped[dt.datetime | None] = mapped_column()
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class Patient(Base):
     """A patient, known only by a clinic code (pseudonym)."""
 

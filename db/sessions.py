@@ -49,7 +49,7 @@ COOKIE_NAME = "alliance_session"
 MAX_TOKEN_CHARS = 128
 METHODS = ("password", "sso")
 #: Revocation reasons that come from a change of the account (``db.accounts``), not from the user.
-ACCOUNT_CHANGES = frozenset({"password reset", "deactivated", "role changed"})
+ACCOUNT_CHANGES = frozenset({"password reset", "deactivated", "role changed", "mfa reset"})
 
 
 def idle_timeout() -> dt.timedelta:

@@ -1,5 +1,5 @@
-"""Admin (``/admin``): accounts, roles and teams, password resets, caseloads, the audit trail, the
-API clients of the FHIR endpoint and the state of the alert e-mails.
+"""Admin (``/admin``): accounts, roles and teams, password and two-step login resets, caseloads,
+the audit trail, the API clients of the FHIR endpoint and the state of the alert e-mails.
 
 Every change is audited; a refusal says what is wrong and how to fix it, and changes nothing.
 """
@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from core.markdown import text
-from db import accounts
+from db import accounts, mfa
 from db.auth import MIN_PASSWORD_LENGTH
 from db.models import ROLES
 from ui import admin
@@ -83,6 +83,24 @@ with tab_accounts:
             error = admin.change(actor, accounts.reactivate_account, f"Reactivated {text(name)}.", name=name,
                                  reason=off_reason)
             admin.finish(error)
+        if st.button(f"Reset two-step login of {text(name)}", key="reset_mfa",
+                     help="For a lost phone: removes the account's authenticator key and recovery codes and logs "
+                          "it out everywhere; at the next login it sets two-step login up again if its role "
+                          "requires it."):
+            error = admin.change(actor, mfa.reset_mfa, f"Reset the two-step login of {text(name)}; every open "
+                                 "session of it is logged out.", name=name, reason=off_reason or None)
+            admin.finish(error)
+
+    st.subheader("Two-step login")
+    with st.form("mfa_required"):
+        required = st.multiselect("Required for these roles", ROLES, default=admin.mfa_required(actor),
+                                  help="Accounts of these roles type a code from an authenticator app after their "
+                                       "password, and set it up at their next login; others may turn it on "
+                                       "themselves (sidebar, \"Two-step login\"). Single sign-on logins are "
+                                       "left to the identity provider.")
+        if st.form_submit_button("Save two-step login rule"):
+            admin.finish(admin.change(actor, mfa.set_required_roles, "Saved who must use two-step login.",
+                                      roles=required))
 
     st.subheader("Add an account")
     # a refused account keeps what was typed (to be corrected); an added one gives an empty form,

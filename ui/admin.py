@@ -18,10 +18,10 @@ import streamlit as st
 from core.caseload import STATUS_WORDS
 from core.exporting import to_csv_bytes
 from core.markdown import text
-from db import accounts, audit
+from db import accounts, audit, mfa
 from db.access import SYSTEM, Actor
 from db.engine import session_factory, transaction
-from db.models import PATIENT_STATUSES
+from db.models import PATIENT_STATUSES, ROLES
 from db.queries import list_patients
 from db.writes import PermissionDenied, create_account, set_patient_calendar
 from ui.session import get_engine
@@ -33,6 +33,13 @@ def account_table(actor: Actor) -> pd.DataFrame:
     """Every account (admins only; see ``db.accounts.account_table``)."""
     with session_factory(get_engine())() as session:
         return accounts.account_table(session, actor=actor)
+
+
+def mfa_required(actor: Actor) -> list[str]:
+    """The roles that must use two-step login (``db.mfa.required_roles``), in the order of ROLES."""
+    with session_factory(get_engine())() as session:
+        required = mfa.required_roles(session)
+    return [r for r in ROLES if r in required]
 
 
 def patient_table(actor: Actor) -> pd.DataFrame:

@@ -21,6 +21,10 @@ Downloads and fragments run later than the page that drew them: :func:`guard_dow
 :func:`live_fragment` re-check the live session (and, for downloads, the right to each patient)
 at the moment they run.
 
+Two-step login (``db.mfa``) happens before any session exists (``ui.web``); the sidebar's
+"Two-step login" (:func:`my_two_step_login`) lets a user enrol, make new recovery codes and turn
+it off where their role allows.
+
 Single sign-on: when ``.streamlit/secrets.toml`` has an ``[auth]`` section for an OpenID Connect
 provider, the login form also offers "Log in with <provider>"; the identity is matched to an
 account (``db.auth.authenticate_sso``) and gets a session of the same store (``ui.web``).
@@ -336,12 +340,13 @@ def require(roles: tuple[str, ...] = ALL_ROLES) -> Actor:
 
 
 def logout_button(actor: Actor) -> None:
-    """A sidebar line with who is logged in, a "Log out" button and "My sessions"."""
+    """A sidebar line with who is logged in, a "Log out" button, "My sessions" and "Two-step login"."""
     with st.sidebar:
         team = f", team {text(actor.team)}" if actor.team else ""
         st.caption(f"Logged in as **{text(actor.name)}** ({actor.role}{team})")
         st.html(logout_form_html())
         my_sessions(actor)
+        my_two_step_login(actor)
         my_notifications(actor)
 
 
@@ -369,6 +374,90 @@ def my_sessions(actor: Actor) -> None:
                 revoke_account_sessions(session, account_id=actor.id, reason="ended by user", clock=clock,
                                         keep=current)
             st.rerun()
+
+
+def my_two_step_login(actor: Actor) -> None:
+    """"Two-step login": the actor's status, enrolment (QR code, key, first code), new recovery
+    codes (shown once) and turning it off where the role allows (``db.mfa``)."""
+    from db import mfa
+    from db.writes import PermissionDenied
+
+    try:
+        with session_factory(get_engine())() as session:
+            status = mfa.mfa_status(session, actor=actor)
+            pending = None if status.enrolled else mfa.pending_secret(session, actor=actor)
+    except (PermissionDenied, mfa.MfaError):
+        return  # not an account of this database, or an unreadable secret (an admin resets it)
+    codes = st.session_state.pop("mfa_new_codes", None)
+    with st.expander("Two-step login", expanded=bool(codes) or pending is not None):
+        if codes:
+            st.warning("Save these recovery codes now (print them or keep them in a password manager): they are "
+                       "shown only this once. Each works once, when your phone is not at hand.")
+            st.code("\n".join(codes), language=None)
+        if status.enrolled:
+            since = f" since {status.confirmed_at:%d %b %Y}" if status.confirmed_at else ""
+            st.caption(f"**On**{since}: after your password you type a code from your authenticator app. "
+                       f"{status.recovery_left} unused recovery code{'s' if status.recovery_left != 1 else ''} left.")
+            if st.button("Make new recovery codes", key="mfa_renew", help="The old recovery codes stop working."):
+                _mfa_action(lambda session: st.session_state.update(
+                    mfa_new_codes=mfa.renew_recovery_codes(session, actor=actor, clock=clock)))
+            if status.required:
+                st.caption("Your clinic requires two-step login for your role, so it cannot be turned off. Lost "
+                           "your phone? Log in with a recovery code, or ask an admin to reset it.")
+            elif st.button("Turn off two-step login", key="mfa_off"):
+                _mfa_action(lambda session: mfa.disable_mfa(session, actor=actor))
+            return
+        if status.required:
+            st.caption("Your clinic requires two-step login for your role: set it up now (you will be asked at your "
+                       "next login otherwise).")
+        else:
+            st.caption("**Off**. Optional for your role: after your password, a code from an authenticator app on "
+                       "your phone (e.g. FreeOTP, Aegis, Google or Microsoft Authenticator).")
+        if pending is None:
+            if st.button("Set up two-step login", key="mfa_begin"):
+                _mfa_action(lambda session: mfa.begin_enrolment(session, actor=actor, clock=clock))
+            return
+        _enrol_step(actor, pending)
+
+
+def _enrol_step(actor: Actor, secret: str) -> None:
+    from db import mfa
+
+    st.caption("Scan this QR code with your authenticator app, or type the key, then type the 6-digit code it shows.")
+    st.image(_qr_png(mfa.provisioning_uri(secret, name=actor.name)), width=200)
+    st.code(" ".join(secret[i:i + 4] for i in range(0, len(secret), 4)), language=None)
+    code = st.text_input("Code from the app", key="mfa_first_code", max_chars=8)
+    if st.button("Turn on two-step login", key="mfa_confirm"):
+        _mfa_action(lambda session: st.session_state.update(
+            mfa_new_codes=mfa.confirm_enrolment(session, actor=actor, code=code or "", clock=clock)))
+
+
+def _qr_png(uri: str) -> bytes:
+    import io
+
+    import segno
+
+    out = io.BytesIO()
+    segno.make(uri, error="m").save(out, kind="png", scale=5)
+    return out.getvalue()
+
+
+def _mfa_action(act: Callable[[Any], object]) -> None:
+    """Run one two-step login change in its own transaction; a refusal is shown as its sentence
+    (its audit row kept), a success reruns the page."""
+    from db.mfa import MfaError
+    from db.writes import PermissionDenied
+
+    problem = None
+    with transaction(get_engine()) as session:
+        try:
+            act(session)
+        except (MfaError, PermissionDenied) as exc:
+            problem = str(exc)
+    if problem:
+        st.error(problem)
+        return
+    st.rerun()
 
 
 def my_notifications(actor: Actor) -> None:

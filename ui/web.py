@@ -11,6 +11,13 @@ app.py hands :data:`ROUTES` and :data:`MIDDLEWARE` to ``streamlit.starlette.App`
     asked for (``next``, a local path only: ``/patient?patient=P00042``). Refused: the form again
     with the reason. A post from another site is refused (login CSRF: ``Origin`` and
     ``Sec-Fetch-Site`` must say this site).
+``POST /session/mfa``
+    The second step for an account with two-step login (``db.mfa``): a right password there
+    gives no session but a five-minute challenge (the HttpOnly, ``SameSite=Strict`` cookie
+    ``alliance_mfa``, tied to the account on the server) and the code form; a right code (or
+    recovery code) makes the session and uses the challenge up. An account whose role requires
+    two-step login and has none gets the enrolment page (QR code, key, first code), then its
+    recovery codes once, and is logged in. Wrong codes count with the password throttle.
 ``POST /session/logout``
     Ends every session of the account on the server (this browser's and any other), clears
     the cookie, and (for a single sign-on) goes on to
@@ -59,9 +66,18 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from db import audit
-from db.auth import LOGIN_FAILED_MESSAGE, SSO_NO_ACCOUNT_MESSAGE, authenticate, authenticate_sso, login_wait
+from db import audit, mfa
+from db.access import Actor
+from db.auth import (
+    LOGIN_FAILED_MESSAGE,
+    SSO_NO_ACCOUNT_MESSAGE,
+    authenticate,
+    authenticate_sso,
+    login_wait,
+    normalise_address,
+)
 from db.engine import session_factory, transaction
+from db.mfa import CHALLENGE_COOKIE, CHALLENGE_TTL
 from db.sessions import (
     COOKIE_NAME,
     Resumed,
@@ -73,7 +89,18 @@ from db.sessions import (
     revoke_session,
 )
 from ui import session as gate
-from ui.login_html import LOGIN_PATH, LOGOUT_PATH, SSO_PATH, login_form_html, login_page, safe_next
+from ui.login_html import (
+    LOGIN_PATH,
+    LOGOUT_PATH,
+    MFA_PATH,
+    SSO_PATH,
+    enrol_form_html,
+    login_form_html,
+    login_page,
+    mfa_form_html,
+    recovery_codes_html,
+    safe_next,
+)
 
 log = logging.getLogger(__name__)
 
@@ -179,30 +206,76 @@ def _wait_sentence(minutes: int) -> str:
             f"without being checked).")
 
 
+def _wait_warning(session: Any, *, name: str, address: str | None) -> str | None:
+    wait = login_wait(session, name=name, address=address, clock=gate.clock)
+    return _wait_sentence(max(1, -(-int(wait.total_seconds()) // 60))) if wait > dt.timedelta(0) else None
+
+
+def _new_login(session: Any, request: Request, actor: Actor) -> str:
+    """A fresh session for ``actor`` (the one this browser had before is ended: fixation); its token."""
+    old = request.cookies.get(COOKIE_NAME)
+    if old:
+        resumed = resume_session(session, token=old, clock=gate.clock, idle=gate.IDLE_TIMEOUT, touch=False)
+        if resumed.session_id is not None:
+            revoke_session(session, session_id=resumed.session_id, reason="replaced", clock=gate.clock)
+    return create_session(session, actor=actor, method="password", address=_address(request),
+                          user_agent=request.headers.get("user-agent", ""), clock=gate.clock,
+                          lifetime=gate.ABSOLUTE_TIMEOUT)
+
+
+def _html(body: str, *, status: int = 200) -> HTMLResponse:
+    response = HTMLResponse(login_page(body), status_code=status)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _set_challenge(response: Response, request: Request, token: str) -> None:
+    response.set_cookie(CHALLENGE_COOKIE, token, path="/session/", httponly=True, samesite="strict",
+                        secure=behind_tls(request), max_age=int(CHALLENGE_TTL.total_seconds()))
+
+
+def _clear_challenge(response: Response, request: Request) -> None:
+    response.delete_cookie(CHALLENGE_COOKIE, path="/session/", httponly=True, samesite="strict",
+                           secure=behind_tls(request))
+
+
+def _second_step_page(session: Any, actor: Actor, purpose: str, *, error: str | None = None,
+                      warning: str | None = None) -> str:
+    """The code form (``verify``) or the enrolment page with its QR code (``enrol``)."""
+    if purpose == "verify":
+        return mfa_form_html(name=actor.name, error=error, warning=warning)
+    secret = mfa.pending_secret(session, actor=actor) or mfa.begin_enrolment(session, actor=actor, clock=gate.clock)
+    return enrol_form_html(name=actor.name, secret=secret, error=error, warning=warning,
+                           qr_svg=mfa.qr_svg(mfa.provisioning_uri(secret, name=actor.name)))
+
+
 def _log_in(request: Request, form: FormData) -> Response:
     name = str(form.get("username") or "")[:64]
     password = str(form.get("password") or "")[:1024]
     next_path = safe_next(str(form.get("next") or "/"))
     address = _address(request)
     engine = gate.get_engine()
+    challenge = body = None
     with transaction(engine) as session:
         actor = authenticate(session, name=name, password=password, address=address, clock=gate.clock)
         token = None
         if actor is not None:
-            old = request.cookies.get(COOKIE_NAME)
-            if old:  # a session this browser had before is never carried over (fixation)
-                resumed = resume_session(session, token=old, clock=gate.clock, idle=gate.IDLE_TIMEOUT, touch=False)
-                if resumed.session_id is not None:
-                    revoke_session(session, session_id=resumed.session_id, reason="replaced", clock=gate.clock)
-            token = create_session(session, actor=actor, method="password", address=address,
-                                   user_agent=request.headers.get("user-agent", ""), clock=gate.clock,
-                                   lifetime=gate.ABSOLUTE_TIMEOUT)
+            step = mfa.login_step(session, actor)
+            if step == "off":
+                token = _new_login(session, request, actor)
+            else:  # no session yet: a five-minute challenge for the code (db.mfa)
+                if step == "enrol":
+                    mfa.begin_enrolment(session, actor=actor, clock=gate.clock)  # a new key at every attempt
+                challenge = mfa.start_challenge(session, account_id=actor.id, purpose=step, next_path=next_path,
+                                                clock=gate.clock)
+                body = _second_step_page(session, actor, step)
+    if challenge is not None and body is not None:
+        response: Response = _html(body)
+        _set_challenge(response, request, challenge)
+        return response
     if token is None:
         with session_factory(engine)() as session:
-            wait = login_wait(session, name=name, address=address, clock=gate.clock)
-        warning = None
-        if wait > dt.timedelta(0):
-            warning = _wait_sentence(max(1, -(-int(wait.total_seconds()) // 60)))
+            warning = _wait_warning(session, name=name, address=address)
         return _page(request, next_path=next_path, status=401, error=LOGIN_FAILED_MESSAGE, warning=warning)
     response = RedirectResponse(next_path, status_code=303)
     _set_cookie(response, request, token)
@@ -210,13 +283,82 @@ def _log_in(request: Request, form: FormData) -> Response:
     return response
 
 
-async def login_route(request: Request) -> Response:
-    """``POST /session/login``: the login form's post."""
+def _check_code(session: Any, request: Request, row: Any, actor: Actor, code: str) -> tuple[str, Any]:
+    """One code against a live challenge: ``("login", token)``, ``("codes", (token, codes))``,
+    ``("again", page)`` or ``("ended", None)``."""
+    address = _address(request)
+    warning = _wait_warning(session, name=actor.name, address=address)
+    if warning is not None:  # throttled: refused without being checked
+        audit.record(session, actor=actor.name, action="login_throttled", address=normalise_address(address),
+                     method="mfa")
+        return "again", _second_step_page(session, actor, row.purpose, warning=warning)
+    codes: list[str] | None = None
+    if row.purpose == "verify":
+        try:
+            ok = mfa.verify_code(session, actor=actor, code=code, address=address, clock=gate.clock) is not None
+            error = mfa.WRONG_CODE_MESSAGE
+        except mfa.MfaError as exc:  # a secret the audit key cannot read: only an admin's reset helps
+            ok, error = False, str(exc)
+    else:
+        try:
+            codes = mfa.confirm_enrolment(session, actor=actor, code=code, clock=gate.clock)
+            mfa.audit_login(session, actor=actor, address=address, second="enrolment", clock=gate.clock)
+            ok, error = True, ""
+        except mfa.MfaError as exc:
+            audit.record(session, actor=actor.name, action="login_failed", address=normalise_address(address),
+                         method="mfa")
+            ok, error = False, str(exc)
+    if not ok:
+        row.failures += 1
+        if row.failures >= mfa.MAX_CHALLENGE_FAILURES:
+            mfa.consume_challenge(session, row, clock=gate.clock)
+            return "ended", None
+        return "again", _second_step_page(session, actor, row.purpose, error=error,
+                                          warning=_wait_warning(session, name=actor.name, address=address))
+    mfa.consume_challenge(session, row, clock=gate.clock)
+    token = _new_login(session, request, actor)
+    return ("login", token) if codes is None else ("codes", (token, codes))
+
+
+def _second_step(request: Request, form: FormData) -> Response:
+    code = str(form.get("code") or "")[:64]
+    with transaction(gate.get_engine()) as session:
+        found = mfa.read_challenge(session, token=request.cookies.get(CHALLENGE_COOKIE), clock=gate.clock)
+        outcome, value = ("ended", None) if found is None else _check_code(session, request, *found, code)
+        next_path = found[0].next_path if found is not None else "/"
+    if outcome == "again":
+        return _html(value, status=401)
+    if outcome == "ended":
+        response: Response = _page(request, next_path="/", status=401, error=mfa.CHALLENGE_ENDED_MESSAGE)
+    elif outcome == "codes":
+        token, codes = value
+        response = _html(recovery_codes_html(codes, next_path=next_path))
+        _set_cookie(response, request, token)
+    else:
+        response = RedirectResponse(safe_next(next_path), status_code=303)
+        response.headers["Cache-Control"] = "no-store"
+        _set_cookie(response, request, value)
+    _clear_challenge(response, request)
+    return response
+
+
+async def _login_post(request: Request, handle: Any, *, max_fields: int) -> Response:
+    """A login form's post, refused when it comes from another site (login CSRF)."""
     if not same_site(request):
         return PlainTextResponse("This login came from another web site and was refused. Open Alliance Monitor "
                                  "itself and log in there.", status_code=403)
-    form = await request.form(max_files=0, max_fields=10)
-    return await run_in_threadpool(_log_in, request, form)
+    form = await request.form(max_files=0, max_fields=max_fields)
+    return await run_in_threadpool(handle, request, form)
+
+
+async def mfa_route(request: Request) -> Response:
+    """``POST /session/mfa``: the second step of a login (a code, or the first code of an enrolment)."""
+    return await _login_post(request, _second_step, max_fields=5)
+
+
+async def login_route(request: Request) -> Response:
+    """``POST /session/login``: the login form's post."""
+    return await _login_post(request, _log_in, max_fields=10)
 
 
 def _log_out(request: Request) -> Response:
@@ -301,6 +443,7 @@ ROUTES = [
     Route(LOGIN_PATH, login_route, methods=["POST"]),
     Route(LOGOUT_PATH, logout_route, methods=["POST"]),
     Route(SSO_PATH, sso_route, methods=["GET"]),
+    Route(MFA_PATH, mfa_route, methods=["POST"]),
 ]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 import streamlit as st
@@ -19,6 +20,9 @@ from db.access import Actor
 from db.engine import make_engine, session_factory
 from db.models import Account
 from ui import cache as ui_cache
+
+if TYPE_CHECKING:
+    from starlette.testclient import TestClient
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 TIMEOUT = 60
@@ -99,3 +103,28 @@ def main_text(at: AppTest) -> str:
     for kind in ("title", "header", "subheader", "markdown", "caption", "error", "info", "warning", "success"):
         parts += [shown(str(e.value)) for e in getattr(at, kind)]
     return "\n".join(parts)
+
+
+async def _app_page(request):  # type: ignore[no-untyped-def]
+    from starlette.responses import PlainTextResponse
+
+    return PlainTextResponse("THE APP")
+
+
+@pytest.fixture
+def client(writable_demo: str) -> Iterator[TestClient]:
+    """The login routes and the gate in front of a stand-in for Streamlit's own routes."""
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    import ui.session
+    import ui.web
+
+    ui.session._engine_for.clear()
+    stand_in = [Route("/", _app_page), Route("/patient", _app_page), Route("/media/{name}", _app_page),
+                Route("/_stcore/upload_file/{sid}/{fid}", _app_page, methods=["PUT"])]
+    app = Starlette(routes=[*ui.web.ROUTES, *stand_in], middleware=ui.web.MIDDLEWARE)
+    with TestClient(app, base_url="http://testserver", follow_redirects=False) as c:
+        yield c
+    ui.session._engine_for.clear()

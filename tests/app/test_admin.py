@@ -322,3 +322,27 @@ def test_a_stale_backup_warns_and_postgresql_points_to_pg_dump() -> None:
     restored_only = history.assign(action=["restore"])
     assert backup_state(restored_only, dialect="sqlite", now=now)[0] == "warning"
     assert backup_state(history, dialect="postgresql", now=now)[0] == "info"
+
+
+def test_reset_two_step_login_logs_the_account_out_and_the_rule_is_saved(app_for, clinic: str) -> None:  # type: ignore[no-untyped-def]
+    from tests.app.conftest import actor_for
+    from tests.db.helpers import enrol_mfa
+
+    engine = make_engine(clinic)
+    enrol_mfa(engine, actor_for(clinic, "therapist.david"))
+    engine.dispose()
+    david_app = app_for("therapist.david").run()
+    assert not is_login_form(david_app)
+    at = _choose(app_for("admin", script=PAGE).run(), "therapist.david")
+    _widget(at.button, "Reset two-step login of therapist.david").click().run()
+    assert any("logged out" in shown(s.value) for s in at.success), [e.value for e in at.error]
+    david_app.run()
+    assert is_login_form(david_app)
+    assert _last_event(clinic, "mfa_reset")["account"] == "therapist.david"
+    at = _choose(app_for("admin", script=PAGE).run(), "therapist.david")
+    _widget(at.button, "Reset two-step login of therapist.david").click().run()  # nothing left to reset
+    assert any("has no two-step login to reset" in shown(e.value) for e in at.error)
+    _widget(at.multiselect, "Required for these roles").set_value(["supervisor", "admin"])
+    _widget(at.button, "Save two-step login rule").click().run()
+    assert _last_event(clinic, "setting") == {"actor": "admin", "patient_code": None, "key": "mfa_required_roles",
+                                              "value": "supervisor,admin"}

@@ -6,13 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import types
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import select
-from starlette.applications import Starlette
-from starlette.responses import PlainTextResponse
-from starlette.routing import Route
 from starlette.testclient import TestClient
 
 import ui.session
@@ -24,22 +20,6 @@ from db.sessions import COOKIE_NAME, token_id
 from tests.app.conftest import actor_for
 
 PASSWORD = "demo-password-2026"
-
-
-async def _app_page(request):  # type: ignore[no-untyped-def]
-    return PlainTextResponse("THE APP")
-
-
-@pytest.fixture
-def client(writable_demo: str) -> Iterator[TestClient]:
-    """The login routes and the gate in front of a stand-in for Streamlit's own routes."""
-    ui.session._engine_for.clear()
-    stand_in = [Route("/", _app_page), Route("/patient", _app_page), Route("/media/{name}", _app_page),
-                Route("/_stcore/upload_file/{sid}/{fid}", _app_page, methods=["PUT"])]
-    app = Starlette(routes=[*ui.web.ROUTES, *stand_in], middleware=ui.web.MIDDLEWARE)
-    with TestClient(app, base_url="http://testserver", follow_redirects=False) as c:
-        yield c
-    ui.session._engine_for.clear()
 
 
 def _post_login(client: TestClient, name: str, password: str = PASSWORD, next_path: str = "/", *,  # type: ignore[no-untyped-def]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pandas as pd
 from sqlalchemy import Engine
 
@@ -39,3 +41,18 @@ def build_clinic(engine: Engine) -> dict[str, Actor]:
                 [("PA1", "ther.a"), ("PA2", "ther.a"), ("PB1", "ther.b"), ("PC1", "ther.c")] for w in (1, 2, 3)]
         apply_import(session, actor=SYSTEM, plan=plan_import(session, actor=SYSTEM, scores=scores_frame(rows)))
     return actors
+
+
+def enrol_mfa(engine: Engine, actor: Actor, *, when: dt.datetime | None = None) -> str:
+    """Enrol ``actor`` in two-step login at ``when`` (default: ten minutes ago, so a code of now
+    is a later time step and not refused as a replay); the TOTP secret."""
+    import pyotp
+
+    from db import mfa
+
+    at = when or dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10)
+    with transaction(engine) as session:
+        secret = mfa.begin_enrolment(session, actor=actor, clock=lambda: at)
+    with transaction(engine) as session:
+        mfa.confirm_enrolment(session, actor=actor, code=pyotp.TOTP(secret).at(at), clock=lambda: at)
+    return secret

@@ -1,7 +1,7 @@
 """alert e-mails: an outbox of notifications and each account's choice (immediate, digest, off)
 
 Revision ID: 0010_notifications
-Revises: 0008_api_clients
+Revises: 0009_mfa
 Create Date: 2026-12-03
 
 Issue 17. When a write raises an urgent or high flag, the patient's therapist (and for risk items
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010_notifications"
-down_revision = "0008_api_clients"
+down_revision = "0009_mfa"
 branch_labels = None
 depends_on = None
 
