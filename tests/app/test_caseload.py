@@ -6,9 +6,13 @@ import re
 
 import pytest
 
+from tests.app import test_security
 from tests.app.conftest import is_login_form, main_text
 
 NORTH = {"therapist.anna", "therapist.ben", "therapist.carla"}
+# The private writable clinic and the AppTest factory of the security tests.
+clinic = test_security.clinic
+app_for = test_security.app_for
 
 
 def _table(at):  # type: ignore[no-untyped-def]
@@ -185,3 +189,19 @@ def test_the_table_reads_in_words_and_shows_why_on_screen(app_as) -> None:  # ty
     assert not shown.duplicated(subset=before).any()
     kinds = next(m for m in at.multiselect if m.label == "Kind")
     assert "Risk item" in kinds.options and "risk_item" not in kinds.options
+
+
+def test_a_supervisor_without_a_team_sees_an_empty_caseload_not_an_error(app_for, clinic: str) -> None:  # type: ignore[no-untyped-def]
+    from db.access import SYSTEM
+    from db.engine import make_engine, transaction
+    from db.writes import create_account
+
+    engine = make_engine(clinic)
+    with transaction(engine) as session:
+        create_account(session, actor=SYSTEM, name="supervisor.noteam", role="supervisor",
+                       password="a long enough password 2026", team=None)
+    engine.dispose()
+    for page in ("pages/caseload.py", "pages/clinic.py"):
+        at = app_for("supervisor.noteam", script=page).run()
+        assert not at.exception, (page, at.exception)
+        assert not re.search(r"P\d{5}", main_text(at)), page
