@@ -6,7 +6,9 @@ reads 0.3-0.5 s high):
 * :data:`INIT_JS` (``context.add_init_script``) runs in every document before Streamlit. After
   ``window.__am.arm()`` the first ``pointerdown`` or ``keydown`` (capture phase, so before any
   handler of the app) is time zero, and a ``MutationObserver`` notes that the page changed since
-  (elements added or removed, marked stale, or Streamlit's script state flipped).
+  (elements added or removed, marked stale, or Streamlit's script state flipped). Time zero is
+  also kept in ``sessionStorage`` (as epoch milliseconds), so that when the click loads a new
+  document (the login form's POST and its 303 to the app) the new document takes it over.
 * :func:`painted_ms` then polls :data:`PAINTED_JS` on every animation frame
   (``wait_for_function(polling="raf")``). **Painted** is the first frame in which all hold:
 
@@ -34,7 +36,18 @@ INIT_JS = r"""
 (() => {
   const am = window.__am = {armed: false, t0: null, ran: false, paintedAt: null, changed: 0};
   am.arm = () => { am.armed = true; am.t0 = null; am.ran = false; am.paintedAt = null; };
-  const start = () => { if (am.armed && am.t0 === null) { am.t0 = performance.now(); am.ran = false; } };
+  const start = () => {
+    if (am.armed && am.t0 === null) {
+      am.t0 = performance.now(); am.ran = false;
+      // a click that submits a form (the login) loads a new document: time zero goes with it
+      sessionStorage.setItem('am_t0_epoch', String(performance.timeOrigin + am.t0));
+    }
+  };
+  const carried = sessionStorage.getItem('am_t0_epoch');
+  if (carried !== null) {  // this document was loaded by the armed click (POST /session/login, 303)
+    sessionStorage.removeItem('am_t0_epoch');
+    am.armed = true; am.t0 = Number(carried) - performance.timeOrigin;
+  }
   document.addEventListener('pointerdown', start, true);
   document.addEventListener('keydown', start, true);
   // Any change of the page after time zero: Streamlit's script state flipping, or elements
@@ -52,6 +65,7 @@ PAINTED_JS = r"""
 (want) => {
   const am = window.__am;
   if (!am || am.t0 === null || !am.ran) return false;
+  sessionStorage.removeItem('am_t0_epoch');  // the armed action stayed in this document
   const app = document.querySelector('[data-testid="stApp"]');
   if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
   const main = document.querySelector('[data-testid="stMain"]');
