@@ -51,8 +51,6 @@ def read_alerts(session: Session, *, actor: Actor | None, today: dt.date | None 
     flags = read_flags(session, actor=actor, today=today)
     out = flag_dates(flags, patients=patients, today=today)
     info = patients[["patient_id", "therapist_name", "team", "start_date", "last_week"]]
-    if patients.empty:  # nobody to see (a supervisor without a team): no alerts, the same columns
-        return out.iloc[:0].assign(**{c: pd.Series(dtype=object) for c in info.columns if c != "patient_id"})
     return out.merge(info, on="patient_id", how="left")
 
 

@@ -124,7 +124,7 @@ def _sqlite_score_columns(raw: Any, where: list[str], *, items: bool, entered: b
         "score": np.array(out["score"], dtype=np.float64),
         "administered_on": np.array(out["administered_on"], dtype=object),
         "entered_at": per_distinct(pa.array(out["entered_at"], type=pa.string()), _utc).array if entered
-        else pd.array([pd.NaT] * len(out["_pid"]), dtype="datetime64[us, UTC]"),
+        else pd.DatetimeIndex(np.full(len(out["_pid"]), np.datetime64("NaT", "us"))).tz_localize("UTC").array,
         "items": np.array(out["items"], dtype=object),
     }
 

@@ -36,6 +36,7 @@ import hmac
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import pyotp
 from argon2 import PasswordHasher
@@ -49,7 +50,8 @@ from sqlalchemy.orm import Session
 from db import audit
 from db.access import Actor
 from db.auth import normalise_address
-from db.models import ROLES, Account, MfaChallenge, MfaEnrolment, MfaRecoveryCode, Setting, utcnow
+from db.models import ROLES, Account, MfaChallenge, MfaEnrolment, MfaRecoveryCode, utcnow
+from db.queries import get_setting, is_demo
 from db.sessions import revoke_account_sessions, token_id
 from db.writes import PermissionDenied, _require_admin, set_setting
 
@@ -101,10 +103,9 @@ def _utc(at: dt.datetime) -> dt.datetime:
 def required_roles(session: Session) -> frozenset[str]:
     """The roles that must use two-step login (``mfa_required_roles``; no row: admins, except on
     the demo clinic, whose accounts share a public password and which ``seed-demo`` sets to none)."""
-    value = session.scalar(select(Setting.value).where(Setting.key == SETTING_KEY))
+    value = get_setting(session, SETTING_KEY)
     if value is None:
-        demo = session.scalar(select(Setting.value).where(Setting.key == "demo")) == "1"
-        return frozenset() if demo else DEFAULT_REQUIRED
+        return frozenset() if is_demo(session) else DEFAULT_REQUIRED
     return frozenset(r for r in value.split(",") if r in ROLES)
 
 
@@ -164,11 +165,29 @@ def provisioning_uri(secret: str, *, name: str) -> str:
     return pyotp.TOTP(secret).provisioning_uri(name=name, issuer_name=ISSUER)
 
 
-def qr_svg(uri: str) -> str:
-    """The QR code of ``uri`` as an inline SVG element (the page's CSP allows no outside images)."""
+def _qr(uri: str) -> Any:  # a segno.QRCode
     import segno
 
-    return str(segno.make(uri, error="m").svg_inline(scale=5, title="QR code for your authenticator app"))
+    return segno.make(uri, error="m")
+
+
+def qr_svg(uri: str) -> str:
+    """The QR code of ``uri`` as an inline SVG element (the page's CSP allows no outside images)."""
+    return str(_qr(uri).svg_inline(scale=5, title="QR code for your authenticator app"))
+
+
+def qr_png(uri: str) -> bytes:
+    """The same QR code as PNG bytes (the sidebar's ``st.image``)."""
+    import io
+
+    out = io.BytesIO()
+    _qr(uri).save(out, kind="png", scale=5)
+    return out.getvalue()
+
+
+def key_for_typing(secret: str) -> str:
+    """The secret in groups of four (``ABCD EFGH …``), for typing into an app by hand."""
+    return " ".join(secret[i:i + 4] for i in range(0, len(secret), 4))
 
 
 # --- status, enrolment and recovery codes --------------------------------------------------------

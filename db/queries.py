@@ -24,9 +24,13 @@ SCORE_COLUMNS = ["patient_id", "therapist_id", "instrument", "week", "score", "a
 
 
 def frame_of(rows: Sequence[Sequence[object]], columns: list[str]) -> pd.DataFrame:
-    """A DataFrame from result rows, built column by column (pandas is slow on Row objects)."""
-    data: list[Sequence[object]] = list(zip(*rows, strict=True)) if rows else [[] for _ in columns]
-    return pd.DataFrame(dict(zip(columns, data, strict=True)), columns=columns)
+    """A DataFrame from result rows, built column by column (pandas is slow on Row objects).
+
+    No rows give empty ``object`` columns (pandas would make them float64, which then cannot be
+    merged with a text column of another frame: a supervisor without a team)."""
+    if not rows:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in columns}, columns=columns)
+    return pd.DataFrame(dict(zip(columns, zip(*rows, strict=True), strict=True)), columns=columns)
 
 
 def fetch_rows(session: Session, stmt: Executable) -> Sequence[Sequence[Any]]:

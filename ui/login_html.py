@@ -119,8 +119,10 @@ def enrol_form_html(*, name: str, secret: str, qr_svg: str, error: str | None = 
                     warning: str | None = None) -> str:
     """The enrolment step of a login: the QR code (an inline SVG made by ``db.mfa.qr_svg``), the
     key for typing in by hand and the first code ("Code", "Turn on two-step login")."""
+    from db.mfa import key_for_typing
+
     esc = html.escape
-    grouped = " ".join(secret[i:i + 4] for i in range(0, len(secret), 4))
+    grouped = key_for_typing(secret)
     parts = _boxes(error=error, warning=warning)
     parts.append(f"<h2>Set up two-step login</h2><p>Password accepted for <b>{esc(name)}</b>. Your clinic requires "
                  "two-step login for your role. Scan this QR code with an authenticator app on your phone "

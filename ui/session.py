@@ -424,22 +424,12 @@ def _enrol_step(actor: Actor, secret: str) -> None:
     from db import mfa
 
     st.caption("Scan this QR code with your authenticator app, or type the key, then type the 6-digit code it shows.")
-    st.image(_qr_png(mfa.provisioning_uri(secret, name=actor.name)), width=200)
-    st.code(" ".join(secret[i:i + 4] for i in range(0, len(secret), 4)), language=None)
+    st.image(mfa.qr_png(mfa.provisioning_uri(secret, name=actor.name)), width=200)
+    st.code(mfa.key_for_typing(secret), language=None)
     code = st.text_input("Code from the app", key="mfa_first_code", max_chars=8)
     if st.button("Turn on two-step login", key="mfa_confirm"):
         _mfa_action(lambda session: st.session_state.update(
             mfa_new_codes=mfa.confirm_enrolment(session, actor=actor, code=code or "", clock=clock)))
-
-
-def _qr_png(uri: str) -> bytes:
-    import io
-
-    import segno
-
-    out = io.BytesIO()
-    segno.make(uri, error="m").save(out, kind="png", scale=5)
-    return out.getvalue()
 
 
 def _mfa_action(act: Callable[[Any], object]) -> None:
