@@ -77,6 +77,9 @@ PAINTED_JS = r"""
   if (want.chart) {  // a page whose main element is a plotly chart (the patient page)
     const chart = [...main.querySelectorAll('.js-plotly-plot')].find(fresh);
     if (!chart || !chart._fullLayout || !chart.querySelector('.main-svg .scatterlayer .trace')) return false;
+    // a rerun of the chart: the legend must show what the action asked for
+    if (want.legend && ![...chart.querySelectorAll('.legendtext')].some((t) => t.textContent.includes(want.legend)))
+      return false;
     if (am.paintedAt === null) am.paintedAt = performance.now();
     return Math.max(am.paintedAt - am.t0, 0.001);
   }
@@ -118,13 +121,14 @@ IDLE_JS = r"""
 
 
 def want(title: str, *, caption: str | None = None, absent: bool = False, fewer: bool = False,
-         all_rows: bool = False, prefix: bool = False, chart: bool = False) -> dict:
+         all_rows: bool = False, prefix: bool = False, chart: bool = False, legend: str | None = None) -> dict:
     """What "painted" waits for: the page title (``prefix``: the title starts so), and optionally a
     caption regex (``absent``: must not match; ``fewer``/``all_rows``: groups 1 and 2 of the match
     are "shown" and "of"). ``chart``: the page's main element is a plotly chart, not a table (instead
-    of 3: the first fresh ``.js-plotly-plot`` is laid out, ``_fullLayout``, with a trace drawn)."""
+    of 3: the first fresh ``.js-plotly-plot`` is laid out, ``_fullLayout``, with a trace drawn);
+    ``legend``: and a legend entry of that chart contains this text (a rerun that redraws it)."""
     return {"title": title, "caption": caption, "absent": absent, "fewer": fewer, "all": all_rows, "prefix": prefix,
-            "chart": chart}
+            "chart": chart, "legend": legend}
 
 
 STATE_JS = r"""

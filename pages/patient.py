@@ -9,7 +9,7 @@ PDF, HTML, CSV). A code the user may not see answers exactly like one that does 
 import streamlit as st
 
 from core.caseload import STATUS_WORDS
-from core.figures import build_patient_figure, build_subscale_figure
+from core.figures import build_subscale_figure
 from core.markdown import text
 from core.notices import patient_notices
 from core.repair import REFERENCES, addressable_flags, describe_card, flag_table, risk_alerts, rupture_cards
@@ -18,7 +18,7 @@ from core.static_export import NO_BROWSER_MESSAGE, chart_available
 from ui.loaders import (
     audit_view,
     current_version,
-    load_expected,
+    load_course_figure,
     load_patient,
     load_patient_notices,
     load_patients,
@@ -151,10 +151,9 @@ def course_chart() -> None:
                  "the clinic's usual course; symptoms: the course expected for their starting score). Average so "
                  "far: the plain average of the weeks before. Whole course: the average of all weeks, for looking "
                  "back (retrospective).")
-    figure = build_patient_figure(scores, flags=flags, average="full" if shown == WHOLE else "running",
-                                  last_weeks=RECENT_WEEKS if span == LAST_WEEKS else None,
-                                  expected=load_expected(actor, info.code, version) if shown in (EXPECTED, None)
-                                  else None)
+    compare = {RUNNING: "running", WHOLE: "full"}.get(shown or EXPECTED, "expected")
+    figure = load_course_figure(actor, info.code, version, compare=compare,
+                                last_weeks=RECENT_WEEKS if span == LAST_WEEKS else None)
     st.plotly_chart(figure, width="stretch", key="patient_course")
 
 

@@ -55,7 +55,8 @@ def limit_bytes() -> int:
 
 
 def size_of(value: Any) -> int:
-    """Bytes ``value`` holds: pandas objects measured deeply, containers summed, others 1 KB."""
+    """Bytes ``value`` holds: pandas objects measured deeply, containers summed, a plotly figure by
+    its JSON, others 1 KB."""
     if isinstance(value, pd.DataFrame):
         return int(value.memory_usage(deep=True, index=True).sum())
     if isinstance(value, (pd.Series, pd.Index)):
@@ -64,6 +65,8 @@ def size_of(value: Any) -> int:
         return 64 + sum(size_of(v) for v in value)
     if isinstance(value, (bytes, str)):
         return len(value)
+    if type(value).__module__.startswith("plotly."):  # a figure: what it sends to the browser
+        return len(value.to_json())
     return 1024
 
 

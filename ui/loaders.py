@@ -69,6 +69,24 @@ def load_expected(actor: Actor, code: str, version: tuple[int, ...]) -> pd.DataF
         return _expected(session, scores)
 
 
+@cached()
+def load_course_figure(actor: Actor, code: str, version: tuple[int, ...], *, compare: str,
+                       last_weeks: int | None) -> object:
+    """The patient page's course chart (``core.figures.build_patient_figure``), built once per
+    patient, data version and choice of the page's two switches: flipping them back and forth
+    costs no rebuild. ``compare``: "expected" (what the flags compare with), "running" or "full".
+
+    The figure is the cache's own object, shared by every rerun of this user: show it
+    (``st.plotly_chart``), never change it.
+    """
+    from core.figures import build_patient_figure
+
+    info, scores, flags = load_patient(actor, code, version)
+    expected = load_expected(actor, code, version) if compare == "expected" and info is not None else None
+    return build_patient_figure(scores, flags=flags, average="full" if compare == "full" else "running",
+                                last_weeks=last_weeks, expected=expected)
+
+
 def _expected(session: Session, scores: pd.DataFrame) -> pd.DataFrame:
     """``expected_courses`` under the clinic's rule set in force (its frozen courses and settings)."""
     from core.flags import expected_courses

@@ -51,10 +51,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 import os
 import threading
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlparse
 
@@ -533,7 +535,63 @@ class SessionGate:
         return None
 
 
-MIDDLEWARE = [Middleware(SessionGate)]
+@functools.lru_cache(maxsize=1)
+def chart_chunk() -> str | None:
+    """The address of Streamlit's plotly chart bundle (plotly.js, 4.7 MB), relative like the
+    index page's own scripts; ``None`` if this Streamlit build has none."""
+    from streamlit import file_util
+
+    found = sorted(Path(file_util.get_static_dir(), "static", "js").glob("PlotlyChart.*.js"))
+    return f"./static/js/{found[0].name}" if found else None
+
+
+class ChartPreload:
+    """Pure ASGI middleware: Streamlit's app page (``index.html``) asks the browser to fetch and
+    compile the plotly chart bundle while the app starts (``<link rel="modulepreload">``), so
+    the first chart a user opens (a patient's course) does not wait for 4.7 MB of plotly.js to
+    be loaded after its data arrive (issue 19). Other responses pass through untouched."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        href = chart_chunk()
+        if scope["type"] != "http" or scope["method"] != "GET" or not _is_page(scope["path"]) or href is None:
+            await self.app(scope, receive, send)
+            return
+        tag = f'<link rel="modulepreload" crossorigin href="{href}">'.encode()
+        held: dict[str, Any] = {}
+        body: list[bytes] = []
+
+        async def rewrite(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                headers = dict(message.get("headers", []))
+                if message["status"] == 200 and headers.get(b"content-type", b"").startswith(b"text/html") \
+                        and b"content-encoding" not in headers:
+                    held["start"] = message
+                    return
+                held["passing"] = True
+            if held.get("passing") or message["type"] != "http.response.body":
+                await send(message)
+                return
+            body.append(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            html = b"".join(body)
+            if tag not in html and b"</head>" in html:
+                html = html.replace(b"</head>", tag + b"</head>", 1)
+            start = held["start"]
+            start["headers"] = [(k, v) for k, v in start.get("headers", []) if k != b"content-length"] \
+                + [(b"content-length", str(len(html)).encode())]
+            await send(start)
+            await send({"type": "http.response.body", "body": html, "more_body": False})
+
+        await self.app(scope, receive, rewrite)
+
+
+#: Outermost first: the gate answers a page without a login with the login page (which needs no
+#: chart); a page of a live login reaches Streamlit through the preload.
+MIDDLEWARE = [Middleware(SessionGate), Middleware(ChartPreload)]
 
 
 # --- deferred downloads -----------------------------------------------------------------------------

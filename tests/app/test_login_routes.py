@@ -263,3 +263,42 @@ def test_a_fragment_rerun_after_the_login_ended_reruns_the_page(monkeypatch: pyt
     with pytest.raises(RuntimeError, match="rerun"):
         shown()
     assert calls == ["app"]  # the whole page reruns (and shows the login form); the fragment draws nothing
+
+
+def test_an_app_page_preloads_the_chart_bundle_and_other_answers_pass_untouched() -> None:
+    from pathlib import Path
+
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.responses import HTMLResponse, PlainTextResponse
+    from starlette.routing import Route
+    from streamlit import file_util
+
+    href = ui.web.chart_chunk()
+    # this Streamlit's bundle, found where its index page loads scripts from
+    assert href is not None and href.startswith("./static/js/PlotlyChart.")
+    assert (Path(file_util.get_static_dir()) / href.removeprefix("./")).is_file()
+
+    async def page(request):  # type: ignore[no-untyped-def]
+        return HTMLResponse("<html><head><title>t</title></head><body>THE APP</body></html>")
+
+    async def text(request):  # type: ignore[no-untyped-def]
+        return PlainTextResponse("</head> not html")
+
+    async def missing(request):  # type: ignore[no-untyped-def]
+        return HTMLResponse("<html><head></head></html>", status_code=404)
+
+    app = Starlette(routes=[Route("/", page), Route("/patient", page), Route("/plain", text),
+                            Route("/gone", missing), Route("/static/x.html", page)],
+                    middleware=[Middleware(ui.web.ChartPreload)])
+    tag = f'<link rel="modulepreload" crossorigin href="{href}">'
+    with TestClient(app) as c:
+        for path in ("/", "/patient?patient=P00001"):
+            answer = c.get(path)
+            assert answer.status_code == 200 and answer.text.count(tag) == 1
+            assert answer.text.index(tag) < answer.text.index("</head>") < answer.text.index("THE APP")
+            assert int(answer.headers["content-length"]) == len(answer.content)
+        assert c.get("/plain").text == "</head> not html"
+        assert tag not in c.get("/gone").text and c.get("/gone").status_code == 404
+        assert tag not in c.get("/static/x.html").text  # not a page: Streamlit's own files
+        assert c.head("/").status_code in (200, 405) and not c.head("/").content

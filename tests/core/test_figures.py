@@ -135,3 +135,33 @@ def test_a_week_range_shows_the_latest_weeks_of_a_long_course() -> None:
     assert list(short.layout.xaxis.range) == [0.5, 6.5]
     with pytest.raises(ValueError, match="at least 1 week"):
         build_patient_figure(long, last_weeks=0)
+
+
+def test_short_courses_label_every_week_long_ones_take_plotlys_integer_steps() -> None:
+    short = build_patient_figure(scores(COURSE))
+    assert short.layout.xaxis3.dtick == 1  # the bottom panel carries the week axis
+    long = scores({"WAI-SR": {w: 40 + w % 3 for w in range(1, 53)}, "SPIN": {w: 30 for w in range(1, 53)}})
+    whole = build_patient_figure(long)
+    assert whole.layout.xaxis2.dtick is None and whole.layout.xaxis2.tickformat == "d"
+    assert build_patient_figure(long, last_weeks=12).layout.xaxis2.dtick == 1  # 12 weeks shown: every week
+
+
+def test_the_figure_spec_grid_is_make_subplots_own() -> None:
+    from plotly.subplots import make_subplots
+
+    from core.figures import FigureSpec
+
+    spec = FigureSpec(rows=3, cols=2, shared_xaxes=True, vertical_spacing=0.07, subplot_titles=["a", "b", "c"])
+    spec.add({"x": [1, 2], "y": [3, 4], "name": "one"}, row=3, col=2)
+    spec.axis("y", {"range": [0, 10], "title": {"text": "Y"}}, row=3, col=2)
+    spec.axis("x", {"showgrid": False})
+    ours = spec.figure(height=300, template="plotly_white")
+    theirs = make_subplots(rows=3, cols=2, shared_xaxes=True, vertical_spacing=0.07, subplot_titles=["a", "b", "c"])
+    theirs.add_scatter(x=[1, 2], y=[3, 4], name="one", row=3, col=2)
+    theirs.update_yaxes(range=[0, 10], title_text="Y", row=3, col=2)
+    theirs.update_xaxes(showgrid=False)
+    theirs.update_layout(height=300, template="plotly_white")
+    assert ours.data[0].xaxis == theirs.data[0].xaxis == "x6" and ours.data[0].yaxis == "y6"
+    mine, other = ours.to_plotly_json()["layout"], theirs.to_plotly_json()["layout"]
+    assert mine.pop("template")["layout"] == other.pop("template")["layout"]  # the look; trace defaults trimmed
+    assert mine == other
