@@ -323,7 +323,9 @@ def build_patient_figure(scores: pd.DataFrame, *, flags: pd.DataFrame | None = N
     spec.axis("x", {"title": {"text": "Treatment week"}, **week_ticks(last - first + 1)}, row=len(codes))
     return spec.figure(height=panel_height * len(codes) + 80, template="plotly_white", hovermode="closest",
                        margin={"l": 60, "r": 20, "t": 60 if title else 40, "b": 40},
-                       title={"text": title} if title else {}, legend={"orientation": "h", "y": -0.08})
+                       title={"text": title} if title else {},
+                       # the legend ~70 px under the panels, below the week axis's title, however many panels
+                       legend={"orientation": "h", "y": -72 / (panel_height * len(codes))})
 
 
 def build_subscale_figure(scores: pd.DataFrame, *, instrument: str = "WAI-SR") -> go.Figure:

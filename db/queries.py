@@ -165,8 +165,7 @@ def read_scores(session: Session, *, actor: Actor | None, patient_code: str | No
         "instrument": columnar.strings(cols["instrument"])[keep].reset_index(drop=True),
         "week": cols["week"][keep],
         "score": cols["score"][keep],
-        "administered_on": columnar.per_distinct(np.asarray(cols["administered_on"], dtype=object)[keep],
-                                                 date_objects).astype(object),
+        "administered_on": columnar.per_distinct(cols["administered_on"], date_objects).to_numpy(dtype=object)[keep],
     })
     if frame.empty:  # as pandas builds an empty frame from no rows: text columns of objects
         frame = frame.astype({"patient_id": object, "therapist_id": object, "instrument": object})

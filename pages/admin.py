@@ -14,6 +14,7 @@ from db import accounts, mfa
 from db.auth import MIN_PASSWORD_LENGTH
 from db.models import ROLES
 from ui import admin
+from ui.picker import patient_picker
 from ui.session import require
 
 actor = require(roles=("admin",))
@@ -138,9 +139,10 @@ with tab_patients:
         st.warning(text(f"{n} patient{'s have' if n != 1 else ' has'} no start date ({listed}): missed "
                         f"questionnaires cannot be detected for {'them' if n != 1 else 'this patient'}. Set the "
                         "start date below, or import their scores with administered_on dates."))
-    code = st.selectbox("Patient", patients["patient_id"].tolist(), index=None, placeholder="Choose a patient…",
-                        key="calendar_patient")
-    if code:
+    code = patient_picker(st, "Patient", patients["patient_id"].tolist(), key="calendar_patient")
+    if code and code not in set(patients["patient_id"]):
+        st.error(f"No patient {text(code)}. Check the code, or choose one from the list.")
+    elif code:
         row = patients.set_index("patient_id").loc[code]
         with st.form("patient_calendar"):
             c1, c2 = st.columns(2)

@@ -31,6 +31,7 @@ from ui.meeting_loaders import (
     load_caseload_table,
     load_course_scores,
 )
+from ui.picker import patient_picker
 from ui.session import live_fragment, require
 
 #: The columns the alert table shows, left to right: what to act on and why come before the
@@ -134,7 +135,7 @@ def scan() -> None:
         st.switch_page("pages/patient.py",
                        query_params={"patient": shown["patient_id"].iloc[picked.selection.rows[0]]})
     left, right = st.columns([3, 1], vertical_alignment="bottom")
-    opened = left.selectbox("Open a patient", shown["patient_id"].unique().tolist(), index=None,
+    opened = patient_picker(left, "Open a patient", shown["patient_id"].unique().tolist(),
                             placeholder="Choose a patient of the table…", key="caseload_open_patient")
     if right.button("Open patient", disabled=opened is None, key="caseload_open_button"):
         st.switch_page("pages/patient.py", query_params={"patient": opened})

@@ -12,6 +12,7 @@ from core.validation import MAX_WEEK, summarise_items
 from db.entry import NoSuchPatient
 from ui.dataio import instrument_choices, load_entry, save_weekly_entry
 from ui.loaders import current_version, load_patients
+from ui.picker import patient_picker
 from ui.session import require
 
 actor = require(roles=("therapist", "supervisor", "admin"))
@@ -25,9 +26,8 @@ if not codes:
 choices = instrument_choices()
 left, middle, right = st.columns([2, 3, 1])
 requested = st.query_params.get("patient")
-code = left.selectbox("Patient", codes, index=codes.index(requested) if requested in codes else None,
-                      placeholder="Choose a patient…", help="Patients you may see: your caseload (supervisors: "
-                                                            "your team's).")
+code = patient_picker(left, "Patient", codes, current=requested,
+                      help="Patients you may see: your caseload (supervisors: your team's).")
 instrument = middle.selectbox("Questionnaire", list(choices), format_func=choices.get)
 week = int(right.number_input("Week", min_value=1, max_value=MAX_WEEK, value=1, step=1))
 if not code:

@@ -7,6 +7,7 @@ from core.caseload import ATTENTION_LABELS, common_instrument, filter_attention,
 from core.figures import OKABE_ITO
 from ui.loaders import current_version, load_caseload, previous_visit
 from ui.meeting_loaders import audit_once
+from ui.picker import patient_picker
 from ui.session import live_fragment, require
 
 actor = require()
@@ -101,7 +102,8 @@ def caseload_table() -> None:
     )
 
     left, right = st.columns([3, 1], vertical_alignment="bottom")
-    opened = left.selectbox("Open a patient", shown["patient_id"].tolist(), index=0 if len(shown) else None,
+    listed = shown["patient_id"].tolist()
+    opened = patient_picker(left, "Open a patient", listed, current=listed[0] if listed else None,
                             key="open_patient", help="In the order above: the most urgent first.")
     if right.button("Open patient", disabled=opened is None):
         st.switch_page("pages/patient.py", query_params={"patient": opened})

@@ -25,6 +25,7 @@ from ui.loaders import (
     mark_flags,
     report_download,
 )
+from ui.picker import patient_picker
 from ui.session import live_fragment, require
 
 #: The chart's week range: the whole course, or the latest weeks of a long one.
@@ -38,9 +39,8 @@ version = current_version()
 patients = load_patients(actor, version)
 codes = patients["patient_id"].tolist()
 requested = st.query_params.get("patient")
-index = codes.index(requested) if requested in codes else None
-chosen = st.selectbox("Patient", codes, index=index, placeholder="Choose a patient…",
-                      help="Patients you may see: your caseload (supervisors: your team's).")
+chosen = patient_picker(st, "Patient", codes, current=requested,
+                        help="Patients you may see: your caseload (supervisors: your team's).")
 if chosen and chosen != requested:
     st.query_params["patient"] = chosen
     requested = chosen

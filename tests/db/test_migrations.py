@@ -22,6 +22,25 @@ def test_upgrade_downgrade_upgrade_and_no_drift(db_url: str) -> None:
     engine.dispose()
 
 
+def test_the_schema_head_the_commands_compare_with_is_alembics_own(db_url: str) -> None:
+    from alembic.script import ScriptDirectory
+
+    from db.engine import SCHEMA_HEAD
+
+    script = ScriptDirectory.from_config(alembic_config())
+    assert script.get_heads() == [SCHEMA_HEAD], "a new migration: set db.engine.SCHEMA_HEAD to its revision"
+    engine = make_engine(db_url)
+    assert not is_current(engine)  # an empty database: no alembic_version table
+    upgrade(engine)
+    assert is_current(engine)
+    previous = script.get_revision(SCHEMA_HEAD).down_revision
+    downgrade(engine, str(previous))
+    assert not is_current(engine)  # one migration behind
+    upgrade(engine)
+    assert is_current(engine)
+    engine.dispose()
+
+
 def test_every_write_path_moves_the_data_version(engine) -> None:  # type: ignore[no-untyped-def]
     from db.access import SYSTEM
     from db.engine import session_factory, transaction

@@ -86,3 +86,16 @@ def test_every_viewer_gets_exactly_their_rows_whichever_path_reads_them(clinic: 
 def test_an_instrument_filter_is_a_code_never_sql(clinic: Engine) -> None:
     with session_factory(clinic)() as session, pytest.raises(ValueError, match="is not an instrument code"):
         read_scores(session, actor=SYSTEM, instruments=["SPIN') OR 1=1 --"])
+
+
+def test_reading_in_small_batches_gives_the_same_frame(clinic: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the SQLite read transposes BATCH rows at a time; batches that split patients, instruments and
+    # id lists anywhere must join into exactly the frame of one batch
+    with session_factory(clinic)() as session:
+        whole = read_scores(session, actor=SYSTEM, with_items=True)
+        mine = read_scores(session, actor=_actor(session, "ther.1"), instruments=["SPIN"])
+        monkeypatch.setattr(columnar, "BATCH", 7)
+        pd.testing.assert_frame_equal(read_scores(session, actor=SYSTEM, with_items=True), whole)
+        pd.testing.assert_frame_equal(read_scores(session, actor=_actor(session, "ther.1"), instruments=["SPIN"]),
+                                      mine)
+        assert len(mine) == PATIENTS  # 200 patients x 3 SPIN weeks
