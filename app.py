@@ -57,7 +57,10 @@ if __name__ == "__main__":  # a script run (Streamlit runs the main script as __
 else:  # imported by `streamlit run app.py` (or `uvicorn app:app`): the ASGI server
     from streamlit.runtime.pages_manager import PagesManager
 
+    from ui.cache import tune_allocator
     from ui.web import MIDDLEWARE, ROUTES, install_download_guard
+
+    tune_allocator()  # large blocks go back to the system when freed (ui/cache.py)
 
     # The pages/ folder is this app's page files, not Streamlit's old automatic multipage mode:
     # without this, the first script run of a fresh server that is a deep link (/admin after the

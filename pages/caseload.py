@@ -31,6 +31,7 @@ from ui.meeting_loaders import (
     load_caseload_table,
     load_course_scores,
 )
+from ui.pager import page_of
 from ui.picker import patient_picker
 from ui.session import live_fragment, require
 
@@ -107,11 +108,12 @@ def scan() -> None:
                 f"alerts not addressed within {OVERDUE_DAYS} days, the oldest first; then recent ones and those "
                 "addressed in feedback.")
     # blanks, not "None", where a therapist has written no note
-    view = shown[[*TABLE_COLUMNS, *HIDDEN_COLUMNS]].assign(note=shown["note"].astype(object).fillna(""),
-                                                            instrument=shown["instrument"].astype(object).fillna(""))
+    on_page = page_of(shown, key="alerts_page", noun="alerts")
+    view = on_page[[*TABLE_COLUMNS, *HIDDEN_COLUMNS]].assign(note=on_page["note"].astype(object).fillna(""),
+                                                              instrument=on_page["instrument"].astype(object).fillna(""))
     picked = st.dataframe(
         view, hide_index=True, width="stretch", placeholder="—",
-        height=min(36 * (len(shown) + 1) + 4, 640), key="caseload_table", on_select="rerun",
+        height=min(36 * (len(view) + 1) + 4, 640), key="caseload_table", on_select="rerun",
         selection_mode="single-row", column_order=TABLE_COLUMNS,
         column_config={
             "patient_id": st.column_config.TextColumn("Patient", pinned=True, width=70),
@@ -133,7 +135,7 @@ def scan() -> None:
     # Open the patient in this tab (a link to a new tab would be a new session, asking to log in again).
     if picked.selection.rows:
         st.switch_page("pages/patient.py",
-                       query_params={"patient": shown["patient_id"].iloc[picked.selection.rows[0]]})
+                       query_params={"patient": on_page["patient_id"].iloc[picked.selection.rows[0]]})
     left, right = st.columns([3, 1], vertical_alignment="bottom")
     opened = patient_picker(left, "Open a patient", shown["patient_id"].unique().tolist(),
                             placeholder="Choose a patient of the table…", key="caseload_open_patient")

@@ -7,6 +7,7 @@ from core.caseload import ATTENTION_LABELS, common_instrument, filter_attention,
 from core.figures import OKABE_ITO
 from ui.loaders import current_version, load_caseload, previous_visit
 from ui.meeting_loaders import audit_once
+from ui.pager import page_of
 from ui.picker import patient_picker
 from ui.session import live_fragment, require
 
@@ -59,8 +60,9 @@ def caseload_table() -> None:
                "latest_program", "latest_symptom", "symptom_trend", "clinical_range", "last_questionnaire", "status"]
     if actor.role != "therapist":
         columns.insert(3, "therapist_id")
+    page = page_of(shown, key="patients_page", noun="patients")
     st.dataframe(
-        shown, hide_index=True, width="stretch", placeholder="—", height=min(36 * (len(shown) + 1) + 4, 1200),
+        page, hide_index=True, width="stretch", placeholder="—", height=min(36 * (len(page) + 1) + 4, 1200),
         column_order=columns, key="caseload_table",
         column_config={
             "link": st.column_config.LinkColumn("Patient", display_text=r"patient=(.*)$", pinned=True),

@@ -102,3 +102,30 @@ def test_a_loader_without_version_is_refused_and_a_bad_limit_is_a_sentence(monke
     monkeypatch.setenv(cache.CACHE_ENV, "lots")
     with pytest.raises(ValueError, match="set it to a number of megabytes"):
         cache.limit_bytes()
+
+
+def test_the_server_hands_freed_memory_back_on_glibc() -> None:
+    import platform
+
+    from ui import cache
+
+    tuned = cache.tune_allocator()
+    assert tuned == (platform.libc_ver()[0] == "glibc")  # on glibc (CI's Debian) it applies
+    cache.give_back()  # harmless anywhere
+    # a large block freed is unmapped: the process's resident memory falls back
+    def rss_mb() -> float:
+        from pathlib import Path
+
+        lines = Path("/proc/self/status").read_text().splitlines()
+        status = dict(line.split(":", 1) for line in lines if ":" in line)
+        return int(status["VmRSS"].split()[0]) / 1024
+
+    if tuned:
+        import numpy as np
+
+        before = rss_mb()
+        blocks = [np.ones(1_000_000) for _ in range(50)]  # 400 MB in 8 MB blocks
+        assert rss_mb() > before + 300
+        del blocks
+        cache.give_back()
+        assert rss_mb() < before + 50
