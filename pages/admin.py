@@ -140,9 +140,7 @@ with tab_patients:
                         f"questionnaires cannot be detected for {'them' if n != 1 else 'this patient'}. Set the "
                         "start date below, or import their scores with administered_on dates."))
     code = patient_picker(st, "Patient", patients["patient_id"].tolist(), key="calendar_patient")
-    if code and code not in set(patients["patient_id"]):
-        st.error(f"No patient {text(code)}. Check the code, or choose one from the list.")
-    elif code:
+    if code:
         row = patients.set_index("patient_id").loc[code]
         with st.form("patient_calendar"):
             c1, c2 = st.columns(2)

@@ -2,10 +2,11 @@
 
 A ``st.selectbox`` sends every option to the browser on every run of its page: an admin's
 10,000 patient codes on each rerun, and a dropdown of 10,000 rows to scroll (issue 19). Up to
-:data:`LISTED` patients the picker lists them all, as a plain selectbox; beyond, it lists the
-first :data:`LISTED` (in the page's order: the most urgent first where the page sorts so, and the
-current patient always) and takes any other code typed into it (``accept_new_options``), which
-is how someone with thousands of patients looks one up anyway.
+:data:`LISTED` patients the picker is a plain selectbox of them all. Beyond, a search box comes
+first ("Find by code": any part of a code, in any case) and the selectbox lists the first
+:data:`LISTED` patients that match, in the page's order (the most urgent first where the page
+sorts so), the current patient always among them. (Not ``accept_new_options``: Streamlit offers a
+typed code as "Add: …", which reads as creating a patient.)
 """
 
 from __future__ import annotations
@@ -19,24 +20,23 @@ LISTED = 300
 def patient_picker(where: Any, label: str, codes: list[str], *, current: str | None = None,
                    key: str | None = None, help: str | None = None,
                    placeholder: str = "Choose a patient…") -> str | None:
-    """A patient code chosen from ``codes`` (or typed), or ``None``; drawn in ``where`` (``st`` or
-    a column). ``current`` is preselected when it is one of ``codes``.
-
-    A typed code is matched to ``codes`` regardless of case (``p00042`` is ``P00042``); one that
-    matches none comes back as typed, so the page answers it exactly like a code the user may not
-    see ("No such patient"), never with a hint that it exists.
-    """
+    """A patient code chosen from ``codes``, or ``None``; drawn in ``where`` (``st`` or a column).
+    ``current`` is preselected when it is one of ``codes``."""
     if len(codes) <= LISTED:
         return where.selectbox(label, codes, index=codes.index(current) if current in codes else None,
                                placeholder=placeholder, key=key, help=help)
-    listed = codes[:LISTED]
-    if current is not None and current not in listed and current in set(codes):
+    found = str(where.text_input(f"{label}: find by code", key=f"find_{key or label}",
+                                 placeholder="Part of a code, e.g. 0424",
+                                 help=f"{len(codes):,} patients: type any part of a code to list the ones "
+                                      "that contain it.") or "").strip().upper()
+    matches = [c for c in codes if found in c.upper()] if found else codes
+    listed = matches[:LISTED]
+    if current is not None and current not in listed and current in set(matches):
         listed = [current, *listed]
-    more = f"The list shows {LISTED:,} of your {len(codes):,} patients; type any code and press Enter."
-    chosen = where.selectbox(label, listed, index=listed.index(current) if current in listed else None,
-                             placeholder="Type a patient code, or choose…", key=key,
-                             help=f"{help} {more}" if help else more, accept_new_options=True)
-    if chosen is None or chosen in listed:
-        return chosen
-    typed = str(chosen).strip()
-    return {c.upper(): c for c in codes}.get(typed.upper(), typed)
+    shown = (f"{len(matches):,} of {len(codes):,} patients contain “{found}”" if found else
+             f"{len(codes):,} patients") + (f"; the list shows the first {LISTED:,}, find by code for others."
+                                             if len(matches) > LISTED else ".")
+    if found and not matches:
+        where.caption(f"No patient code contains “{found}”. Check the code, or clear the search.")
+    return where.selectbox(label, listed, index=listed.index(current) if current in listed else None,
+                           placeholder=placeholder, key=key, help=f"{help} {shown}" if help else shown)
