@@ -8,6 +8,7 @@ migrated on first start. PostgreSQL: ``postgresql+psycopg://user@host/db``.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from itertools import chain
@@ -75,7 +76,9 @@ def alembic_config(engine: Engine | None = None) -> Config:
     """Alembic configuration pointing at ``db/migrations`` (and at ``engine`` when given)."""
     from alembic.config import Config
 
-    cfg = Config(str(PROJECT_DIR / "alembic.ini"))
+    # stdout as it is now: Config's default is sys.stdout as it was when alembic.config was first
+    # imported, which (imported lazily) can be a stream already closed, e.g. a CLI test runner's
+    cfg = Config(str(PROJECT_DIR / "alembic.ini"), stdout=sys.stdout)
     cfg.set_main_option("script_location", str(PROJECT_DIR / "db" / "migrations"))
     if engine is not None:
         cfg.attributes["engine"] = engine

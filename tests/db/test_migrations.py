@@ -81,3 +81,24 @@ def test_a_bulk_import_for_known_patients_moves_the_data_version(engine) -> None
             [("PA1", "ther.a", 4, "WAI-SR", 44)])))
     with session_factory(engine)() as session:
         assert data_version(session) > before
+
+
+def test_alembic_writes_to_the_stdout_of_the_moment_not_of_its_first_import() -> None:
+    # Alembic is imported when first needed (not by every command); its Config's default stdout is
+    # sys.stdout as it was at that import, which in the suite was a CLI runner's stream, closed
+    # later ("I/O operation on closed file" in `alembic check`). In a fresh interpreter:
+    import subprocess
+    import sys
+
+    from db.engine import PROJECT_DIR
+
+    script = (
+        "import io, sys\n"
+        "real, sys.stdout = sys.stdout, io.StringIO()\n"
+        "from db.engine import alembic_config\n"
+        "alembic_config()\n"  # the first import of alembic.config, under the temporary stream
+        "sys.stdout.close(); sys.stdout = real\n"
+        "alembic_config().print_stdout('written')\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_DIR, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "written"
