@@ -135,10 +135,11 @@ class FigureSpec:
         n = (row - 1) * self.cols + col
         return "" if n == 1 else str(n)
 
-    def add(self, trace: dict[str, Any], *, row: int = 1, col: int = 1, kind: str = "scatter") -> None:
-        """One trace (plotly's trace properties as a dict) in the panel at ``row``, ``col``."""
+    def add(self, trace: dict[str, Any], *, row: int = 1, col: int = 1) -> None:
+        """One trace (plotly's trace properties as a dict; a scatter unless it says its ``type``)
+        in the panel at ``row``, ``col``."""
         suffix = self._suffix(row, col)
-        self.data.append({"type": kind, **trace, "xaxis": f"x{suffix}", "yaxis": f"y{suffix}"})
+        self.data.append({"type": "scatter", **trace, "xaxis": f"x{suffix}", "yaxis": f"y{suffix}"})
 
     def axis(self, letter: str, props: dict[str, Any], *, row: int | None = None, col: int = 1) -> None:
         """Update the ``letter`` ("x" or "y") axis of one panel, or of every panel without ``row``."""

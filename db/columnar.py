@@ -120,6 +120,7 @@ def _sqlite_score_columns(raw: Any, where: list[str], *, items: bool, entered: b
     # on one file break each other's POSIX locks ("disk I/O error" in the tests; sqlite.org,
     # "How To Corrupt An SQLite Database File", 2.2.1).
     sql = _select(_SOURCES, items, entered)
+    unread = {n for n, wanted in (("items", items), ("entered_at", entered)) if not wanted}  # NULL columns
     parts: dict[str, list[Any]] = {n: [] for n in NAMES}
     was_enabled = gc.isenabled()
     gc.disable()
@@ -130,7 +131,8 @@ def _sqlite_score_columns(raw: Any, where: list[str], *, items: bool, entered: b
                 cursor.execute(sql + w)
                 while rows := cursor.fetchmany(BATCH):
                     for name, column in zip(NAMES, zip(*rows, strict=True), strict=True):
-                        parts[name].append(_BATCH_ARRAYS[name](column))
+                        if name not in unread:
+                            parts[name].append(_BATCH_ARRAYS[name](column))
                     del rows
         finally:
             cursor.close()
@@ -144,13 +146,13 @@ def _sqlite_score_columns(raw: Any, where: list[str], *, items: bool, entered: b
             return pa.concat_arrays(chunks)
         return np.concatenate(chunks)
 
-    n = sum(len(c) for c in parts["_pid"])
+    pid = joined("_pid")
     return {
-        "_pid": joined("_pid"), "instrument": joined("instrument"), "week": joined("week"),
+        "_pid": pid, "instrument": joined("instrument"), "week": joined("week"),
         "score": joined("score"), "administered_on": joined("administered_on"),
         "entered_at": per_distinct(joined("entered_at"), _utc).array if entered
-        else pd.DatetimeIndex(np.full(n, np.datetime64("NaT", "us"))).tz_localize("UTC").array,
-        "items": joined("items"),
+        else pd.DatetimeIndex(np.full(len(pid), np.datetime64("NaT", "us"))).tz_localize("UTC").array,
+        "items": joined("items") if items else np.full(len(pid), None, dtype=object),
     }
 
 

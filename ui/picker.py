@@ -31,7 +31,7 @@ def patient_picker(where: Any, label: str, codes: list[str], *, current: str | N
                                       "that contain it.") or "").strip().upper()
     matches = [c for c in codes if found in c.upper()] if found else codes
     listed = matches[:LISTED]
-    if current is not None and current not in listed and current in set(matches):
+    if current is not None and current not in listed and current in matches:
         listed = [current, *listed]
     shown = (f"{len(matches):,} of {len(codes):,} patients contain “{found}”" if found else
              f"{len(codes):,} patients") + (f"; the list shows the first {LISTED:,}, find by code for others."
