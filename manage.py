@@ -103,6 +103,30 @@ def init_db(db: DbOption = None) -> None:
     typer.echo(f"The database at {database_url(db).split('@')[-1]} is at the newest schema.")
 
 
+#: The demo clinic's "today" in sample_data/ (``sample_data/CATALOG.md``): its latest questionnaires.
+DEMO_DAY = dt.date(2026, 11, 23)
+
+
+def _demo_weeks_late() -> int:
+    """Whole weeks from the demo's day to the last Monday on or before the clinic's day
+    (``core.clock``): how far ``seed-demo`` moves every date so that the demo's active patients
+    are current, not weeks overdue. 0 with ``ALLIANCE_TODAY=2026-11-23`` (as in CATALOG.md)."""
+    from core import clock
+
+    return max((clock.today() - DEMO_DAY).days // 7, 0)
+
+
+def _dated(frame: pd.DataFrame, column: str, weeks: int) -> pd.DataFrame:
+    """``frame`` with the dates in ``column`` (dates or ``YYYY-MM-DD`` text) ``weeks`` weeks later,
+    as dates; blanks stay blank."""
+    import pandas as pd
+
+    if not weeks:
+        return frame
+    day = pd.to_datetime(frame[column], errors="coerce") + pd.Timedelta(weeks=weeks)
+    return frame.assign(**{column: day.dt.date.astype(object).where(day.notna(), None)})
+
+
 @app.command("seed-demo")
 def seed_demo(force: Annotated[bool, typer.Option("--force", help="Load even into a non-empty database.")] = False,
               if_empty: Annotated[bool, typer.Option("--if-empty", help="Do nothing (exit 0) when the "
@@ -140,19 +164,25 @@ def seed_demo(force: Annotated[bool, typer.Option("--force", help="Load even int
                 continue
             create_account(session, actor=SYSTEM, name=a.name, role=a.role, password=DEMO_PASSWORD,
                            team=a.team or None, display_name=a.display_name)
-        scores = _load_validated((SAMPLE_DIR / "demo_scores.csv").read_bytes(), "demo_scores.csv")
+        weeks = _demo_weeks_late()
+        scores = _dated(_load_validated((SAMPLE_DIR / "demo_scores.csv").read_bytes(), "demo_scores.csv"),
+                        "administered_on", weeks)
         plan = plan_import(session, actor=SYSTEM, scores=scores)
         queued = notifications.last_id(session)
         counts = apply_import(session, actor=SYSTEM, plan=plan, replace=True, source="demo",
                               filename="demo_scores.csv")
         notifications.discard_since(session, actor=SYSTEM, after_id=queued)  # a loaded history mails nobody
-        set_patient_details(session, actor=SYSTEM,
-                            details=pd.read_csv(SAMPLE_DIR / "demo_patients.csv", dtype=str))
+        patients = pd.read_csv(SAMPLE_DIR / "demo_patients.csv", dtype=str)
+        set_patient_details(session, actor=SYSTEM, details=_dated(patients, "start_date", weeks))
         # The demo clinic freezes its own SPIN week-1 SD (no SD is published for SPIN).
         frozen = freeze_own_sd(session, actor=SYSTEM)
         refresh_all(session)
     typer.echo(f"Loaded the demo clinic: {len(accounts)} accounts, {scores['patient_id'].nunique()} patients, "
                f"{counts['new']} new scores. Demo password for every account: {DEMO_PASSWORD}")
+    latest = DEMO_DAY + dt.timedelta(weeks=weeks)
+    typer.echo(f"The demo's latest questionnaires are dated Monday {latest:%Y-%m-%d}"
+               + (f" (sample_data/CATALOG.md's dates moved {weeks} weeks on, so that the demo clinic is current)."
+                  if weeks else " (the dates of sample_data/CATALOG.md)."))
     typer.echo(f"Rule set {frozen.version}: " + "; ".join(f"{c} {p['source']}" for c, p in sorted(
         frozen.instruments.items()) if p["source"].startswith("this clinic")))
 

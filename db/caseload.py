@@ -12,6 +12,7 @@ import datetime as dt
 import pandas as pd
 from sqlalchemy.orm import Session
 
+from core import clock
 from db.access import Actor
 from db.flags import read_flags
 from db.queries import list_patients, read_scores
@@ -46,7 +47,7 @@ def read_alerts(session: Session, *, actor: Actor | None, today: dt.date | None 
     (see :func:`flag_dates`). No scores are read. Filtering to open alerts is
     :func:`core.meeting.caseload_table`'s job.
     """
-    today = today or dt.date.today()
+    today = today or clock.today()
     patients = list_patients(session, actor=actor)
     flags = read_flags(session, actor=actor, today=today)
     out = flag_dates(flags, patients=patients, today=today)

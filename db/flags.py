@@ -13,6 +13,7 @@ import datetime as dt
 import pandas as pd
 from sqlalchemy.orm import Session
 
+from core import clock
 from core.caseload import current_weeks
 from core.flags import FlagConfig, compute_flags
 from db.access import Actor
@@ -51,7 +52,7 @@ def _as_of(session: Session, *, actor: Actor | None, patient_code: str | None, a
     cfg = config or flag_config(rule_set)
     scores = read_scores(session, actor=actor, patient_code=patient_code, with_items=True, as_of_week=as_of_week)
     patients = list_patients(session, actor=actor, patient_code=patient_code)
-    weeks = current_weeks(patients, today=today or dt.date.today(), as_of_week=as_of_week)
+    weeks = current_weeks(patients, today=today or clock.today(), as_of_week=as_of_week)
     flags = compute_flags(scores, config=cfg, as_of_week=as_of_week, current_week=weeks)
     return flags.assign(rules_version=rule_set.version)
 

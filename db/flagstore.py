@@ -39,7 +39,7 @@ import pyarrow as pa
 from sqlalchemy import Engine, delete, func, select, text
 from sqlalchemy.orm import Session, aliased
 
-from core import flag_time
+from core import clock, flag_time
 from core.caseload import current_weeks
 from core.flags import FLAG_COLUMNS, RULES_REVISION, FlagConfig, compute_flags, empty_flags
 from db.access import SYSTEM, Actor, visible_patients
@@ -446,5 +446,5 @@ def read_flags_stored(session: Session, *, actor: Actor | None, patient_code: st
     cfg = config or flag_config(rule_set)
     stored = read_stored(session, actor=actor, patient_code=patient_code)
     facts = patient_facts(session, actor=actor, patient_code=patient_code)
-    weeks = current_weeks(facts, today=today or dt.date.today())
+    weeks = current_weeks(facts, today=today or clock.today())
     return flag_time.derive(stored, facts, current_week=weeks, config=cfg)

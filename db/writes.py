@@ -22,6 +22,7 @@ from sqlalchemy import Engine, Text, cast, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
+from core import clock
 from core.validation import RowError, ValidationResult
 from db import audit, flagstore
 from db.access import Actor, visible_patients
@@ -355,7 +356,7 @@ def _apply_calendars(session: Session, *, actor: Actor, rows: pd.DataFrame) -> i
         value = given[col]
         new[_CALENDAR_FIELDS[col]] = value.where(value.notna(), old[_CALENDAR_FIELDS[col]])
     moved = new["status"].ne(old["status"]) & ("status_since" not in cols or given["status_since"].isna())
-    new.loc[moved, "status_since"] = dt.date.today()
+    new.loc[moved, "status_since"] = clock.today()
     fields = ["start_date", "status", "status_since"]
     differs = pd.concat([~((new[f] == old[f]) | (new[f].isna() & old[f].isna())) for f in fields], axis=1)
     differs.columns = fields
@@ -637,7 +638,7 @@ def set_patient_calendar(session: Session, *, actor: Actor, code: str, start_dat
         raise ValueError(f"{status!r} is not a patient status; use one of {', '.join(PATIENT_STATUSES)}.")
     if planned_weeks is not None and not 0 <= int(planned_weeks) <= 520:
         raise ValueError("Planned weeks must be a whole number from 1 to 520, or 0 for no planned end.")
-    today = dt.date.today()
+    today = clock.today()
     if start_date is not None and start_date > today + dt.timedelta(days=366):
         raise ValueError(f"The start date {start_date:%Y-%m-%d} is more than a year ahead; check the year.")
     account = None

@@ -6,10 +6,9 @@ unrepaired ruptures, high-severity alerts not addressed within a week (these thr
 then the other alerts not addressed within a week, then the rest.
 """
 
-import datetime as dt
-
 import streamlit as st
 
+from core import clock
 from core.caseload import FLAG_STATUS_LABELS, KIND_LABELS, mark_new
 from core.clinic_figures import build_small_multiples
 from core.markdown import text
@@ -50,7 +49,7 @@ actor = require(roles=("supervisor", "admin"))
 version = current_version()
 st.title("Caseload")
 scope = f"team {actor.team}" if actor.role == "supervisor" else "every team"
-table = load_caseload_table(actor, version, dt.date.today())
+table = load_caseload_table(actor, version, clock.today())
 since = previous_visit(actor, "caseload")
 table = mark_new(table, since)
 audit_once(actor, "view_caseload", alerts=len(table))
@@ -142,7 +141,7 @@ def scan() -> None:
     if right.button("Open patient", disabled=opened is None, key="caseload_open_button"):
         st.switch_page("pages/patient.py", query_params={"patient": opened})
     st.download_button("Download this table (CSV)", data=csv_download(actor, shown, what="caseload"),
-                       file_name=f"caseload-{dt.date.today():%Y-%m-%d}.csv", mime="text/csv", on_click="ignore",
+                       file_name=f"caseload-{clock.today():%Y-%m-%d}.csv", mime="text/csv", on_click="ignore",
                        icon=":material/download:")
 
     st.subheader("Per therapist")

@@ -11,7 +11,7 @@ import secrets
 
 import streamlit as st
 
-from core import instruments
+from core import clock, instruments
 from core.clinic_figures import (
     build_alerts_per_week_figure,
     build_courses_figure,
@@ -84,7 +84,7 @@ with st.container(horizontal=True):
 st.session_state[MEETING_KEY] = meeting
 started_from = started_to = None
 if limit:
-    today = dt.date.today()
+    today = clock.today()
     period = st.date_input("Started between", (today - dt.timedelta(days=182), today), format="YYYY-MM-DD")
     if len(period) != 2:
         st.info("Choose the first and the last start date of the period.")
@@ -96,7 +96,7 @@ patients, scores = load_scope(actor, version, team, started_from, started_to)
 if patients.empty:
     st.info("No patients in this team and period. Choose another team, or widen the period.")
     st.stop()
-alerts = load_scope_alerts(actor, version, dt.date.today(), team, started_from, started_to)
+alerts = load_scope_alerts(actor, version, clock.today(), team, started_from, started_to)
 audit_once(actor, "view_clinic", team=team or "all", started_from=started_from, started_to=started_to)
 if meeting:
     st.info("Meeting mode: no patient codes or therapist names; counts from 1 to 10, and counts from which "
@@ -232,7 +232,7 @@ else:
                               subtitle=f"{scope_words}." + (" Pseudonymised; counts from 1 to 10 and counts that "
                                                             "would reveal them show as ≤10." if meeting else ""),
                               meeting=meeting),
-        file_name=f"clinic-meeting-{dt.date.today():%Y-%m-%d}.pdf", mime="application/pdf",
+        file_name=f"clinic-meeting-{clock.today():%Y-%m-%d}.pdf", mime="application/pdf",
         help="The page as one PDF, with the same pseudonyms and suppression as the screen.")
     with st.container(horizontal=True):
         st.download_button("Alerts per week (PNG)", data=png_download(actor, alerts_fig, what="clinic_alerts_per_week"),

@@ -4,6 +4,10 @@ Database tests take the ``engine`` fixture and so run on both backends. PostgreS
 server at ``ALLIANCE_TEST_PG_URL`` (default ``postgresql+psycopg://postgres@127.0.0.1:5432/test``);
 each test gets its own freshly created database there.
 
+The clinic's day (``core.clock``) is the demo clinic's, 2026-11-23 (``sample_data/CATALOG.md``),
+for every test and every server a test starts, unless ``ALLIANCE_TODAY`` is already set: what
+the demo's flags are (repair windows, missed questionnaires) must not change with the calendar.
+
 With ``CI=true`` nothing may be skipped: a skip is turned into a failure, so a missing
 server or browser cannot pass unnoticed.
 """
@@ -25,6 +29,8 @@ from db.engine import make_engine, upgrade
 PG_URL = os.environ.get("ALLIANCE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PROJECT = Path(__file__).resolve().parent.parent
+#: The demo clinic's "today"; inherited by the app servers and commands the tests start.
+os.environ.setdefault("ALLIANCE_TODAY", "2026-11-23")
 
 
 @pytest.hookimpl(hookwrapper=True)

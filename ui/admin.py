@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from core import clock
 from core.caseload import STATUS_WORDS
 from core.exporting import to_csv_bytes
 from core.markdown import text
@@ -206,7 +207,7 @@ def verify(actor: Actor) -> tuple[bool, str]:
 
 
 def today() -> dt.date:
-    return dt.datetime.now(dt.UTC).date()
+    return clock.today()
 
 
 # --- Backups: when they ran, from the audit trail ---------------------------------------------

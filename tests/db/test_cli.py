@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
@@ -82,7 +84,7 @@ def test_create_user_assign_and_export_escaping(db_url: str, tmp_path: Path) -> 
     assert runner.invoke(app, ["assign", "P1", "--therapist", "ther.z", "--db", db_url]).exit_code == 0
     assert runner.invoke(app, ["assign", "P9", "--therapist", "ther.z", "--db", db_url]).exit_code == 2
     exported = runner.invoke(app, ["export", "--db", db_url])
-    frame = pd.read_csv(__import__("io").StringIO(exported.stdout))
+    frame = pd.read_csv(io.StringIO(exported.stdout))
     assert frame.loc[0, "therapist_id"] == "ther.z"
 
 
@@ -104,3 +106,30 @@ def test_flags_on_a_clinic_without_any_flag_prints_the_header_only(db_url: str, 
         "patient_id,therapist_id,week,instrument,kind,rule,severity,score,baseline,drop,status,drop_sd,subscale,"
         "subscale_drop,symptom_instrument,symptom_change_next_week,confirmed,repaired_week,explanation,note,"
         "note_by,note_at,administered_on,rules_version,raised_at"]
+
+
+def test_seed_demo_loaded_later_is_current_with_the_same_flags(db_url: str, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # two weeks and two days after the demo's day: every date moves on two weeks, to Monday
+    # 2026-12-07, and the clinic reads as it did on 2026-11-23: no patient newly overdue
+    monkeypatch.setenv("ALLIANCE_TODAY", "2026-12-09")
+    first = runner.invoke(app, ["seed-demo", "--db", db_url])
+    assert first.exit_code == 0, first.output
+    assert "dated Monday 2026-12-07" in first.output and "moved 2 weeks on" in first.output
+    later = runner.invoke(app, ["flags", "--db", db_url])
+    assert later.exit_code == 0, later.output
+    exported = runner.invoke(app, ["export", "--db", db_url])
+    scores = pd.read_csv(io.StringIO(exported.stdout))
+    assert scores["administered_on"].max() == "2026-12-07"
+    moved = pd.read_csv(io.StringIO(later.stdout))
+    demo = pd.read_csv(Path(__file__).resolve().parents[2] / "sample_data" / "demo_scores.csv")
+    assert scores["administered_on"].min() == (pd.Timestamp(demo["administered_on"].min())
+                                               + pd.Timedelta(weeks=2)).strftime("%Y-%m-%d")
+    other = tmp_path / "pinned.db"
+    monkeypatch.setenv("ALLIANCE_TODAY", "2026-11-23")
+    assert runner.invoke(app, ["seed-demo", "--db", f"sqlite:///{other}"]).exit_code == 0
+    pinned = pd.read_csv(io.StringIO(runner.invoke(app, ["flags", "--db", f"sqlite:///{other}"]).stdout))
+    key = ["patient_id", "week", "instrument", "kind", "status", "explanation"]
+    assert len(moved) > 100
+    pd.testing.assert_frame_equal(moved[key].sort_values(key).reset_index(drop=True),
+                                  pinned[key].sort_values(key).reset_index(drop=True))

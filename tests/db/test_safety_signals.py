@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 from typer.testing import CliRunner
 
+from core import clock
 from db.access import SYSTEM
 from db.engine import make_engine, session_factory
 from db.queries import list_patients, risk_item_coverage
@@ -170,7 +171,7 @@ def test_an_import_sets_each_patients_calendar_from_its_columns(db_url: str, tmp
     assert rows.loc["C1", "status"] == "discharged" and rows.loc["C1", "status_since"] == dt.date(2026, 1, 20)
     assert rows.loc["C1", "start_date"] == START  # from its dated rows
     assert rows.loc["C2", "start_date"] == START and rows.loc["C2", "status"] == "active"
-    assert rows.loc["C3", "status"] == "paused" and rows.loc["C3", "status_since"] == dt.date.today()
+    assert rows.loc["C3", "status"] == "paused" and rows.loc["C3", "status_since"] == clock.today()
     # the discharged patient raises no missed flag; C2 (active, dated by its start_date) does
     missed = _flags(db_url, "--today", "2026-03-02").query("kind == 'missed'")
     assert missed["patient_id"].tolist() == ["C2"]
