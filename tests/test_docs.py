@@ -27,7 +27,7 @@ def test_readme_gives_exactly_two_commands_for_a_fresh_machine() -> None:
     assert "pytest" in test and "chromium" in test
 
 
-VENV = "python3 -m venv .venv && . .venv/bin/activate && "
+VENV = "python3 -m venv --upgrade-deps .venv && . .venv/bin/activate && "
 
 
 def test_both_commands_install_the_hashed_lock_into_a_virtual_environment() -> None:
@@ -51,6 +51,9 @@ def test_the_readme_states_the_python_version_the_locks_are_made_for() -> None:
 def test_ci_runs_the_readme_test_command_verbatim() -> None:
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert readme_commands()[1] in ci
+    # a failure anywhere in the command's `&&` chain, not only in pytest, fails CI: `set -e`
+    # alone ignores every command of an `&&` list but the last (a failed install ran no tests)
+    assert readme_commands()[1] + " \\\n  || {" in ci and 'exit "$status"' in ci
 
 
 def test_every_contract_command_exists_with_its_options() -> None:
