@@ -275,7 +275,7 @@ def export(patient: Annotated[str | None, typer.Option("--patient", help="Only t
            format: Annotated[CsvOnly, typer.Option("--format")] = CsvOnly.csv,
            db: DbOption = None) -> None:
     """Scores as CSV to stdout, formula-escaped; the export is audited."""
-    from core.exporting import scores_for_export, to_csv_bytes
+    from core.exporting import weekly_scores_csv
     from db import audit
     from db.access import SYSTEM
     from db.engine import transaction
@@ -283,11 +283,11 @@ def export(patient: Annotated[str | None, typer.Option("--patient", help="Only t
 
     engine = _engine(db)
     with transaction(engine) as session:
-        scores = read_scores(session, actor=SYSTEM, patient_code=patient, with_items=True)
+        scores = read_scores(session, actor=SYSTEM, patient_code=patient, items_as_text=True)
         if patient is not None and scores.empty:
             fail(f"No scores for patient {patient}; check the code.", 2)
         audit.record(session, actor=SYSTEM, action="export", patient_code=patient, rows=len(scores))
-    sys.stdout.buffer.write(to_csv_bytes(scores_for_export(scores)))
+    sys.stdout.buffer.write(weekly_scores_csv(scores))
 
 
 @app.command("export-fhir")

@@ -8,6 +8,7 @@ a supervisor gets their team's patients, an admin everyone's, a therapist their 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 import pandas as pd
 from sqlalchemy.orm import Session
@@ -37,7 +38,8 @@ def flag_dates(flags: pd.DataFrame, *, patients: pd.DataFrame, today: dt.date) -
     return out
 
 
-def read_alerts(session: Session, *, actor: Actor | None, today: dt.date | None = None) -> pd.DataFrame:
+def read_alerts(session: Session, *, actor: Actor | None, today: dt.date | None = None,
+                without_kinds: Sequence[str] = ()) -> pd.DataFrame:
     """Every flag of the patients the actor may see, with its age and the therapist's team.
 
     The stored flags as :func:`db.flags.read_flags` gives them (``status`` "addressed",
@@ -45,11 +47,12 @@ def read_alerts(session: Session, *, actor: Actor | None, today: dt.date | None 
     ``therapist_name`` (display name), ``team``, ``start_date``, ``last_week`` (the patient's latest
     stored week), ``flag_date`` and ``age_days``
     (see :func:`flag_dates`). No scores are read. Filtering to open alerts is
-    :func:`core.meeting.caseload_table`'s job.
+    :func:`core.meeting.caseload_table`'s job; ``without_kinds`` (e.g.
+    ``core.meeting.NOT_ALERTS``) leaves kinds it would drop unread.
     """
     today = today or clock.today()
     patients = list_patients(session, actor=actor)
-    flags = read_flags(session, actor=actor, today=today)
+    flags = read_flags(session, actor=actor, today=today, without_kinds=without_kinds)
     out = flag_dates(flags, patients=patients, today=today)
     info = patients[["patient_id", "therapist_name", "team", "start_date", "last_week"]]
     return out.merge(info, on="patient_id", how="left")

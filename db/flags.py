@@ -9,6 +9,7 @@ for the command line) computes from the stored scores, under the same frozen rul
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 import pandas as pd
 from sqlalchemy.orm import Session
@@ -27,7 +28,7 @@ FLAG_KEY = ["patient_id", "instrument", "week", "kind"]
 
 def read_flags(session: Session, *, actor: Actor | None, patient_code: str | None = None,
                as_of_week: int | None = None, today: dt.date | None = None,
-               config: FlagConfig | None = None) -> pd.DataFrame:
+               config: FlagConfig | None = None, without_kinds: Sequence[str] = ()) -> pd.DataFrame:
     """Every flag for the patients the actor may see (one patient with ``patient_code``).
 
     The ``core.flags.FLAG_COLUMNS`` plus ``administered_on``, ``rules_version`` and
@@ -35,13 +36,15 @@ def read_flags(session: Session, *, actor: Actor | None, patient_code: str | Non
     carries the note (``note``, ``note_by``, ``note_at``); "reopened" gives it back its status.
     ``computed_status`` keeps the status the monitor computed (``open``, ``repaired``,
     ``unrepaired``) under an "addressed", so that a page can say both what the therapist did and
-    what the alliance did.
+    what the alliance did. ``without_kinds`` leaves those kinds out (read so in SQL).
     """
     if as_of_week is None:
-        flags = read_flags_stored(session, actor=actor, patient_code=patient_code, today=today, config=config)
+        flags = read_flags_stored(session, actor=actor, patient_code=patient_code, today=today, config=config,
+                                  without_kinds=without_kinds)
     else:
         flags = _as_of(session, actor=actor, patient_code=patient_code, as_of_week=as_of_week, today=today,
                        config=config)
+        flags = flags[~flags["kind"].isin(list(without_kinds))].reset_index(drop=True)
     return with_notes(session, flags, actor=actor, patient_code=patient_code, keep=as_of_week is None)
 
 

@@ -20,7 +20,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.exporting import to_csv_bytes
-from core.meeting import caseload_table
+from core.meeting import NOT_ALERTS, caseload_table
 from core.models import AnalysisResult, Progress, fit_within_between, too_little_data
 from core.notices import patient_notices
 from core.reports import HandoutSection, build_meeting_handout
@@ -55,7 +55,7 @@ def load_caseload_table(actor: Actor, version: tuple[int, ...], today: dt.date) 
     hit unpickles the whole result on every rerun.
     """
     with session_factory(get_engine())() as session:
-        return caseload_table(read_alerts(session, actor=actor, today=today))
+        return caseload_table(read_alerts(session, actor=actor, today=today, without_kinds=NOT_ALERTS))
 
 
 @cached()

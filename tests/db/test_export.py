@@ -129,3 +129,52 @@ def test_the_fast_csv_writer_gives_pandas_bytes_or_steps_aside() -> None:
         assert pd.read_csv(io.BytesIO(to_csv_bytes(odd)), keep_default_na=False)["patient_id"].tolist()[1] == awkward
     floats = frame.assign(week=[1.5, 2.0, 3.0])  # pandas' float format is not Arrow's
     assert _arrow_csv(escape_formulas(floats)) is None
+
+
+def _decoded(frame: pd.DataFrame) -> pd.DataFrame:
+    from core.item_text import decode_items
+
+    matrix = decode_items(frame["items"])
+    items = pd.DataFrame(matrix, columns=[f"item_{k + 1}" for k in range(matrix.shape[1])], index=frame.index)
+    return pd.concat([frame.drop(columns="items"), items], axis=1)
+
+
+def test_the_export_from_stored_item_text_gives_the_bytes_of_the_decoded_frame() -> None:
+    from core.exporting import scores_for_export, weekly_scores_csv
+
+    frame = pd.DataFrame({
+        "patient_id": ["P2", "=cmd", "P1", "P1", "P2", "P1"],
+        "therapist_id": ["ther.x", None, "@ther", "@ther", "ther.x", "@ther"],
+        "week": [1, 3, 2, 1, 2, 1],
+        "instrument": ["WAI-SR", "SPIN", "WAI-SR", "PHQ-9", "WAI-SR", "WAI-SR"],
+        "score": [40.0, -3.0, 12.5, 7.0, 44.0, 41.0],
+        "administered_on": [pd.Timestamp("2026-01-05").date(), None, pd.Timestamp("2026-01-12").date(), None,
+                            pd.Timestamp("2026-01-12").date(), pd.Timestamp("2026-01-05").date()],
+        "items": ["[1, 2, 3]", None, "[10, 0, 7, 12]", "null", "[]", "[4,\t4]"]})
+    want = to_csv_bytes(scores_for_export(_decoded(frame)))
+    assert weekly_scores_csv(frame) == want
+    assert b"item_4" in want and b"'=cmd" in want and b"'@ther" in want and b"'-3" in want
+    assert weekly_scores_csv(frame.iloc[0:0]) == to_csv_bytes(scores_for_export(_decoded(frame.iloc[0:0])))
+    none = frame.assign(items=None)  # no item answers at all: no item column
+    assert weekly_scores_csv(none) == to_csv_bytes(scores_for_export(_decoded(none)))
+    assert b"item_1" not in weekly_scores_csv(none)
+    # a cell that CSV must quote goes the general way: the same bytes, quoted
+    odd = frame.assign(therapist_id=["a, b"] * 6)
+    assert weekly_scores_csv(odd) == to_csv_bytes(scores_for_export(_decoded(odd)))
+    assert b'"a, b"' in weekly_scores_csv(odd)
+    with pytest.raises(ValueError, match="Stored item answers are not lists of whole numbers"):
+        weekly_scores_csv(frame.assign(items=["[1, 2.5]"] * 6))
+
+
+def test_cli_export_of_the_demo_equals_the_decoded_export(writable_demo: str) -> None:
+    from core.exporting import scores_for_export
+    from db.access import SYSTEM
+    from db.queries import read_scores
+
+    engine = make_engine(writable_demo)
+    with transaction(engine) as s:
+        want = to_csv_bytes(scores_for_export(read_scores(s, actor=SYSTEM, with_items=True)))
+    engine.dispose()
+    result = runner.invoke(app, ["export", "--db", writable_demo])
+    assert result.exit_code == 0, result.output
+    assert result.stdout_bytes == want and want.count(b"\n") == 2751

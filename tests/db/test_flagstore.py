@@ -379,3 +379,20 @@ def test_the_write_paths_read_of_the_scores_equals_a_plain_orm_read(engine) -> N
         session.execute(text("DELETE FROM scores WHERE week = 3"))
         _same_scores(flagstore.scores_for_flags(session), _scores_through_the_orm(session))
         session.rollback()
+
+
+def test_the_caseload_reads_no_improvement_yet_shows_the_same_table(demo_db: str) -> None:
+    """Leaving the kinds the caseload drops unread in SQL changes nothing it shows."""
+    from core.meeting import NOT_ALERTS, caseload_table
+    from db.caseload import read_alerts
+
+    engine = make_engine(demo_db)
+    with session_factory(engine)() as session:
+        every = read_alerts(session, actor=SYSTEM, today=TODAY)
+        alerts = read_alerts(session, actor=SYSTEM, today=TODAY, without_kinds=NOT_ALERTS)
+        sara = read_alerts(session, actor=_actor(session, "supervisor.sara"), today=TODAY, without_kinds=NOT_ALERTS)
+    engine.dispose()
+    assert every["kind"].eq("improvement").sum() > 10 and not alerts["kind"].isin(NOT_ALERTS).any()
+    assert len(alerts) < len(every)
+    pd.testing.assert_frame_equal(caseload_table(alerts), caseload_table(every))
+    assert set(sara["patient_id"]) < set(alerts["patient_id"])  # the access rule still holds
