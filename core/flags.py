@@ -711,7 +711,7 @@ def _below_expected(frame: pd.DataFrame, s: _SeriesArrays, rule: BelowExpectedRu
     subscale test fire), ``sub_name``, ``sub_gap`` and ``sub_expected``/``sub_score``/``sub_sd``/
     ``sub_z`` of the subscale with the largest gap in predictive SDs.
     """
-    from scipy import stats  # imported when used: commands that read no flags start faster
+    from scipy import special  # imported when used (not scipy.stats: ~0.4 s more of every refresh)
     prev_lookup = WeekLookup(s.gid[s.present], s.week[s.present], np.flatnonzero(s.present).astype("float64"))
     prev_row = np.nan_to_num(prev_lookup.at(s.gid, s.week, -1), nan=-1.0).astype("int64")
     col = s.itab.__getitem__
@@ -740,7 +740,7 @@ def _below_expected(frame: pd.DataFrame, s: _SeriesArrays, rule: BelowExpectedRu
                 continue
             rows_of = np.flatnonzero(s.icode == i)
             values = reg.subscale_scores(frame.iloc[rows_of], instrument=row["code"])
-            k_sub = float(stats.norm.isf(stats.norm.sf(rule.subscale_k_sd) / len(subs)))
+            k_sub = float(-special.ndtri(special.ndtr(-rule.subscale_k_sd) / len(subs)))  # norm.isf(norm.sf(k) / m)
             g, wk = s.gid[rows_of], s.week[rows_of]
             for name, (c_s, s0, d0, ceiling) in subs.items():
                 v = values[name].to_numpy(dtype="float64", na_value=np.nan)

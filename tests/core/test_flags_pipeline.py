@@ -386,3 +386,20 @@ def test_compute_flags_is_the_pipeline_of_its_steps():
     pd.testing.assert_frame_equal(got, expected)
     assert set(got["kind"]) == {"rupture", "low_alliance", "deterioration", "improvement", "caseness",
                                 "risk_item", "missed"}
+
+
+def test_computing_flags_does_not_import_scipy_stats() -> None:
+    """The rules take their t and normal quantiles from scipy.special: scipy.stats' import alone
+    was ~0.4 s of every refresh-flags (bench/processes.py)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys; import pandas as pd; from core.flags import compute_flags; "
+            "from sample_data.generate import generate_clinic; "
+            "flags = compute_flags(generate_clinic(n_patients=12, n_weeks=14, seed=3, items=True)); "
+            "assert len(flags) > 0, 'no flag'; print('scipy.stats' in sys.modules)")
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
