@@ -71,11 +71,20 @@ def tune_allocator() -> bool:
     after the first such block is freed it raises that threshold to the block's size (up to
     32 MB), so later columns come from the heap, which it seldom returns: the server kept
     ~120 MB more after an admin's caseload than it held (bench/pages.py). A fixed threshold keeps
-    every large block a mapping of its own, unmapped when freed. Called once by the app server
+    every large block a mapping of its own, unmapped when freed; Arrow (pandas' text columns, the
+    columnar reads) is switched from its mimalloc pool, which keeps what it frees, to the same
+    glibc. Called once by the app server
     (app.py); commands that run and exit do not need it.
     """
+    import pyarrow as pa
+
     libc = _glibc()
-    return bool(libc is not None and libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+    if libc is None:
+        return False
+    # Arrow's own pool (mimalloc) kept ~100 MB of freed string columns in the server after an
+    # admin's pages, whatever glibc handed back (bench/pages.py); Arrow allocates from glibc instead.
+    pa.set_memory_pool(pa.system_memory_pool())
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
 
 
 def give_back() -> None:

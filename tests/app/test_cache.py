@@ -129,3 +129,15 @@ def test_the_server_hands_freed_memory_back_on_glibc() -> None:
         del blocks
         cache.give_back()
         assert rss_mb() < before + 50
+        # Arrow's columns (pandas' text, the columnar reads) come from the same glibc: freed, they
+        # go back too, where Arrow's own mimalloc pool kept them
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        assert pa.default_memory_pool().backend_name == "system"
+        before = rss_mb()
+        texts = pc.binary_repeat(pa.array(["P00001-therapist"] * 2_000_000), 10)  # ~320 MB of text
+        assert rss_mb() > before + 250
+        del texts
+        cache.give_back()
+        assert rss_mb() < before + 50
