@@ -375,9 +375,14 @@ def empty_flags() -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- formatting
 def _fmt(values: np.ndarray) -> pd.Series:
-    """Numbers for sentences: at most one decimal, no trailing ``.0``."""
-    s = pd.Series(np.round(np.asarray(values, dtype="float64"), 1))
-    return s.map(lambda v: "?" if pd.isna(v) else f"{v:g}").astype("string")
+    """Numbers for sentences: at most one decimal, no trailing ``.0``; ``?`` where missing.
+
+    ``f"{v:g}"`` once per distinct value (by its bits, so that -0.0 stays "-0"), not per row: a
+    clinic's explanations hold a few hundred distinct numbers in 50,000 flags."""
+    v = np.ascontiguousarray(np.round(np.asarray(values, dtype="float64"), 1)).reshape(-1)
+    bits, at = np.unique(v.view(np.int64), return_inverse=True)
+    text = np.array(["?" if d != d else f"{d:g}" for d in bits.view(np.float64).tolist()] + ["?"], dtype=object)
+    return pd.Series(text[at.reshape(-1)] if len(v) else text[:0], dtype="string")
 
 
 def _str(n: int, value: str) -> pd.Series:

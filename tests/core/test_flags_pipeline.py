@@ -403,3 +403,11 @@ def test_computing_flags_does_not_import_scipy_stats() -> None:
     done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+def test_sentence_numbers_are_formatted_as_each_value_would_be() -> None:
+    from core.flags import _fmt
+
+    values = np.array([np.nan, -0.0, 0.0, -0.04, 12.0, 12.25, 3.14159, 1e7, -7.5])
+    assert _fmt(values).tolist() == ["?", "-0", "0", "-0", "12", "12.2", "3.1", "1e+07", "-7.5"]
+    assert _fmt(np.array([])).tolist() == [] and str(_fmt(np.array([])).dtype) == "string"
