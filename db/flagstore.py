@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session, aliased
 from core import clock, flag_time
 from core.caseload import current_weeks
 from core.flags import FLAG_COLUMNS, RULES_REVISION, FlagConfig, compute_flags, empty_flags
+from db import summaries
 from db.access import SYSTEM, Actor, visible_patients
 from db.columnar import CHUNK as _CHUNK
 from db.columnar import per_distinct, score_columns, strings
@@ -275,6 +276,7 @@ def refresh_patients(session: Session, patient_ids: Iterable[int]) -> int:
                         .execution_options(synchronize_session=False))
     pids = _pid_map(scores)
     _write(session, flags, pids)
+    summaries.write(session, summaries.compute(scores), pids, ids)
     _set_facts(session, ids)
     notifications.enqueue_new(session, before=before, flags=flags, pids=pids,
                               latest_week=scores.groupby("_pid")["week"].max())
@@ -294,6 +296,7 @@ def refresh_all(session: Session) -> int:
     session.execute(delete(StoredFlag).execution_options(synchronize_session=False))
     pids = _pid_map(scores)
     _write(session, flags, pids)
+    summaries.write(session, summaries.compute(scores), pids, None)
     _set_facts(session)
     row = session.get(Setting, COMPUTED_FOR)
     if row is None:
@@ -305,9 +308,10 @@ def refresh_all(session: Session) -> int:
 
 
 def _computed_for(version: int) -> str:
-    """What ``COMPUTED_FOR`` holds: the rule-set version and the rules' code revision
-    (``core.flags.RULES_REVISION``), e.g. ``"2/r2"``."""
-    return f"{version}/r{RULES_REVISION}"
+    """What ``COMPUTED_FOR`` holds: the rule-set version, the rules' code revision
+    (``core.flags.RULES_REVISION``) and the summaries' (``db.summaries.SUMMARY_REVISION``),
+    e.g. ``"2/r3/s1"``."""
+    return f"{version}/r{RULES_REVISION}/s{summaries.SUMMARY_REVISION}"
 
 
 def is_current(session: Session) -> bool:
@@ -429,6 +433,9 @@ def check(session: Session) -> str | None:
     stored = read_stored(session, actor=SYSTEM)
     stored = stored.assign(patient_id=stored["patient_id"].astype("string"))
     diff = first_difference(stored, fresh)
+    if diff is not None:
+        return diff
+    diff = summaries.first_difference(summaries.read_stored(session, actor=SYSTEM), summaries.compute(scores))
     if diff is not None:
         return diff
     facts = pd.DataFrame(session.execute(select(Patient.code, Patient.last_week)).all(), columns=["code", "last"])

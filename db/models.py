@@ -242,6 +242,28 @@ class RuleSet(Base):
     note: Mapped[str] = mapped_column(Text, default="")
 
 
+class PatientSummary(Base):
+    """What a caseload list shows of a patient's course, stored with the flags (``db.flagstore``).
+
+    ``core.caseload.course_summary`` and ``core.notices.clinical_range`` of the patient's scores
+    of ``core.caseload.SUMMARY_INSTRUMENTS``, kept by every write in its transaction, so that My
+    patients and Patients read 10,000 short rows instead of every score (issue 19). Trends and
+    clinical-range rows are JSON text. No row: the patient has no score of those instruments.
+    """
+
+    __tablename__ = "patient_summaries"
+
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"), primary_key=True)
+    latest_alliance: Mapped[float | None] = mapped_column(Float)
+    latest_program: Mapped[float | None] = mapped_column(Float)
+    main_symptom: Mapped[str | None] = mapped_column(String(32))
+    latest_symptom: Mapped[float | None] = mapped_column(Float)
+    alliance_trend: Mapped[str] = mapped_column(Text)
+    symptom_trend: Mapped[str] = mapped_column(Text)
+    last_questionnaire: Mapped[int | None] = mapped_column(Integer)
+    clinical_range: Mapped[str] = mapped_column(Text)
+
+
 class StoredFlag(Base):
     """One flag of the clinic's one stored record (``db.flagstore``).
 

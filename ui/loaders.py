@@ -26,6 +26,7 @@ from db.engine import session_factory, transaction
 from db.flags import read_flags
 from db.notes import mark_flag
 from db.queries import PatientInfo, data_version, list_patients, patient_info, read_scores, risk_item_coverage
+from db.summaries import read as read_summaries
 from db.visits import record_visit
 from ui.cache import cached
 from ui.session import get_engine, guard_download
@@ -122,20 +123,16 @@ def audit_view(actor: Actor, code: str) -> None:
 
 # --- The therapist's week: caseload, flag actions, report and CSV downloads -------------------
 
-#: Instruments the caseload's latest scores and sparklines need.
-CASELOAD_INSTRUMENTS = ["WAI-SR", "WAI-P", "SPIN", "PHQ-9", "GAD-7"]
-
-
 @cached()
 def load_caseload(actor: Actor, version: tuple[int, ...]) -> tuple[pd.DataFrame, pd.Series]:
     """The attention table with latest scores and sparklines, and the open count by reason."""
     patients = load_patients(actor, version)
     flags = load_flags(actor, version)
-    with session_factory(get_engine())() as session:
-        scores = read_scores(session, actor=actor, instruments=CASELOAD_INSTRUMENTS)
+    with session_factory(get_engine())() as session:  # the stored summaries: no score is read
+        summary, ranges = read_summaries(session, actor=actor)
         coverage = risk_item_coverage(session, actor=actor)
-    notices = patient_notices(patients, coverage=coverage, scores=scores)
-    return attention_table(patients, flags, scores=scores, notices=notices), open_counts(patients, flags)
+    notices = patient_notices(patients, coverage=coverage, ranges=ranges)
+    return attention_table(patients, flags, summary=summary, notices=notices), open_counts(patients, flags)
 
 
 @cached()

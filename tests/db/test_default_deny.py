@@ -52,6 +52,7 @@ NO_ACTOR = {
     "queries.fetch_rows": "a driver helper", "queries.get_setting": "a clinic setting (no patient data)",
     "queries.is_demo": "whether this is the demo clinic", "queries.demo_accounts": "the demo login page's list",
     "queries.data_version": "a counter (no patient data)",
+    "summaries.write": "called by the flag store inside a write, for the patients it wrote",
     "sessions.resume_session": "who is this cookie: before there is an actor",
     "sessions.resume_by_id": "who is this session: before there is an actor",
     "sessions.audit_refusal": "audits a refused cookie",
@@ -94,7 +95,7 @@ def people(demo_db: str):  # type: ignore[no-untyped-def]
 
 
 def test_the_readers_give_no_actor_nothing_and_a_therapist_only_their_own(people) -> None:  # type: ignore[no-untyped-def]
-    from db import caseload, flags, queries
+    from db import caseload, flags, queries, summaries
 
     engine, accounts = people
     anna = accounts["therapist.anna"]
@@ -108,6 +109,9 @@ def test_the_readers_give_no_actor_nothing_and_a_therapist_only_their_own(people
             "queries.risk_item_coverage": lambda a: queries.risk_item_coverage(session, actor=a),
             "flags.read_flags": lambda a: flags.read_flags(session, actor=a),
             "caseload.read_alerts": lambda a: caseload.read_alerts(session, actor=a),
+            "summaries.read_stored": lambda a: summaries.read_stored(session, actor=a),
+            "summaries.read": lambda a: summaries.read(session, actor=a)[0].reset_index(),
+            "summaries.read (clinical range)": lambda a: summaries.read(session, actor=a)[1],
         }
         for name, read in readers.items():
             for stranger in (None, nobody):

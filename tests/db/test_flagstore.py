@@ -396,3 +396,56 @@ def test_the_caseload_reads_no_improvement_yet_shows_the_same_table(demo_db: str
     assert len(alerts) < len(every)
     pd.testing.assert_frame_equal(caseload_table(alerts), caseload_table(every))
     assert set(sara["patient_id"]) < set(alerts["patient_id"])  # the access rule still holds
+
+
+# --------------------------------------------------------------------------- stored per-patient summaries
+@pytest.mark.parametrize("name", ["admin", "supervisor.sara", "therapist.anna"])
+def test_the_stored_summaries_give_the_caseload_list_of_the_scores(demo_db: str, name: str) -> None:
+    """My patients from the stored summaries equals My patients computed from every score."""
+    from core.caseload import SUMMARY_INSTRUMENTS, attention_table
+    from core.notices import patient_notices
+    from db import summaries
+    from db.queries import risk_item_coverage
+
+    engine = make_engine(demo_db)
+    with session_factory(engine)() as session:
+        actor = _actor(session, name)
+        scores = read_scores(session, actor=actor, instruments=list(SUMMARY_INSTRUMENTS))
+        summary, ranges = summaries.read(session, actor=actor)
+        patients, flags = list_patients(session, actor=actor), read_flags(session, actor=actor, today=TODAY)
+        coverage = risk_item_coverage(session, actor=actor)
+    engine.dispose()
+    from_scores = attention_table(patients, flags, scores=scores,
+                                  notices=patient_notices(patients, coverage=coverage, scores=scores))
+    stored = attention_table(patients, flags, summary=summary,
+                             notices=patient_notices(patients, coverage=coverage, ranges=ranges))
+    pd.testing.assert_frame_equal(stored, from_scores)
+    assert stored["alliance_trend"].map(len).gt(0).all() and stored["clinical_range"].ne("").any()
+    assert set(summary.index) == set(patients["patient_id"])
+
+
+def test_check_names_the_first_patient_whose_stored_summary_differs(writable_demo: str) -> None:
+    engine = make_engine(writable_demo)
+    with transaction(engine) as session:
+        session.execute(text("UPDATE patient_summaries SET latest_alliance = latest_alliance + 1 WHERE patient_id = "
+                             "(SELECT id FROM patients WHERE code = 'P00031')"))
+    engine.dispose()
+    assert _check(writable_demo) == "P00031"
+    _cli_ok("refresh-flags", "--db", writable_demo)
+    assert _check(writable_demo) is None
+
+
+def test_an_upgraded_clinic_gets_its_summaries_on_first_start(writable_demo: str) -> None:
+    """The migration makes the table empty; the first start finds the flags not current (the
+    summaries' revision is part of what they were computed for) and fills it once."""
+    engine = make_engine(writable_demo)
+    with transaction(engine) as session:
+        session.execute(text("DELETE FROM patient_summaries"))
+        session.execute(text(f"UPDATE settings SET value = '2/r{flagstore.RULES_REVISION}' "
+                             f"WHERE key = '{flagstore.COMPUTED_FOR}'"))
+    assert _check(writable_demo) is not None
+    assert flagstore.ensure_current(engine) is True
+    with session_factory(engine)() as session:
+        n = session.scalar(text("SELECT count(*) FROM patient_summaries"))
+    engine.dispose()
+    assert n == 60 and _check(writable_demo) is None
