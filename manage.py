@@ -515,9 +515,9 @@ def refresh_flags(check: Annotated[bool, typer.Option("--check", help="Write not
             n = flagstore.stored_count(session)
             session.rollback()
             if first is not None:
-                fail(f"The stored flags of patient {first} differ from a fresh computation; run "
+                fail(f"The stored flags or summary of patient {first} differ from a fresh computation; run "
                      f"manage.py refresh-flags to recompute them.", 1)
-            typer.echo(f"All {n} stored flags agree with a fresh computation.")
+            typer.echo(f"All {n} stored flags and every patient's stored summary agree with a fresh computation.")
             return
         n = flagstore.refresh_all(session)
     typer.echo(f"Recomputed and stored {n} flags.")
