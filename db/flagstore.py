@@ -32,11 +32,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from sqlalchemy import Engine, delete, func, select, text
+from sqlalchemy import BigInteger, Engine, Integer, Text, cast, delete, func, select, text
 from sqlalchemy.orm import Session, aliased
 
 from core import clock, flag_time
@@ -356,8 +357,13 @@ def read_stored(session: Session, *, actor: Actor | None, patient_code: str | No
     """
     therapist = aliased(Account)
     f = StoredFlag.__table__.c
-    cols = [Patient.code, therapist.name] + [f[c] for c in _STORED_FLAG_COLUMNS if c != "patient_id"] + \
-        [f[c] for c in STORED_EXTRA]
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    names = ["patient_id", "therapist_id"] + [c for c in _STORED_FLAG_COLUMNS if c != "patient_id"] + STORED_EXTRA
+    # PostgreSQL: COPY in CSV, parsed by Arrow (no Python object per value, db/columnar.py): the
+    # flag's booleans as 0/1, its day as text, its arrival as whole microseconds since the epoch
+    as_copied = {"confirmed": cast(f.confirmed, Integer), "administered_on": cast(f.administered_on, Text),
+                 "raised_at": cast(func.extract("epoch", f.raised_at) * 1000000, BigInteger)} if postgresql else {}
+    cols: list[Any] = [Patient.code, therapist.name] + [as_copied.get(c, f[c]) for c in names[2:]]
     stmt = (select(*cols).select_from(StoredFlag.__table__)
             .join(Patient, f.patient_id == Patient.id)
             .outerjoin(therapist, Patient.therapist_id == therapist.id)
@@ -366,8 +372,8 @@ def read_stored(session: Session, *, actor: Actor | None, patient_code: str | No
         stmt = stmt.where(Patient.code == patient_code)
     if without_kinds:
         stmt = stmt.where(f.kind.not_in(list(without_kinds)))
-    names = ["patient_id", "therapist_id"] + [c for c in _STORED_FLAG_COLUMNS if c != "patient_id"] + STORED_EXTRA
-    frame = pd.DataFrame.from_records(fetch_rows(session, stmt), columns=names)
+    frame = _copied(session, stmt, names) if postgresql else \
+        pd.DataFrame.from_records(fetch_rows(session, stmt), columns=names)
     frame["instrument"] = frame["instrument"].where(frame["instrument"] != PATIENT_LEVEL, None)
     frame["confirmed"] = _nullable_bool(frame["confirmed"])  # 1/0/NULL on SQLite
     for c, d in FLAG_COLUMNS.items():
@@ -376,6 +382,46 @@ def read_stored(session: Session, *, actor: Actor | None, patient_code: str | No
     frame["rules_version"] = frame["rules_version"].astype("int64")
     frame["raised_at"] = _utc(frame["raised_at"])
     return frame.sort_values(flag_time.SORT, kind="stable", na_position="last", ignore_index=True)
+
+
+#: Arrow types of the stored flags as :func:`read_stored` copies them from PostgreSQL.
+_COPY_TYPES = {"week": pa.int64(), "score": pa.float64(), "baseline": pa.float64(), "drop": pa.float64(),
+               "drop_sd": pa.float64(), "subscale_drop": pa.float64(), "symptom_change_next_week": pa.float64(),
+               "confirmed": pa.int64(), "repaired_week": pa.int64(), "rules_version": pa.int64(),
+               "raised_at": pa.int64()}
+
+
+def _copied(session: Session, stmt: Any, names: list[str]) -> pd.DataFrame:
+    """The rows of ``stmt`` (PostgreSQL) by ``COPY … TO STDOUT`` in CSV, parsed by Arrow, as the
+    frame the driver's rows would give (``None`` where NULL, texts as objects), except
+    ``raised_at``, already UTC times. Bound values travel as parameters, never as SQL text."""
+    from pyarrow import csv
+
+    compiled = stmt.compile(dialect=session.get_bind().dialect, compile_kwargs={"render_postcompile": True})
+    raw = session.connection().connection.dbapi_connection
+    buffer = bytearray()
+    with raw.cursor() as cursor, cursor.copy(  # type: ignore[union-attr]
+            f"COPY ({compiled}) TO STDOUT WITH (FORMAT csv)", compiled.params) as copy:
+        for block in copy:
+            buffer += block
+    types = {n: _COPY_TYPES.get(n, pa.string()) for n in names}
+    if not buffer:
+        table = pa.table({n: pa.array([], type=t) for n, t in types.items()})
+    else:
+        table = csv.read_csv(pa.BufferReader(bytes(buffer)), read_options=csv.ReadOptions(column_names=names),
+                             parse_options=csv.ParseOptions(newlines_in_values=True),
+                             convert_options=csv.ConvertOptions(column_types=types, strings_can_be_null=True,
+                                                                quoted_strings_can_be_null=False))
+    out = {}
+    for n in names:
+        column = table.column(n)
+        if n == "raised_at":
+            out[n] = pd.to_datetime(column.to_numpy(), unit="us", utc=True)
+        elif n in ("week", "rules_version") or pa.types.is_floating(column.type):
+            out[n] = column.to_numpy()
+        else:  # texts and nullable integers: objects, None where NULL
+            out[n] = np.array(column.to_pylist(), dtype=object)
+    return pd.DataFrame(out, columns=names)
 
 
 def _nullable_bool(values: pd.Series) -> pd.Series:

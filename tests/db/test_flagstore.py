@@ -449,3 +449,21 @@ def test_an_upgraded_clinic_gets_its_summaries_on_first_start(writable_demo: str
         n = session.scalar(text("SELECT count(*) FROM patient_summaries"))
     engine.dispose()
     assert n == 60 and _check(writable_demo) is None
+
+
+def test_stored_flags_read_back_awkward_text_exactly_and_bind_the_code(writable_demo: str) -> None:
+    """PostgreSQL reads the flags by COPY in CSV (db.flagstore._copied): commas, quotes, line
+    breaks and an empty subscale come back as stored, and a code is a bound value, not SQL."""
+    engine = make_engine(writable_demo)
+    awkward = 'Alliance fell, "sharply"\nsee the note; 50% of it'
+    with transaction(engine) as session:
+        session.execute(text("UPDATE flags SET explanation = :e, subscale = '' WHERE id = (SELECT min(id) FROM flags "
+                             "WHERE patient_id = (SELECT id FROM patients WHERE code = 'P00001'))"), {"e": awkward})
+    with session_factory(engine)() as session:
+        flags = flagstore.read_stored(session, actor=SYSTEM, patient_code="P00001")
+        assert awkward in flags["explanation"].tolist() and "" in flags["subscale"].dropna().tolist()
+        assert flagstore.read_stored(session, actor=SYSTEM, patient_code="P00001' OR '1'='1").empty
+        everyone = flagstore.read_stored(session, actor=SYSTEM)
+    engine.dispose()
+    assert len(everyone) > len(flags) > 0 and everyone["raised_at"].notna().all()
+    assert str(everyone["raised_at"].dtype) == "datetime64[us, UTC]" and everyone["confirmed"].dtype == "boolean"
