@@ -103,17 +103,14 @@ def init_db(db: DbOption = None) -> None:
     typer.echo(f"The database at {database_url(db).split('@')[-1]} is at the newest schema.")
 
 
-#: The demo clinic's "today" in sample_data/ (``sample_data/CATALOG.md``): its latest questionnaires.
-DEMO_DAY = dt.date(2026, 11, 23)
-
-
 def _demo_weeks_late() -> int:
     """Whole weeks from the demo's day to the last Monday on or before the clinic's day
     (``core.clock``): how far ``seed-demo`` moves every date so that the demo's active patients
     are current, not weeks overdue. 0 with ``ALLIANCE_TODAY=2026-11-23`` (as in CATALOG.md)."""
     from core import clock
+    from sample_data.generate import DEMO_TODAY
 
-    return max((clock.today() - DEMO_DAY).days // 7, 0)
+    return max((clock.today() - DEMO_TODAY).days // 7, 0)
 
 
 def _dated(frame: pd.DataFrame, column: str, weeks: int) -> pd.DataFrame:
@@ -143,6 +140,7 @@ def seed_demo(force: Annotated[bool, typer.Option("--force", help="Load even int
     from db.models import Account, Patient
     from db.parameters import freeze_own_sd
     from db.writes import apply_import, create_account, plan_import, set_patient_details, set_setting
+    from sample_data.generate import DEMO_TODAY
 
     engine = _engine(db)
     with transaction(engine) as session:
@@ -179,7 +177,7 @@ def seed_demo(force: Annotated[bool, typer.Option("--force", help="Load even int
         refresh_all(session)
     typer.echo(f"Loaded the demo clinic: {len(accounts)} accounts, {scores['patient_id'].nunique()} patients, "
                f"{counts['new']} new scores. Demo password for every account: {DEMO_PASSWORD}")
-    latest = DEMO_DAY + dt.timedelta(weeks=weeks)
+    latest = DEMO_TODAY + dt.timedelta(weeks=weeks)
     typer.echo(f"The demo's latest questionnaires are dated Monday {latest:%Y-%m-%d}"
                + (f" (sample_data/CATALOG.md's dates moved {weeks} weeks on, so that the demo clinic is current)."
                   if weeks else " (the dates of sample_data/CATALOG.md)."))

@@ -7,7 +7,6 @@ data, not a formula, and stays readable.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -117,10 +116,8 @@ def weekly_scores_csv(scores: pd.DataFrame) -> bytes:
 
     from core.item_text import decode_items
 
-    n = len(scores)
     cols = ["patient_id", "therapist_id", "week", "instrument", "score", "administered_on"]
-    items = pa.array(np.asarray(scores["items"], dtype=object), type=pa.string(), from_pandas=True) if n else \
-        pa.array([], type=pa.string())
+    items = pa.array(np.asarray(scores["items"], dtype=object), type=pa.string(), from_pandas=True)
     given = pc.invert(pc.fill_null(pc.is_in(items, pa.array(["null", "[]"])), True))
     listed = pc.replace_substring_regex(pc.if_else(given, items, pa.scalar(None, pa.string())), r"\s", "")
     fragment = pc.utf8_slice_codeunits(listed, 1, -1)  # "[1,2,3]" -> "1,2,3"
@@ -129,19 +126,22 @@ def weekly_scores_csv(scores: pd.DataFrame) -> bytes:
     score = general_format(scores["score"].to_numpy(dtype=np.float64))
     texts["score"] = _distinct_escaped(pd.Series(score, dtype=object))
     if not well_formed or any(t is None for t in texts.values()):
-        return to_csv_bytes(scores_for_export(_with_decoded_items(scores, decode_items)))
-    width = int(pc.max(pc.add(pc.count_substring(fragment, ","), 1)).as_py() or 0)
+        matrix = decode_items(scores["items"])
+        decoded = pd.DataFrame(matrix, columns=[f"item_{k + 1}" for k in range(matrix.shape[1])], index=scores.index)
+        return to_csv_bytes(scores_for_export(pd.concat([scores.drop(columns="items"), decoded], axis=1)))
+    count = pc.add(pc.count_substring(fragment, ","), 1)  # answers per list, null where none
+    width = int(pc.max(count).as_py() or 0)
     patient, _ = pd.factorize(scores["patient_id"], sort=True)
     instrument, _ = pd.factorize(scores["instrument"], sort=True)
     order = pa.array(np.lexsort((instrument, scores["week"].to_numpy(), patient)))
     fields = [texts["patient_id"], texts["therapist_id"], pc.cast(pa.array(scores["week"].to_numpy()), pa.string()),
               texts["instrument"], texts["score"], texts["administered_on"]]
     if width:
-        count = pc.fill_null(pc.add(pc.count_substring(fragment, ","), 1), 0)
-        pad = pc.binary_repeat(pa.scalar(","), pc.subtract(pa.scalar(width), pc.max_element_wise(count, 1)))
+        empty_cells = pc.subtract(pa.scalar(width), pc.max_element_wise(pc.fill_null(count, 0), 1))
+        pad = pc.binary_repeat(pa.scalar(","), empty_cells)
         fields.append(pc.binary_join_element_wise(pc.fill_null(fragment, ""), pad, ""))
     header = ",".join(cols + [f"item_{k + 1}" for k in range(width)]) + "\n"
-    if not n:
+    if not len(scores):
         return header.encode("utf-8")
     lines = pc.binary_join_element_wise(*[pc.take(f, order) for f in fields], ",")
     lines = pc.binary_join_element_wise(lines, pa.scalar(""), "\n").cast(pa.large_string())
@@ -161,9 +161,3 @@ def _distinct_escaped(values: pd.Series) -> Any:  # a pyarrow string Array, or N
     if any(set(t) & set(',"\n\r') for t in text):
         return None
     return pa.array(text, type=pa.string()).take(pa.array(np.where(codes >= 0, codes, len(text) - 1)))
-
-
-def _with_decoded_items(scores: pd.DataFrame, decode: Callable[[pd.Series], np.ndarray]) -> pd.DataFrame:
-    matrix = decode(scores["items"])
-    items = pd.DataFrame(matrix, columns=[f"item_{k + 1}" for k in range(matrix.shape[1])], index=scores.index)
-    return pd.concat([scores.drop(columns="items"), items], axis=1)

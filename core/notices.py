@@ -82,6 +82,10 @@ def calendar_notices(patients: pd.DataFrame) -> pd.DataFrame:
     return _frame(hit["patient_id"], "no_calendar", label, text)
 
 
+#: The columns of :func:`clinical_range`.
+RANGE_COLUMNS = ["patient_id", "instrument", "since_week", "latest", "cutoff"]
+
+
 def clinical_range(scores: pd.DataFrame) -> pd.DataFrame:
     """Symptom measures whose latest score is at or past the caseness cut-off, and since when.
 
@@ -97,7 +101,7 @@ def clinical_range(scores: pd.DataFrame) -> pd.DataFrame:
         instrument) in the clinical range at its latest score; ``since_week`` is the first week
         of the unbroken run of scores at or past the cut-off that ends at the latest score.
     """
-    cols = ["patient_id", "instrument", "since_week", "latest", "cutoff"]
+    cols = RANGE_COLUMNS
     reg = instruments.registry()
     cut = {c: (i.caseness, i.higher_is_better) for c, i in reg.items() if i.caseness is not None}
     sel = scores.loc[scores["instrument"].isin(list(cut)) & scores["score"].notna(),

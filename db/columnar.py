@@ -156,29 +156,39 @@ def _sqlite_score_columns(raw: Any, where: list[str], *, items: bool, entered: b
     }
 
 
-def _pg_score_columns(raw: Any, where: list[str], *, items: bool, entered: bool) -> dict:  # raw: psycopg
-    # COPY in CSV, parsed by Arrow: no Python object per value. Times as whole microseconds
-    # since the epoch (exact), dates and item lists as text; an empty unquoted field is NULL.
+def copy_csv(raw: Any, statements: Sequence[tuple[str, Any]], types: dict[str, pa.DataType], *,
+             newlines_in_values: bool = False) -> pa.Table | None:  # raw: psycopg
+    """The rows of SELECT ``statements`` (PostgreSQL; each with its bound parameters or ``None``)
+    by ``COPY (…) TO STDOUT`` in CSV, parsed by Arrow into the columns ``types`` names, in order:
+    no Python object per value. An empty unquoted field is NULL, a quoted empty one ``""``.
+    ``None`` when there is no row. ``newlines_in_values`` for text that may hold line breaks."""
     from pyarrow import csv
 
-    sql = _select(_PG_SOURCES, items, entered)
     buffer = bytearray()
     with raw.cursor() as cursor:
-        for w in where:
-            with cursor.copy(f"COPY ({sql}{w}) TO STDOUT WITH (FORMAT csv)") as copy:
+        for sql, params in statements:
+            with cursor.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", params) as copy:
                 for block in copy:
                     buffer += block
     if not buffer:
+        return None
+    return csv.read_csv(pa.BufferReader(bytes(buffer)), read_options=csv.ReadOptions(column_names=list(types)),
+                        parse_options=csv.ParseOptions(newlines_in_values=newlines_in_values),
+                        convert_options=csv.ConvertOptions(column_types=types, strings_can_be_null=True,
+                                                           quoted_strings_can_be_null=False))
+
+
+def _pg_score_columns(raw: Any, where: list[str], *, items: bool, entered: bool) -> dict:  # raw: psycopg
+    # Times as whole microseconds since the epoch (exact), dates and item lists as text.
+    sql = _select(_PG_SOURCES, items, entered)
+    types = {"_pid": pa.int64(), "instrument": pa.string(), "week": pa.int64(), "score": pa.float64(),
+             "administered_on": pa.string(), "entered_at": pa.int64(), "items": pa.string()}
+    table = copy_csv(raw, [(sql + w, None) for w in where], types)
+    if table is None:
         empty = np.array([], dtype=object)
         return {"_pid": np.array([], dtype=np.int64), "instrument": empty, "week": np.array([], dtype=np.int64),
                 "score": np.array([], dtype=np.float64), "administered_on": pa.array([], type=pa.string()),
                 "entered_at": pd.array([], dtype="datetime64[us, UTC]"), "items": empty}
-    types = {"_pid": pa.int64(), "instrument": pa.string(), "week": pa.int64(), "score": pa.float64(),
-             "administered_on": pa.string(), "entered_at": pa.int64(), "items": pa.string()}
-    table = csv.read_csv(pa.BufferReader(bytes(buffer)),
-                         read_options=csv.ReadOptions(column_names=NAMES),
-                         convert_options=csv.ConvertOptions(column_types=types, strings_can_be_null=True,
-                                                            quoted_strings_can_be_null=False))
     col = {n: table.column(n) for n in NAMES}
     return {
         "_pid": col["_pid"].to_numpy(),

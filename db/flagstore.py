@@ -46,7 +46,7 @@ from core.flags import FLAG_COLUMNS, RULES_REVISION, FlagConfig, compute_flags, 
 from db import summaries
 from db.access import SYSTEM, Actor, visible_patients
 from db.columnar import CHUNK as _CHUNK
-from db.columnar import per_distinct, score_columns, strings
+from db.columnar import copy_csv, per_distinct, score_columns, strings
 from db.engine import bump_revision, session_factory, transaction
 from db.models import Account, Patient, Setting, StoredFlag
 from db.notes import PATIENT_LEVEL
@@ -392,26 +392,15 @@ _COPY_TYPES = {"week": pa.int64(), "score": pa.float64(), "baseline": pa.float64
 
 
 def _copied(session: Session, stmt: Any, names: list[str]) -> pd.DataFrame:
-    """The rows of ``stmt`` (PostgreSQL) by ``COPY … TO STDOUT`` in CSV, parsed by Arrow, as the
-    frame the driver's rows would give (``None`` where NULL, texts as objects), except
+    """The rows of ``stmt`` (PostgreSQL) by ``COPY`` into Arrow (:func:`db.columnar.copy_csv`), as
+    the frame the driver's rows would give (``None`` where NULL, texts as objects), except
     ``raised_at``, already UTC times. Bound values travel as parameters, never as SQL text."""
-    from pyarrow import csv
-
     compiled = stmt.compile(dialect=session.get_bind().dialect, compile_kwargs={"render_postcompile": True})
-    raw = session.connection().connection.dbapi_connection
-    buffer = bytearray()
-    with raw.cursor() as cursor, cursor.copy(  # type: ignore[union-attr]
-            f"COPY ({compiled}) TO STDOUT WITH (FORMAT csv)", compiled.params) as copy:
-        for block in copy:
-            buffer += block
     types = {n: _COPY_TYPES.get(n, pa.string()) for n in names}
-    if not buffer:
+    table = copy_csv(session.connection().connection.dbapi_connection, [(str(compiled), compiled.params)], types,
+                     newlines_in_values=True)
+    if table is None:
         table = pa.table({n: pa.array([], type=t) for n, t in types.items()})
-    else:
-        table = csv.read_csv(pa.BufferReader(bytes(buffer)), read_options=csv.ReadOptions(column_names=names),
-                             parse_options=csv.ParseOptions(newlines_in_values=True),
-                             convert_options=csv.ConvertOptions(column_types=types, strings_can_be_null=True,
-                                                                quoted_strings_can_be_null=False))
     out = {}
     for n in names:
         column = table.column(n)
@@ -448,11 +437,16 @@ def patient_facts(session: Session, *, actor: Actor | None, patient_code: str | 
     return frame
 
 
-def first_difference(stored: pd.DataFrame, fresh: pd.DataFrame) -> str | None:
-    """The first patient (code) whose stored flags differ from ``fresh`` (both stored form), or None."""
-    cols = _STORED_FLAG_COLUMNS + STORED_EXTRA
-    a = stored[cols].sort_values(flag_time.SORT, kind="stable", na_position="last", ignore_index=True)
-    b = fresh[cols].sort_values(flag_time.SORT, kind="stable", na_position="last", ignore_index=True)
+def first_difference(stored: pd.DataFrame, fresh: pd.DataFrame, *, columns: list[str] | None = None,
+                     order: list[str] | None = None) -> str | None:
+    """The first patient (code) whose stored rows differ from ``fresh`` (both stored form), or None.
+
+    ``columns`` / ``order``: what to compare and sort by; the stored flags' by default (the
+    per-patient summaries pass theirs, ``db.summaries.STORED`` by ``patient_id``)."""
+    cols = columns or _STORED_FLAG_COLUMNS + STORED_EXTRA
+    keys = order or flag_time.SORT
+    a = stored[cols].sort_values(keys, kind="stable", na_position="last", ignore_index=True)
+    b = fresh[cols].sort_values(keys, kind="stable", na_position="last", ignore_index=True)
     codes = sorted(set(a["patient_id"].dropna()) | set(b["patient_id"].dropna()))
     if len(a) == len(b):
         try:
@@ -481,7 +475,8 @@ def check(session: Session) -> str | None:
     diff = first_difference(stored, fresh)
     if diff is not None:
         return diff
-    diff = summaries.first_difference(summaries.read_stored(session, actor=SYSTEM), summaries.compute(scores))
+    diff = first_difference(summaries.read_stored(session, actor=SYSTEM), summaries.compute(scores),
+                            columns=summaries.STORED, order=["patient_id"])
     if diff is not None:
         return diff
     facts = pd.DataFrame(session.execute(select(Patient.code, Patient.last_week)).all(), columns=["code", "last"])

@@ -5,7 +5,7 @@ sparkline points, the latest week) and ``core.notices.clinical_range`` of each p
 of ``core.caseload.SUMMARY_INSTRUMENTS``, one row per patient in ``patient_summaries``. Like the
 flags they depend on that patient's scores alone, so ``db.flagstore`` recomputes the rows of the
 patients a write touched, in the write's transaction (``refresh_patients``), and all of them with
-the flags (``refresh_all``); ``refresh-flags --check`` compares them too. A caseload list then
+the flags (``refresh_all``); ``refresh-flags --check`` compares them too (``db.flagstore.check``). A caseload list then
 reads 10,000 short rows, not 900,000 scores (issue 19: the admin's Patients page read every
 score after each write, 4.3 s, and the read set the server's memory high-water mark).
 
@@ -25,7 +25,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from core.caseload import SUMMARY_COLUMNS, SUMMARY_INSTRUMENTS, course_summary
-from core.notices import clinical_range
+from core.notices import RANGE_COLUMNS, clinical_range
 from db.access import Actor, visible_patients
 from db.columnar import CHUNK
 from db.models import Patient, PatientSummary
@@ -36,7 +36,6 @@ from db.queries import fetch_rows
 SUMMARY_REVISION = 1
 #: The stored columns, in order.
 STORED = ["patient_id", *SUMMARY_COLUMNS, "clinical_range"]
-_RANGE_COLUMNS = ["patient_id", "instrument", "since_week", "latest", "cutoff"]
 
 
 def compute(scores: pd.DataFrame) -> pd.DataFrame:
@@ -136,7 +135,7 @@ def read(session: Session, *, actor: Actor | None) -> tuple[pd.DataFrame, pd.Dat
     }, index=pd.Index(stored["patient_id"].astype(str).tolist(), name="patient_id"))
     rows = [[code, *state] for code, text in zip(stored["patient_id"].tolist(), stored["clinical_range"].tolist(),
                                                  strict=True) for state in json.loads(text)]
-    ranges = pd.DataFrame(rows, columns=_RANGE_COLUMNS)
+    ranges = pd.DataFrame(rows, columns=RANGE_COLUMNS)
     ranges["since_week"] = ranges["since_week"].astype("int64")
     ranges["latest"] = ranges["latest"].astype("float64")
     ranges["cutoff"] = ranges["cutoff"].astype("float64")
@@ -148,23 +147,3 @@ def _objects(values: list) -> np.ndarray:
     out = np.empty(len(values), dtype=object)
     out[:] = values
     return out
-
-
-def first_difference(stored: pd.DataFrame, fresh: pd.DataFrame) -> str | None:
-    """The first patient (code) whose stored summary differs from ``fresh`` (both stored form), or None."""
-    a = stored[STORED].sort_values("patient_id", ignore_index=True)
-    b = fresh[STORED].sort_values("patient_id", ignore_index=True)
-    only = sorted(set(a["patient_id"]) ^ set(b["patient_id"]))
-    if only:
-        return str(only[0])
-    differs = np.zeros(len(a), dtype=bool)
-    for c in STORED[1:]:
-        x, y = a[c].to_numpy(dtype=object), b[c].to_numpy(dtype=object)
-        if c in ("main_symptom", "alliance_trend", "symptom_trend", "clinical_range"):
-            missing = pd.isna(x) & pd.isna(y)
-            differs |= np.array([u != v for u, v in zip(x, y, strict=True)], dtype=bool) & ~missing
-        else:
-            xf = pd.to_numeric(pd.Series(x), errors="coerce").to_numpy(dtype="float64")
-            yf = pd.to_numeric(pd.Series(y), errors="coerce").to_numpy(dtype="float64")
-            differs |= ~((xf == yf) | (np.isnan(xf) & np.isnan(yf)))
-    return str(a["patient_id"].to_numpy()[np.flatnonzero(differs)[0]]) if differs.any() else None
