@@ -197,8 +197,9 @@ def course_summary(scores: pd.DataFrame, *, preference: tuple[str, ...] = SYMPTO
 
     def trends_of(runs: np.ndarray, rows: np.ndarray) -> list[list[float]]:
         trend: list[list[float]] = [[] for _ in range(len(index))]
-        for r, k in zip(rows.tolist(), runs.tolist(), strict=True):
-            trend[r] = listed[bounds[k]:bounds[k + 1]]
+        lo, hi = bounds[runs].tolist(), bounds[runs + 1].tolist()  # Python ints: no NumPy scalar per run
+        for r, a, b in zip(rows.tolist(), lo, hi, strict=True):
+            trend[r] = listed[a:b]
         return trend
 
     out["latest_alliance"] = latest_of("WAI-SR")

@@ -96,8 +96,16 @@ def _group_exclusive_cumsum(values: np.ndarray, gid: np.ndarray) -> np.ndarray:
     Cumulated per group (not over the whole array), so the result for a row depends only on
     the earlier rows of its own series: bit-for-bit the same whatever later weeks exist.
     """
-    inclusive = pd.Series(values).groupby(gid, sort=False).cumsum().to_numpy()
-    return inclusive - values
+    return _group_exclusive_cumsums(gid, values)[0]
+
+
+def _group_exclusive_cumsums(gid: np.ndarray, *columns: np.ndarray) -> list[np.ndarray]:
+    """:func:`_group_exclusive_cumsum` of several float arrays in one grouped pass (one
+    factorisation of ``gid``, one call of pandas' kernel over the columns): the same bits as one
+    call per column, since each column is cumulated on its own."""
+    values = np.column_stack([np.asarray(c, dtype="float64") for c in columns])
+    inclusive = pd.DataFrame(values).groupby(gid, sort=False).cumsum().to_numpy()
+    return [inclusive[:, j] - values[:, j] for j in range(values.shape[1])]
 
 
 def running_stats(scores: pd.DataFrame) -> pd.DataFrame:
@@ -203,9 +211,7 @@ def running_arrays(gid: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarr
     # first stored score of each series: a prospective shift that keeps a constant series exact
     first_val = pd.Series(x).groupby(gid, sort=False).transform("first").to_numpy()
     d = np.where(present, x - first_val, 0.0)
-    cnt = _group_exclusive_cumsum(present.astype("float64"), gid)
-    s1 = _group_exclusive_cumsum(d, gid)
-    s2 = _group_exclusive_cumsum(d * d, gid)
+    cnt, s1, s2 = _group_exclusive_cumsums(gid, present.astype("float64"), d, d * d)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_d = np.where(cnt > 0, s1 / cnt, np.nan)
         ss = np.maximum(s2 - cnt * mean_d * mean_d, 0.0)

@@ -623,15 +623,14 @@ def course_level(gid: np.ndarray, x: np.ndarray, course: np.ndarray, *, ceiling:
     Returns ``n``, ``level``, ``rho``, ``own_sd`` and ``pairs`` (the pairs of consecutive stored
     weeks behind ``own_sd``: its degrees of freedom).
     """
-    from core.centering import _group_exclusive_cumsum
+    from core.centering import _group_exclusive_cumsums
 
     present = ~np.isnan(x)
     c = np.where(present, course if use_course else 0.0, 0.0)
     first = pd.Series(x).groupby(gid, sort=False).transform("first").to_numpy()
     d = np.where(present, x - first, 0.0)
     one = present.astype("float64")
-    n = _group_exclusive_cumsum(one, gid)
-    sx, sc = _group_exclusive_cumsum(d, gid), _group_exclusive_cumsum(c, gid)
+    n, sx, sc = _group_exclusive_cumsums(gid, one, d, c)
     with np.errstate(invalid="ignore", divide="ignore"):
         xbar, cbar = np.where(n > 0, sx / n, np.nan), np.where(n > 0, sc / n, np.nan)
         room = 2.0 * np.asarray(rise, dtype="float64")
@@ -645,8 +644,7 @@ def course_level(gid: np.ndarray, x: np.ndarray, course: np.ndarray, *, ceiling:
         y_prev = y.groupby(gid, sort=False).ffill().groupby(gid, sort=False).shift(1).to_numpy()
         pair = present & ~np.isnan(y_prev)
         d2 = np.where(pair, (y.to_numpy() - y_prev) ** 2, 0.0)
-        s_d2 = _group_exclusive_cumsum(d2, gid)
-        k = _group_exclusive_cumsum(pair.astype("float64"), gid)
+        s_d2, k = _group_exclusive_cumsums(gid, d2, pair.astype("float64"))
         own_sd = np.sqrt(np.where(k > 0, s_d2 / np.maximum(k, 1.0) / 2.0, np.nan))
     return {"n": n, "level": level, "rho": rho, "own_sd": own_sd, "pairs": k}
 

@@ -23,6 +23,11 @@ start date, status, planned weeks), without touching the scores (``core.flag_tim
 patient's scores of weeks <= the flag's week (for a missed run inside the course, of the first
 score after it). It is a function of the stored scores, so a recompute gives the same value.
 
+Because a patient's flags and summary depend on that patient's rows alone, a clinic-wide
+recompute (:func:`refresh_all`) runs on blocks of whole patients in threads
+(:func:`compute_all`); :func:`check` computes in one pass, so ``refresh-flags --check`` also
+checks that the blocks add up to the whole.
+
 Concurrency: every write locks the one-row ``data_revision`` counter first (``db.engine``), so
 two writers of the same patient are serialised and the second recomputes from the first's
 committed scores. ``refresh-flags --check`` (:func:`check`) compares stored with fresh.
@@ -46,7 +51,7 @@ from core.flags import FLAG_COLUMNS, RULES_REVISION, FlagConfig, compute_flags, 
 from db import summaries
 from db.access import SYSTEM, Actor, visible_patients
 from db.columnar import CHUNK as _CHUNK
-from db.columnar import copy_csv, per_distinct, score_columns, strings
+from db.columnar import copy_csv, driver_values, insert_columns, per_distinct, score_columns, strings
 from db.engine import bump_revision, session_factory, transaction
 from db.models import Account, Patient, Setting, StoredFlag
 from db.notes import PATIENT_LEVEL
@@ -181,6 +186,35 @@ def compute_stored(scores: pd.DataFrame, *, config: FlagConfig, rules_version: i
     return flags
 
 
+#: Below this many scores a recompute runs in the calling thread (one write's patients).
+PARALLEL_ROWS = 100_000
+
+
+def compute_all(scores: pd.DataFrame, *, config: FlagConfig, rules_version: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`compute_stored` and ``db.summaries.compute`` of ``scores``: the flags and the
+    per-patient summaries a write stores.
+
+    A patient's flags and summary depend on that patient's rows alone (module docstring), so a
+    large recompute (``refresh-flags``, a rule-set change: ``PARALLEL_ROWS`` scores or more) runs
+    on blocks of whole patients in threads, one per core: numpy, pandas and scipy release the
+    interpreter lock in their kernels, and the flags of the blocks, concatenated in patient
+    order, are the flags of the whole (tested).
+    """
+    if len(scores) < PARALLEL_ROWS:
+        return compute_stored(scores, config=config, rules_version=rules_version), summaries.compute(scores)
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = max(1, min(os.cpu_count() or 1, 4))
+    codes, distinct = pd.factorize(scores["patient_id"], sort=True)
+    bounds = np.linspace(0, len(distinct), workers + 1).astype(np.int64)
+    blocks = [scores[(codes >= lo) & (codes < hi)] for lo, hi in zip(bounds[:-1], bounds[1:], strict=True) if hi > lo]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="flags") as pool:
+        summary = pool.submit(summaries.compute, scores)
+        parts = list(pool.map(lambda b: compute_stored(b, config=config, rules_version=rules_version), blocks))
+        return pd.concat(parts, ignore_index=True), summary.result()
+
+
 def _columns(flags: pd.DataFrame, pids: dict[str, int]) -> dict[str, list]:
     """The stored columns of ``flags`` as lists, ``None`` for missing values."""
     frame = flags[_STORED_FLAG_COLUMNS + STORED_EXTRA]
@@ -192,37 +226,15 @@ def _columns(flags: pd.DataFrame, pids: dict[str, int]) -> dict[str, list]:
             continue
         if c == "instrument":
             col = col.fillna(PATIENT_LEVEL)
-        values = list(col.dt.to_pydatetime()) if c == "raised_at" else col.astype(object).tolist()
-        known = col.notna().to_numpy()
-        out[c] = [v if k else None for v, k in zip(values, known, strict=True)]
+        out[c] = driver_values(col)
     return out
 
 
 def _write(session: Session, flags: pd.DataFrame, pids: dict[str, int]) -> None:
-    """Insert the flags through the driver (PostgreSQL ``COPY``, SQLite ``executemany``), in the
-    caller's transaction, with values stored exactly as the columns' SQLAlchemy types store them."""
-    if flags.empty:
-        return
-    columns = _columns(flags, pids)
-    table = StoredFlag.__table__
-    dialect = session.get_bind().dialect
-    names = ", ".join(dialect.identifier_preparer.quote(c) for c in columns)  # "drop" is a keyword
-    cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        if dialect.name == "postgresql":
-            with cursor.copy(f"COPY flags ({names}) FROM STDIN") as copy:
-                for r in zip(*columns.values(), strict=True):
-                    copy.write_row(r)
-            return
-        for c, values in columns.items():  # SQLite: each distinct value through the type's processor once
-            proc = table.c[c].type.bind_processor(dialect)
-            if proc is not None:
-                cache = {v: proc(v) for v in set(values) if v is not None}
-                columns[c] = [None if v is None else cache[v] for v in values]
-        cursor.executemany(f"INSERT INTO flags ({names}) VALUES ({', '.join('?' * len(columns))})",
-                           list(zip(*columns.values(), strict=True)))
-    finally:
-        cursor.close()
+    """Insert the flags through the driver (:func:`db.columnar.insert_columns`), in the caller's
+    transaction."""
+    if not flags.empty:
+        insert_columns(session, StoredFlag.__table__, _columns(flags, pids))
 
 
 def _set_facts(session: Session, patient_ids: list[int] | None = None) -> None:
@@ -270,14 +282,14 @@ def refresh_patients(session: Session, patient_ids: Iterable[int]) -> int:
     bump_revision(session)
     rule_set = ensure_rule_set(session)
     scores = scores_for_flags(session, patient_ids=ids)
-    flags = compute_stored(scores, config=flag_config(rule_set), rules_version=rule_set.version)
+    flags, summary = compute_all(scores, config=flag_config(rule_set), rules_version=rule_set.version)
     before = notifications.stored_events(session, ids)
     for start in range(0, len(ids), _CHUNK):
         session.execute(delete(StoredFlag).where(StoredFlag.patient_id.in_(ids[start:start + _CHUNK]))
                         .execution_options(synchronize_session=False))
     pids = _pid_map(scores)
     _write(session, flags, pids)
-    summaries.write(session, summaries.compute(scores), pids, ids)
+    summaries.write(session, summary, pids, ids)
     _set_facts(session, ids)
     notifications.enqueue_new(session, before=before, flags=flags, pids=pids,
                               latest_week=scores.groupby("_pid")["week"].max())
@@ -293,11 +305,11 @@ def refresh_all(session: Session) -> int:
     bump_revision(session)
     rule_set = ensure_rule_set(session)
     scores = scores_for_flags(session)
-    flags = compute_stored(scores, config=flag_config(rule_set), rules_version=rule_set.version)
+    flags, summary = compute_all(scores, config=flag_config(rule_set), rules_version=rule_set.version)
     session.execute(delete(StoredFlag).execution_options(synchronize_session=False))
     pids = _pid_map(scores)
     _write(session, flags, pids)
-    summaries.write(session, summaries.compute(scores), pids, None)
+    summaries.write(session, summary, pids, None)
     _set_facts(session)
     row = session.get(Setting, COMPUTED_FOR)
     if row is None:
@@ -466,7 +478,8 @@ def first_difference(stored: pd.DataFrame, fresh: pd.DataFrame, *, columns: list
 
 def check(session: Session) -> str | None:
     """``refresh-flags --check``: the first patient whose stored flags differ from a fresh
-    computation under the current rule set (``None`` when all agree). Writes nothing."""
+    computation under the current rule set (``None`` when all agree). Writes nothing. The fresh
+    computation is one pass over every patient (not :func:`compute_all`'s blocks)."""
     rule_set = ensure_rule_set(session)
     scores = scores_for_flags(session)
     fresh = compute_stored(scores, config=flag_config(rule_set), rules_version=rule_set.version)

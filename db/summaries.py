@@ -21,13 +21,13 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from core.caseload import SUMMARY_COLUMNS, SUMMARY_INSTRUMENTS, course_summary
 from core.notices import RANGE_COLUMNS, clinical_range
 from db.access import Actor, visible_patients
-from db.columnar import CHUNK
+from db.columnar import CHUNK, driver_values, insert_columns
 from db.models import Patient, PatientSummary
 from db.queries import fetch_rows
 
@@ -87,18 +87,9 @@ def write(session: Session, summaries: pd.DataFrame, pids: dict[str, int],
             session.execute(delete(PatientSummary).where(PatientSummary.patient_id.in_(ids[start:start + CHUNK])))
     if summaries.empty:
         return
-    rows = summaries.assign(patient_id=summaries["patient_id"].map(pids).astype("int64"))
-    records = [{c: _plain(v) for c, v in zip(STORED, r, strict=True)} for r in rows[STORED].itertuples(index=False)]
-    session.execute(insert(PatientSummary), records)
-
-
-def _plain(value: object) -> object:
-    """A value as the driver takes it: numpy numbers as Python numbers, NaN as NULL."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and value != value:
-        return None
-    return value
+    codes = summaries["patient_id"].map(pids).astype("int64").tolist()
+    insert_columns(session, PatientSummary.__table__,
+                   {"patient_id": codes, **{c: driver_values(summaries[c]) for c in STORED[1:]}})
 
 
 def read_stored(session: Session, *, actor: Actor | None, patient_codes: Sequence[str] | None = None) -> pd.DataFrame:

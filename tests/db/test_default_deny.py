@@ -30,6 +30,7 @@ NO_ACTOR = {
     "auth.login_wait": "the login throttle: before anyone is logged in", "auth.authenticate": "the password login",
     "auth.authenticate_sso": "the single sign-on login",
     "columnar.score_columns": "bulk reader behind read_scores (which passes the actor's ids) and the flag store",
+    "columnar.insert_columns": "the flag store's bulk insert of flags and summaries, inside a write",
     "engine.alembic_config": "schema", "engine.migration_lock_path": "schema", "engine.migration_lock": "schema",
     "engine.upgrade": "schema", "engine.downgrade": "schema", "engine.is_current": "schema",
     "engine.bump_revision": "the write lock of every write", "engine.session_factory": "sessions",
