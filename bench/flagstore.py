@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from common import best, clinic_database, machine
+from common import best, clinic_database, machine, vacuum
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
@@ -173,7 +173,7 @@ def main() -> None:
         t_flags, flags = best(lambda: read_flags(session, actor=SYSTEM, today=TODAY), args.repeat)
         t_stored, stored = best(lambda: flagstore.read_stored(session, actor=SYSTEM), args.repeat)
     # 3. recompute every stored flag, committed
-    t_refresh, n_refreshed = best(lambda: refresh_committed(engine), args.repeat)
+    t_refresh, n_refreshed = best(lambda: refresh_committed(engine), args.repeat, setup=lambda: vacuum(engine))
     load_reads = loadavg()
 
     # 4. one new weekly score

@@ -19,13 +19,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy.engine import make_url
 
-from bench.common import clinic_database, machine
+from bench.common import clinic_database, machine, vacuum
 from bench.flagstore import ensure_pg_database, loadavg
 from db import flagstore
 
@@ -54,10 +55,14 @@ def plain_command(url: str) -> list[str]:
     return [sys.executable, "-c", PLAIN_PG, dsn]
 
 
-def timed(command: list[str], runs: int, *, out: Path | None = None) -> tuple[float, list[float], str]:
-    """Median, all times and the last stdout tail of ``runs`` runs of ``command``."""
+def timed(command: list[str], runs: int, *, out: Path | None = None,
+          setup: Callable[[], None] | None = None) -> tuple[float, list[float], str]:
+    """Median, all times and the last stdout tail of ``runs`` runs of ``command`` (``setup``
+    before each, untimed)."""
     times, tail = [], ""
     for _ in range(runs):
+        if setup is not None:
+            setup()
         began = time.perf_counter()
         if out is not None:
             with out.open("wb") as sink:
@@ -90,7 +95,8 @@ def main() -> None:
     t_export, all_export, size = timed(manage + ["export", "--db", args.db], args.runs, out=out)
     print(f"manage.py export (whole clinic, {size}): median {t_export:.2f} s {fmt(all_export)}: "
           f"{ratio(t_export, t_plain, 2.5)}", flush=True)
-    t_refresh, all_refresh, said = timed(manage + ["refresh-flags", "--db", args.db], args.runs)
+    t_refresh, all_refresh, said = timed(manage + ["refresh-flags", "--db", args.db], args.runs,
+                                         setup=lambda: vacuum(engine))
     print(f"manage.py refresh-flags ({said}): median {t_refresh:.2f} s {fmt(all_refresh)}: "
           f"{ratio(t_refresh, t_plain, 3.0)}", flush=True)
     t_help, all_help, _ = timed(manage + ["--help"], max(args.runs, 5))
