@@ -227,6 +227,29 @@ def test_check_names_the_first_patient_whose_stored_flags_differ(writable_demo: 
     assert "agree with a fresh computation" in _cli_ok("refresh-flags", "--check", "--db", writable_demo)
 
 
+def test_the_stored_facts_follow_the_scores_and_check_compares_them(writable_demo: str) -> None:
+    """last_week and weeks_stored are set from the scores the recompute read (only where they
+    changed); refresh-flags --check names a patient whose stored facts are wrong, and a patient
+    left without scores gets NULL and 0."""
+    engine = make_engine(writable_demo)
+    with transaction(engine) as session:
+        session.execute(text("UPDATE patients SET weeks_stored = 99 WHERE code = 'P00005'"))
+    bad = runner.invoke(app, ["refresh-flags", "--check", "--db", writable_demo])
+    assert bad.exit_code == 1 and "P00005" in bad.output
+    with transaction(engine) as session:
+        gone = session.scalar(text("SELECT id FROM patients WHERE code = 'P00007'"))
+        session.execute(text("DELETE FROM scores WHERE patient_id = :p"), {"p": gone})
+    _cli_ok("refresh-flags", "--db", writable_demo)
+    assert "agree with a fresh computation" in _cli_ok("refresh-flags", "--check", "--db", writable_demo)
+    with session_factory(engine)() as session:
+        stored = session.execute(text("SELECT id, last_week, weeks_stored FROM patients ORDER BY id")).all()
+        agg = dict((r[0], (r[1], r[2])) for r in session.execute(text(
+            "SELECT patient_id, max(week), count(DISTINCT week) FROM scores GROUP BY patient_id")).all())
+    engine.dispose()
+    assert [(i, w, n) for i, w, n in stored] == [(i, *agg.get(i, (None, 0))) for i, _, _ in stored]
+    assert (gone, None, 0) in stored and len(agg) == len(stored) - 1
+
+
 def test_a_new_patient_changes_no_other_patients_flags(writable_demo: str, tmp_path: Path) -> None:
     engine = make_engine(writable_demo)
     with session_factory(engine)() as session:
