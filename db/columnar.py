@@ -225,10 +225,9 @@ def _csv_rows(columns: dict[str, list]) -> bytes:
 def insert_columns(session: Session, table: Any, columns: dict[str, list]) -> None:
     """Insert rows given column by column (``None`` for NULL) into ``table`` through the driver, in
     the caller's transaction: PostgreSQL ``COPY … FROM STDIN`` in CSV (:func:`_csv_rows`), SQLite one
-    ``executemany``. Values
-    are stored exactly as the columns' SQLAlchemy types store them (each distinct value through
-    the type's bind processor once); an ORM ``insert`` of the same rows cost 2-3 times as much
-    (47,388 flags, 10,000 summaries in every ``refresh-flags``)."""
+    ``executemany``. Values are stored exactly as the columns' SQLAlchemy types store them (each
+    distinct value through the type's bind processor once); an ORM ``insert`` of the same rows
+    cost 2-3 times as much (47,388 flags, 10,000 summaries in every ``refresh-flags``)."""
     if not columns or not len(next(iter(columns.values()))):
         return
     dialect = session.get_bind().dialect

@@ -237,15 +237,19 @@ def _write(session: Session, flags: pd.DataFrame, pids: dict[str, int]) -> None:
         insert_columns(session, StoredFlag.__table__, _columns(flags, pids))
 
 
-def _set_facts(session: Session, scores: pd.DataFrame, patient_ids: list[int] | None = None) -> None:
+def _facts(scores: pd.DataFrame) -> pd.DataFrame:
+    """Per patient of ``scores`` (index ``_pid``, the internal id): ``last_week``, the latest stored
+    week, and ``weeks``, the number of distinct stored weeks."""
+    return scores.groupby("_pid")["week"].agg(last_week="max", weeks="nunique")
+
+
+def _set_facts(session: Session, fresh: pd.DataFrame, patient_ids: list[int] | None = None) -> None:
     """The stored per-patient facts (last stored week, number of stored weeks) of ``patient_ids``
-    (every patient when ``None``), from ``scores``: every score row of those patients, as
-    :func:`scores_for_flags` read them in this transaction. Only the patients whose facts
+    (every patient when ``None``) as ``fresh`` (:func:`_facts` of every score row of those
+    patients, as :func:`scores_for_flags` read them in this transaction). Only the patients whose facts
     changed are updated (one ``executemany``); a patient without a score gets ``NULL`` and 0.
     (An ``UPDATE … FROM`` an aggregate of the scores table cost 0.3-0.4 s of every PostgreSQL
     ``refresh-flags`` for no change.)"""
-    weeks = scores[["_pid", "week"]].drop_duplicates()
-    fresh = weeks.groupby("_pid")["week"].agg(["max", "size"])
     stmt = select(Patient.id, Patient.last_week, Patient.weeks_stored)
     ids = None if patient_ids is None else sorted({int(p) for p in patient_ids})
     stmts = [stmt] if ids is None else \
@@ -255,8 +259,8 @@ def _set_facts(session: Session, scores: pd.DataFrame, patient_ids: list[int] | 
     if current.empty:
         return
     want = fresh.reindex(current["id"].to_numpy())
-    last = want["max"].to_numpy(dtype="float64")
-    count = want["size"].fillna(0).to_numpy(dtype="int64")
+    last = want["last_week"].to_numpy(dtype="float64")
+    count = want["weeks"].fillna(0).to_numpy(dtype="int64")
     stored_last = pd.to_numeric(current["last_week"], errors="coerce").to_numpy(dtype="float64")
     stored_count = pd.to_numeric(current["weeks_stored"], errors="coerce").to_numpy(dtype="float64")
     same_last = (stored_last == last) | (np.isnan(stored_last) & np.isnan(last))
@@ -299,9 +303,9 @@ def refresh_patients(session: Session, patient_ids: Iterable[int]) -> int:
     pids = _pid_map(scores)
     _write(session, flags, pids)
     summaries.write(session, summary, pids, ids)
-    _set_facts(session, scores, ids)
-    notifications.enqueue_new(session, before=before, flags=flags, pids=pids,
-                              latest_week=scores.groupby("_pid")["week"].max())
+    facts = _facts(scores)
+    _set_facts(session, facts, ids)
+    notifications.enqueue_new(session, before=before, flags=flags, pids=pids, latest_week=facts["last_week"])
     return len(flags)
 
 
@@ -319,7 +323,7 @@ def refresh_all(session: Session) -> int:
     pids = _pid_map(scores)
     _write(session, flags, pids)
     summaries.write(session, summary, pids, None)
-    _set_facts(session, scores)
+    _set_facts(session, _facts(scores))
     row = session.get(Setting, COMPUTED_FOR)
     if row is None:
         session.add(Setting(key=COMPUTED_FOR, value=_computed_for(rule_set.version)))
@@ -501,13 +505,13 @@ def check(session: Session) -> str | None:
                             columns=summaries.STORED, order=["patient_id"])
     if diff is not None:
         return diff
-    facts = pd.DataFrame(session.execute(select(Patient.code, Patient.last_week, Patient.weeks_stored)).all(),
-                         columns=["code", "last", "weeks"])
-    want = scores.groupby("patient_id")["week"].agg(["max", "nunique"])
+    facts = pd.DataFrame(session.execute(select(Patient.id, Patient.code, Patient.last_week,
+                                                Patient.weeks_stored)).all(), columns=["id", "code", "last", "weeks"])
+    want = _facts(scores).reindex(facts["id"].to_numpy())
     stored_last = pd.to_numeric(facts["last"], errors="coerce").fillna(-1).to_numpy()
-    fresh_last = facts["code"].map(want["max"]).fillna(-1).to_numpy()
+    fresh_last = want["last_week"].fillna(-1).to_numpy()
     stored_weeks = pd.to_numeric(facts["weeks"], errors="coerce").fillna(-1).to_numpy()
-    fresh_weeks = facts["code"].map(want["nunique"]).fillna(0).to_numpy()
+    fresh_weeks = want["weeks"].fillna(0).to_numpy()
     wrong = facts.loc[(stored_last != fresh_last) | (stored_weeks != fresh_weeks), "code"]
     return str(wrong.min()) if len(wrong) else None
 
